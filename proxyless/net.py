@@ -1,0 +1,66 @@
+"""The standalone network built from an `Arch`.
+
+This module imports nothing from the search code: `arch.json` is the whole contract.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from proxyless.arch import Arch
+from proxyless.layers import ConvBNAct, InvertedResidual, Residual
+
+
+class ProxylessNet(nn.Module):
+    """stem -> first block -> searched blocks -> feature mix -> pool -> dropout -> classifier."""
+
+    def __init__(self, arch: Arch) -> None:
+        super().__init__()
+        space = arch.space
+        self.arch = arch
+        self.stem = ConvBNAct(3, space.stem_out, 3, space.stem_stride)
+        self.first_block = _block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
+        self.blocks = nn.Sequential(
+            *(_block(op.build(s.in_channels, s.out_channels, s.stride)) for s, op in zip(space.layers(), arch.ops))
+        )
+        self.feature_mix = ConvBNAct(space.last_channels, space.feature_mix_out, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(space.dropout)
+        self.classifier = nn.Linear(space.feature_mix_out, space.num_classes)
+        init_weights(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, stem, H/s, W/s)
+        x = self.first_block(x)
+        x = self.blocks(x)  # (B, last, H/32, W/32) for the 224 px layout
+        return self.feature_mix(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x)).flatten(1)  # (B, feature_mix)
+        return self.classifier(self.dropout(x))
+
+
+def _block(body: nn.Module) -> nn.Module:
+    """Wrap an op body in the identity shortcut when it keeps its shape; `zero` is the shortcut alone."""
+    if isinstance(body, InvertedResidual) and body.stride == 1 and body.in_ch == body.out_ch:
+        return Residual(body)
+    return body
+
+
+def init_weights(model: nn.Module) -> None:
+    """He init for convs (fan-out), unit BN, small normal init for the classifier."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0, 0.01)
+            nn.init.zeros_(module.bias)
+
+
+def build_net(arch: Arch) -> ProxylessNet:
+    """A plain `nn.Module` for `arch`, freshly initialised."""
+    return ProxylessNet(arch)

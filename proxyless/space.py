@@ -1,0 +1,292 @@
+"""Search spaces as data: a frozen `SearchSpace` record, its presets, and YAML/JSON loading.
+
+A space describes the macro layout of a ProxylessNAS network:
+
+    stem      conv 3x3 (stride `stem_stride`) + BN + ReLU6
+    first     fixed MBConv, expand 1, 3x3, stride 1                   (not searched)
+    stages    `depth` searchable layers each; the first layer of a stage has the stage's
+              stride and width, the rest keep the shape (and may also choose `zero`)
+    head      feature-mix 1x1 conv + BN + ReLU6 -> global average pool -> dropout -> linear
+
+Widths are base widths; the built network uses make_divisible(width * width_mult, 8).
+The feature-mix width grows with the multiplier only above 1 (as in MobileNetV2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proxyless.atomic import atomic_write_text
+from proxyless.errors import UserError
+from proxyless.layers import make_divisible
+from proxyless.ops import OpSpec, Zero, format_op, parse_op
+
+
+class SpaceError(UserError):
+    """A search space definition is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    width: int
+    depth: int
+    stride: int
+
+    def __post_init__(self) -> None:
+        _check_positive_int("stage width", self.width)
+        _check_positive_int("stage depth", self.depth)
+        if self.stride not in (1, 2):
+            raise SpaceError(f"stage stride must be 1 or 2, got {self.stride!r}")
+
+
+@dataclass(frozen=True)
+class LayerSlot:
+    """One searchable layer of a space, with everything needed to build any of its candidates."""
+
+    index: int
+    stage: int
+    block: int  # position inside its stage
+    in_channels: int
+    out_channels: int
+    stride: int
+    input_size: int  # spatial side of the layer's input map
+    candidates: tuple[OpSpec, ...]
+
+    @property
+    def keeps_shape(self) -> bool:
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+    def describe(self) -> str:
+        return (
+            f"layer {self.index} (stage {self.stage}, block {self.block}: "
+            f"{self.in_channels}->{self.out_channels} channels, stride {self.stride})"
+        )
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    input_size: int
+    stem_channels: int
+    stem_stride: int
+    first_block_channels: int
+    stages: tuple[Stage, ...]
+    candidates: tuple[OpSpec, ...]
+    feature_mix_channels: int
+    num_classes: int
+    width_mult: float = 1.0
+    zero_when_shape_kept: bool = True
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise SpaceError("space 'name' must be a non-empty string")
+        for name in ("input_size", "stem_channels", "first_block_channels", "feature_mix_channels", "num_classes"):
+            _check_positive_int(name, getattr(self, name))
+        if self.stem_stride not in (1, 2):
+            raise SpaceError(f"'stem_stride' must be 1 or 2, got {self.stem_stride!r}")
+        if not self.stages:
+            raise SpaceError("'stages' must list at least one stage")
+        if not self.candidates:
+            raise SpaceError("'candidates' must list at least one op, e.g. [mb_k3_e3, mb_k5_e6]")
+        if any(isinstance(op, Zero) for op in self.candidates):
+            raise SpaceError("do not list 'zero' in 'candidates'; set 'zero_when_shape_kept: true' instead")
+        if len(set(self.candidates)) != len(self.candidates):
+            raise SpaceError("'candidates' lists an op twice")
+        if not (isinstance(self.width_mult, (int, float)) and self.width_mult > 0):
+            raise SpaceError(f"'width_mult' must be a positive number, got {self.width_mult!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise SpaceError(f"'dropout' must be in [0, 1), got {self.dropout!r}")
+
+    # -- derived layout -------------------------------------------------------------------------
+
+    def channels(self, base_width: int) -> int:
+        return make_divisible(base_width * self.width_mult)
+
+    @property
+    def stem_out(self) -> int:
+        return self.channels(self.stem_channels)
+
+    @property
+    def first_block_out(self) -> int:
+        return self.channels(self.first_block_channels)
+
+    @property
+    def last_channels(self) -> int:
+        return self.channels(self.stages[-1].width)
+
+    @property
+    def feature_mix_out(self) -> int:
+        return make_divisible(self.feature_mix_channels * max(1.0, self.width_mult))
+
+    def layers(self) -> list[LayerSlot]:
+        """The searchable layers, in order, with channels, strides and map sizes resolved."""
+        slots: list[LayerSlot] = []
+        in_ch, size = self.first_block_out, _down(self.input_size, self.stem_stride)
+        for s, stage in enumerate(self.stages):
+            out_ch = self.channels(stage.width)
+            for b in range(stage.depth):
+                stride = stage.stride if b == 0 else 1
+                keeps = stride == 1 and in_ch == out_ch
+                extra = (Zero(),) if keeps and self.zero_when_shape_kept else ()
+                slots.append(LayerSlot(len(slots), s, b, in_ch, out_ch, stride, size, self.candidates + extra))
+                in_ch, size = out_ch, _down(size, stride)
+        return slots
+
+    @property
+    def num_layers(self) -> int:
+        return sum(stage.depth for stage in self.stages)
+
+    # -- serialisation --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stages"] = [asdict(stage) for stage in self.stages]
+        data["candidates"] = [format_op(op) for op in self.candidates]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "search space") -> SearchSpace:
+        """Build from plain data (as read from YAML/JSON), with errors that name the field."""
+        if not isinstance(data, dict):
+            raise SpaceError(f"{where}: expected a mapping of fields, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpaceError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+        missing = sorted(required - set(data))
+        if missing:
+            raise SpaceError(f"{where}: missing field(s) {missing}")
+        values = dict(data)
+        try:
+            values["stages"] = tuple(_stage_from(item) for item in data["stages"])
+            values["candidates"] = tuple(parse_op(str(op)) for op in data["candidates"])
+        except (TypeError, ValueError) as err:
+            raise SpaceError(f"{where}: {err}") from None
+        try:
+            return cls(**values)
+        except SpaceError as err:
+            raise SpaceError(f"{where}: {err}") from None
+
+    def with_task(self, input_size: int, num_classes: int) -> SearchSpace:
+        """The same layout for another input size and class count.
+
+        Strides are reduced (stem first, then the first stride-2 stage) until the final feature
+        map is at least 4x4, so a 224 px layout becomes the 32 px layout 32->32->16->8->8->4->4.
+        """
+        space = replace(self, input_size=input_size, num_classes=num_classes)
+        while _final_size(space) < 4:
+            reduced = _drop_first_stride(space)
+            if reduced is None:
+                break
+            space = reduced
+        return space
+
+
+def _down(size: int, stride: int) -> int:
+    return (size + stride - 1) // stride
+
+
+def _final_size(space: SearchSpace) -> int:
+    size = _down(space.input_size, space.stem_stride)
+    for stage in space.stages:
+        size = _down(size, stage.stride)
+    return size
+
+
+def _drop_first_stride(space: SearchSpace) -> SearchSpace | None:
+    if space.stem_stride == 2:
+        return replace(space, stem_stride=1)
+    for i, stage in enumerate(space.stages):
+        if stage.stride == 2:
+            stages = space.stages[:i] + (replace(stage, stride=1),) + space.stages[i + 1 :]
+            return replace(space, stages=stages)
+    return None
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise SpaceError(f"'{name}' must be a positive integer, got {value!r}")
+
+
+def _stage_from(item: Any) -> Stage:
+    if isinstance(item, dict):
+        unknown = set(item) - {"width", "depth", "stride"}
+        if unknown:
+            raise SpaceError(f"stage has unknown field(s) {sorted(unknown)}; use width, depth, stride")
+        return Stage(**item)
+    if isinstance(item, (list, tuple)) and len(item) == 3:
+        return Stage(*item)
+    raise SpaceError(f"a stage is {{width, depth, stride}} or [width, depth, stride], got {item!r}")
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+_PAPER_CANDIDATES = tuple(parse_op(f"mb_k{k}_e{e}") for e in (3, 6) for k in (3, 5, 7))
+_PAPER_STAGES = tuple(
+    Stage(w, d, s) for w, d, s in zip((24, 40, 80, 96, 192, 320), (4, 4, 4, 4, 4, 1), (2, 2, 2, 1, 2, 1))
+)
+
+PROXYLESS_IMAGENET = SearchSpace(
+    name="proxyless-imagenet",
+    input_size=224,
+    stem_channels=32,
+    stem_stride=2,
+    first_block_channels=16,
+    stages=_PAPER_STAGES,
+    candidates=_PAPER_CANDIDATES,
+    feature_mix_channels=1280,
+    num_classes=1000,
+)
+
+# The paper's layout at 32 px: stem stride 1 and first-stage stride 1 (maps 32->32->16->8->8->4->4);
+# width 0.5 keeps a search affordable on a 2-core CPU.
+PROXYLESS_CIFAR = replace(
+    PROXYLESS_IMAGENET,
+    name="proxyless-cifar",
+    input_size=32,
+    stem_stride=1,
+    stages=(replace(_PAPER_STAGES[0], stride=1),) + _PAPER_STAGES[1:],
+    num_classes=10,
+    width_mult=0.5,
+)
+
+PRESETS: dict[str, SearchSpace] = {space.name: space for space in (PROXYLESS_IMAGENET, PROXYLESS_CIFAR)}
+
+
+def get_space(name_or_path: str) -> SearchSpace:
+    """A preset by name, or a space loaded from a .yaml/.yml/.json file."""
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        return load_space(path)
+    raise SpaceError(
+        f"unknown search space {name_or_path!r}; use a preset ({', '.join(PRESETS)}) or a .yaml/.json file"
+    )
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"search space file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        first_line = str(err).splitlines()[0]
+        raise SpaceError(f"{path}: not valid {path.suffix[1:].upper()}: {first_line}") from None
+    return SearchSpace.from_dict(data, where=str(path))
+
+
+def dump_space(space: SearchSpace, path: str | Path) -> None:
+    path = Path(path)
+    data = space.to_dict()
+    text = json.dumps(data, indent=2) if path.suffix.lower() == ".json" else yaml.safe_dump(data, sort_keys=False)
+    atomic_write_text(path, text)
