@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmark scripts: environment header and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from proxyless.atomic import atomic_write_text
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
+    """benchmarks/results/<name>.json and .md, written atomically."""
+    json_path = atomic_write_text(RESULTS / f"{name}.json", json.dumps(data, indent=2) + "\n")
+    md_path = atomic_write_text(RESULTS / f"{name}.md", markdown)
+    return json_path, md_path

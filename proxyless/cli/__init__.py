@@ -1,0 +1,49 @@
+"""The `proxyless` command line: a thin layer that maps subcommands to library functions.
+
+Each command group lives in its own module with `register(subparsers)`; every handler takes the
+parsed arguments and returns an exit code.  User errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from proxyless import __version__
+from proxyless.cli import evaluate, space, train, zoo
+from proxyless.cli.common import OneLineErrorParser
+from proxyless.errors import UserError
+
+COMMANDS = (zoo, space, train, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="proxyless",
+        description="Hardware-aware neural architecture search the ProxylessNAS way.",
+        epilog="Run `proxyless COMMAND --help` for examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"proxyless {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", force=True)
+    try:
+        return args.handler(args)
+    except UserError as err:
+        print(f"proxyless {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"proxyless {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,102 @@
+"""`proxyless zoo list|show|build|import`: the baseline and published networks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from proxyless.arch import Arch, save_arch
+from proxyless.cli.common import add_command, read_arch_file
+from proxyless.errors import UserError
+from proxyless.net import build_net
+from proxyless.profile import profile
+from proxyless.zoo import get_zoo_arch, list_zoo
+from proxyless.zoo.legacy import arch_from_legacy, is_legacy_config
+
+EXAMPLES = """\
+  proxyless zoo list
+  proxyless zoo show proxyless_mobile
+  proxyless zoo build mobilenetv2_0.35 --input-size 32 --num-classes 10 --out mbv2.json
+  proxyless zoo import proxyless_cpu.config.json --out proxyless_cpu.json
+"""
+
+
+def register(subparsers) -> None:
+    parser = add_command(subparsers, "zoo", "List, inspect and export the model zoo (MobileNetV2, ProxylessNAS).", EXAMPLES)
+    actions = parser.add_subparsers(dest="zoo_action", metavar="ACTION", required=True, parser_class=type(parser))
+    actions.add_parser("list", help="list the zoo's networks").set_defaults(handler=run_list)
+    show = actions.add_parser("show", help="print a network's layers, params and MACs")
+    show.add_argument("name", help="zoo name (see `proxyless zoo list`) or an arch.json")
+    _add_task_flags(show)
+    show.set_defaults(handler=run_show)
+    build = actions.add_parser("build", help="build a network, print params and MACs, and write its arch.json")
+    build.add_argument("name", help="zoo name (see `proxyless zoo list`)")
+    build.add_argument("--out", help="write the arch.json here")
+    _add_task_flags(build)
+    build.set_defaults(handler=run_build)
+    imp = actions.add_parser("import", help="convert an original ProxylessNAS *.config.json to an arch.json")
+    imp.add_argument("config", help="network config in the original ProxylessNAS JSON format")
+    imp.add_argument("--name", help="name of the architecture (default: the file name)")
+    imp.add_argument("--input-size", type=int, default=224, help="input resolution the net was designed for")
+    imp.add_argument("--out", required=True, help="where to write the arch.json")
+    imp.set_defaults(handler=run_import)
+
+
+def _add_task_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-size", type=int, help="adapt the net to this input size (e.g. 32 for CIFAR)")
+    parser.add_argument("--num-classes", type=int, help="adapt the classifier to this many classes")
+
+
+def _arch_for(args: argparse.Namespace) -> Arch:
+    arch = read_arch_file(args.name) if args.name.endswith(".json") else get_zoo_arch(args.name)
+    if args.input_size is not None or args.num_classes is not None:
+        for flag in ("input_size", "num_classes"):
+            value = getattr(args, flag)
+            if value is not None and value <= 0:
+                raise UserError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+        arch = arch.with_task(args.input_size or arch.space.input_size, args.num_classes or arch.space.num_classes)
+    return arch
+
+
+def run_list(args: argparse.Namespace) -> int:
+    for entry in list_zoo():
+        print(f"{entry.name:<22} {entry.description}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    arch = _arch_for(args)
+    space = arch.space
+    print(f"{arch.name or space.name}: {space.input_size} px, {space.num_classes} classes, "
+          f"stem {space.stem_out} s{space.stem_stride}, first block {space.first_block_out}, "
+          f"feature mix {space.feature_mix_out}")
+    print(arch.summary())
+    print(profile(build_net(arch), space.input_size))
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    arch = _arch_for(args)
+    print(f"{arch.name}: {profile(build_net(arch), arch.space.input_size)} at {arch.space.input_size} px")
+    if args.out:
+        save_arch(arch, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    if not path.is_file():
+        raise UserError(f"config file {args.config!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{args.config}: not valid JSON ({err})") from None
+    if not is_legacy_config(data):
+        raise UserError(f"{args.config}: not a ProxylessNAS network config (needs 'first_conv' and 'blocks')")
+    name = args.name or path.name.removesuffix(".json").removesuffix(".config")
+    arch = arch_from_legacy(data, name=name, input_size=args.input_size)
+    save_arch(arch, args.out)
+    print(f"{name}: {profile(build_net(arch), arch.space.input_size)}; wrote {args.out}")
+    return 0

@@ -1,0 +1,15 @@
+"""Data for proxyless: the embedded CIFAR-10 sample, CIFAR-10 python batches (optionally downloaded)
+and ImageFolder directories, served as normalized tensors with torch-only augmentation.
+
+Entry points: `load_splits` (source -> `Splits` of datasets), `make_loader`, `native_image_size`,
+`download_cifar10`. Every bad-input problem raises `DataError` with the fix in its message.
+"""
+
+from .download import download_cifar10
+from .errors import DataError
+from .loader import make_loader
+from .sources import native_image_size
+from .splits import Splits, load_splits
+
+__all__ = ["DataError", "Splits", "download_cifar10", "load_splits", "make_loader",
+           "native_image_size"]

@@ -1,0 +1,54 @@
+"""Accuracy helpers and the per-epoch metrics log (CSV + JSON lines, appended row by row)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    """Number of samples whose target is among the top-k logits, for each k (k capped at #classes)."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # (B, kmax)
+    hits = top.eq(targets[:, None])  # (B, kmax)
+    return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
+
+
+class MetricsLog:
+    """Appends one row per epoch to `metrics.csv` and `metrics.jsonl` in a run directory.
+
+    Rows carry 1-based epoch numbers. Rows of epochs after `completed_epochs` (those of the
+    checkpoint a run resumes from) are dropped first, so a run that was killed after logging but
+    before checkpointing does not log an epoch twice; a fresh run (0) starts an empty log.
+    """
+
+    def __init__(self, run_dir: str | Path, completed_epochs: int = 0) -> None:
+        self.jsonl = Path(run_dir) / "metrics.jsonl"
+        self.csv = Path(run_dir) / "metrics.csv"
+        self.rows = [row for row in self.read() if row.get("epoch", 0) <= completed_epochs]
+        self._rewrite()
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.jsonl.exists():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with self.jsonl.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        self._write_csv()
+
+    def _rewrite(self) -> None:
+        self.jsonl.write_text("".join(json.dumps(row) + "\n" for row in self.rows))
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        with self.csv.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)

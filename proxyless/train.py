@@ -1,0 +1,228 @@
+"""Training and evaluation of a standalone network.
+
+Recipe: SGD + Nesterov, cosine schedule with linear warmup (stepped per batch), label smoothing,
+no weight decay on BN/biases, channels-last on CPU, optional mixed precision on CUDA.
+A run directory holds `config.json`, `arch.json`, `metrics.{csv,jsonl}`, `checkpoint.pt`
+(written atomically after every epoch), and at the end `weights.safetensors` and `result.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from proxyless.arch import Arch, save_arch
+from proxyless.atomic import atomic_write_text
+from proxyless.checkpoint import load_checkpoint, load_state, save_checkpoint, save_weights
+from proxyless.data import Splits, make_loader
+from proxyless.device import resolve_device
+from proxyless.errors import UserError
+from proxyless.metrics import MetricsLog, topk_correct
+from proxyless.optim import make_scheduler, make_sgd
+from proxyless.profile import profile
+
+log = logging.getLogger("proxyless")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    channels_last: bool = True
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for flag in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, flag), int) or getattr(self, flag) <= 0:
+                raise UserError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(self, flag)!r}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.num_workers < 0:
+            raise UserError("--weight-decay, --warmup-epochs and --workers must not be negative")
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
+
+
+class Trainer:
+    """Trains `net` on `splits`; construction validates everything and touches no file.
+
+    `run(run_dir)` trains into `run_dir`; `run(run_dir, resume=True)` continues from its `checkpoint.pt`.
+    """
+
+    def __init__(self, arch: Arch, net: nn.Module, splits: Splits, config: TrainConfig) -> None:
+        self.arch, self.splits, self.config = arch, splits, config
+        self.device = resolve_device(config.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.net = net.to(self.device, memory_format=self.memory_format)
+        self.steps_per_epoch = len(splits.train) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise UserError(
+                f"--batch-size {config.batch_size} is larger than the {len(splits.train)} training images; lower it"
+            )
+        self.optimizer = make_sgd(self.net, config.lr, config.momentum, config.weight_decay)
+        total = self.steps_per_epoch * config.epochs
+        warmup = min(round(config.warmup_epochs * self.steps_per_epoch), total // 5)  # at most a fifth of the run
+        self.scheduler = make_scheduler(self.optimizer, total, warmup)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    def run(self, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+        self.run_dir = Path(run_dir)
+        self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        start_epoch = self._restore() if resume and self.checkpoint_path.exists() else 0
+        if start_epoch == 0:
+            torch.manual_seed(self.config.seed)
+            self._write_run_files()
+        metrics = MetricsLog(self.run_dir, completed_epochs=start_epoch)
+        started = time.perf_counter()
+        for epoch in range(start_epoch, self.config.epochs):
+            row = self.train_epoch(epoch)
+            row.update({f"test_{k}": v for k, v in self.evaluate().items()})
+            metrics.append(row)
+            self._save(epoch + 1)
+            log.info(_format_row(row))
+        return self._finish(time.perf_counter() - started)
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training split; returns the epoch's metrics row."""
+        self.net.train()
+        loader = make_loader(self.splits.train, self.config.batch_size, train=True, seed=self.config.seed + epoch)
+        totals = {"loss": 0.0, "correct": 0, "seen": 0}
+        started = time.perf_counter()
+        bar = tqdm(total=len(loader) * self.config.batch_size, unit="img", unit_scale=True,
+                   desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=not self.config.progress, leave=False)
+        with bar:
+            for step, (images, targets) in enumerate(loader):
+                loss, correct = self._train_step(images, targets, epoch, step)
+                totals["loss"] += loss * len(targets)
+                totals["correct"] += correct
+                totals["seen"] += len(targets)
+                bar.update(len(targets))
+                bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.4f}")
+        seconds = time.perf_counter() - started
+        return {
+            "epoch": epoch + 1,
+            "train_loss": totals["loss"] / totals["seen"],
+            "train_top1": totals["correct"] / totals["seen"],
+            "lr": self.scheduler.get_last_lr()[0],
+            "images_per_s": totals["seen"] / seconds,
+            "epoch_seconds": seconds,
+        }
+
+    def _train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[float, int]:
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        targets = targets.to(self.device, non_blocking=True)
+        with self._autocast():
+            logits = self.net(images)  # (B, classes)
+            loss = self.criterion(logits, targets)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower --lr "
+                f"(the last checkpoint, {self.checkpoint_path}, is intact)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item(), int((logits.argmax(1) == targets).sum())
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.net, self.splits.test, self.config.batch_size, self.device,
+                        self.memory_format, self.config.progress)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _write_run_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_arch(self.arch, self.run_dir / "arch.json")
+        config = {"train": asdict(self.config), "data": self.splits.source, "torch": torch.__version__}
+        atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+
+    def _save(self, next_epoch: int) -> None:
+        save_checkpoint(
+            {
+                "arch": self.arch.to_dict(),
+                "model": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "epoch": next_epoch,
+                "rng": torch.get_rng_state(),
+                "config": asdict(self.config),
+            },
+            self.checkpoint_path,
+        )
+
+    def _restore(self) -> int:
+        state = load_checkpoint(self.checkpoint_path, self.arch)
+        load_state(self.net, state["model"], str(self.checkpoint_path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        log.info("resuming %s from epoch %d", self.run_dir, state["epoch"] + 1)
+        return int(state["epoch"])
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        save_weights(self.net, self.run_dir / "weights.safetensors")
+        result = {
+            "arch": self.arch.name,
+            **{f"test_{k}": v for k, v in self.evaluate().items()},
+            **vars(profile(self.net, self.arch.space.input_size)),
+            "train_seconds_this_session": seconds,
+        }
+        atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+        return result
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device,
+             memory_format: torch.memory_format = torch.contiguous_format, progress: bool = True) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy over `dataset` in eval mode."""
+    net.eval()
+    loader = make_loader(dataset, batch_size, train=False)
+    loss, top1, top5, seen = 0.0, 0, 0, 0
+    for images, targets in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        images = images.to(device).contiguous(memory_format=memory_format)
+        targets = targets.to(device)
+        logits = net(images)  # (B, classes)
+        loss += nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
+        c1, c5 = topk_correct(logits, targets, (1, 5))
+        top1, top5, seen = top1 + c1, top5 + c5, seen + len(targets)
+    return {"loss": loss / seen, "top1": top1 / seen, "top5": top5 / seen}
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    parts = [f"epoch {row['epoch']}"]
+    for key, value in row.items():
+        if key != "epoch":
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) and math.isfinite(value) else f"{key} {value}")
+    return "  ".join(parts)
