@@ -18,16 +18,16 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
 
 
 class MetricsLog:
-    """Appends one row per epoch to `metrics.csv` and `metrics.jsonl` in a run directory.
+    """Appends one row per epoch to `<name>.jsonl` (and `<name>.csv`) in a run directory.
 
     Rows carry 1-based epoch numbers. Rows of epochs after `completed_epochs` (those of the
     checkpoint a run resumes from) are dropped first, so a run that was killed after logging but
     before checkpointing does not log an epoch twice; a fresh run (0) starts an empty log.
     """
 
-    def __init__(self, run_dir: str | Path, completed_epochs: int = 0) -> None:
-        self.jsonl = Path(run_dir) / "metrics.jsonl"
-        self.csv = Path(run_dir) / "metrics.csv"
+    def __init__(self, run_dir: str | Path, completed_epochs: int = 0, name: str = "metrics", csv: bool = True) -> None:
+        self.jsonl = Path(run_dir) / f"{name}.jsonl"
+        self.csv = Path(run_dir) / f"{name}.csv" if csv else None
         self.rows = [row for row in self.read() if row.get("epoch", 0) <= completed_epochs]
         self._rewrite()
 
@@ -47,6 +47,8 @@ class MetricsLog:
         self._write_csv()
 
     def _write_csv(self) -> None:
+        if self.csv is None:
+            return
         columns = list(dict.fromkeys(key for row in self.rows for key in row))
         with self.csv.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)

@@ -1,0 +1,255 @@
+"""The search loop: warmup, then weight steps on the train split alternating with architecture steps
+on the held-out valid split; per-epoch logs, arch history and atomic, resumable checkpoints.
+
+Every random choice is a function of (seed, position), so a run resumed from any checkpoint, even one
+taken mid-epoch, replays exactly what the uninterrupted run would have done:
+    path samples       generator seeded by (seed, global step)
+    train batch order  permutation seeded by (seed, epoch); a resumed epoch skips the batches done
+    valid batch order  permutation seeded by (seed, epoch); arch step j of an epoch uses batch j
+    augmentation       torch's global RNG, saved in the checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from proxyless.arch import save_arch
+from proxyless.atomic import atomic_write_text
+from proxyless.checkpoint import load_checkpoint, save_checkpoint
+from proxyless.errors import UserError
+from proxyless.metrics import MetricsLog
+from proxyless.optim import make_scheduler, make_sgd
+from proxyless.search.derive import derive_arch
+from proxyless.search.strategies import ArchStrategy, entropy
+from proxyless.search.supernet import SuperNet
+
+log = logging.getLogger("proxyless")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    epochs: int = 4
+    warmup_epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    arch_lr: float = 1e-3
+    arch_every: int = 5
+    strategy: str = "gradient"
+    mode: str = "two"
+    seed: int = 0
+    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for flag in ("epochs", "batch_size", "arch_every"):
+            if not isinstance(getattr(self, flag), int) or getattr(self, flag) <= 0:
+                raise UserError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(self, flag)!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise UserError(f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} of {self.epochs}")
+        if self.lr <= 0 or self.arch_lr <= 0:
+            raise UserError("--lr and --arch-lr must be positive")
+        if self.strategy not in ("gradient", "reinforce"):
+            raise UserError(f"--strategy must be gradient or reinforce, got {self.strategy!r}")
+        if self.mode not in ("two", "full"):
+            raise UserError(f"--mode must be two or full, got {self.mode!r}")
+        if self.checkpoint_every < 0:
+            raise UserError("--checkpoint-every must not be negative")
+
+
+def _generator(*key: int) -> torch.Generator:
+    seed = 0
+    for part in key:
+        seed = (seed * 1_000_003 + part) % (2**63)
+    return torch.Generator().manual_seed(seed)
+
+
+def epoch_loader(dataset: Dataset, batch_size: int, key: tuple[int, ...], skip: int, workers: int) -> DataLoader:
+    """Batches of a seeded permutation of `dataset`, starting after the first `skip` batches."""
+    order = torch.randperm(len(dataset), generator=_generator(*key))
+    batches = [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(skip, len(dataset) // batch_size)]
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+
+
+class Searcher:
+    """Runs a search of `supernet` with `strategy`; construction validates and touches no file."""
+
+    def __init__(self, supernet: SuperNet, strategy: ArchStrategy, train: Dataset, valid: Dataset,
+                 config: SearchConfig, device: torch.device) -> None:
+        self.supernet, self.strategy, self.train, self.valid = supernet.to(device), strategy, train, valid
+        self.config, self.device = config, device
+        self.steps_per_epoch = len(train) // config.batch_size
+        self.valid_batches = len(valid) // config.batch_size
+        if self.steps_per_epoch == 0 or self.valid_batches == 0:
+            raise UserError(
+                f"--batch-size {config.batch_size} is larger than the training ({len(train)}) or valid "
+                f"({len(valid)}) split; lower --batch-size or use more data"
+            )
+        self.optimizer = make_sgd_for(supernet, config)
+        self.scheduler = make_scheduler(self.optimizer, self.steps_per_epoch * config.epochs, 0)
+        self.criterion = nn.CrossEntropyLoss()
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    def run(self, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
+        if (epoch, step) == (0, 0):
+            torch.manual_seed(self.config.seed)
+        metrics = MetricsLog(self.run_dir, completed_epochs=epoch)
+        history = MetricsLog(self.run_dir, completed_epochs=epoch, name="arch_history", csv=False)
+        for epoch in range(epoch, self.config.epochs):
+            totals = self.search_epoch(epoch, step, totals)
+            row, arch_row = self.end_of_epoch(epoch, totals)
+            metrics.append(row)
+            history.append(arch_row)
+            self._save(epoch + 1, 0, None)
+            step, totals = 0, None
+            log.info(_summary(row))
+        return self.finish()
+
+    def search_epoch(self, epoch: int, start: int, totals: dict | None) -> dict[str, float]:
+        """Weight steps (and, after warmup, arch steps) from batch `start` to the end of the epoch."""
+        cfg = self.config
+        totals = totals or {"loss": 0.0, "correct": 0, "seen": 0, "arch_steps": 0}
+        loader = epoch_loader(self.train, cfg.batch_size, (cfg.seed, epoch), start, cfg.num_workers)
+        bar = tqdm(total=self.steps_per_epoch * cfg.batch_size, initial=start * cfg.batch_size, unit="img",
+                   unit_scale=True, desc=f"search {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        with bar:
+            for step, (images, targets) in enumerate(loader, start=start):
+                generator = _generator(cfg.seed, epoch * self.steps_per_epoch + step)
+                loss, correct = self.weight_step(images, targets, generator, uniform=epoch < cfg.warmup_epochs)
+                totals.update(loss=totals["loss"] + loss * len(targets), correct=totals["correct"] + correct,
+                              seen=totals["seen"] + len(targets))
+                if epoch >= cfg.warmup_epochs and (step + 1) % cfg.arch_every == 0:
+                    self.arch_step(epoch, (step + 1) // cfg.arch_every - 1, generator)
+                    totals["arch_steps"] += 1
+                bar.update(len(targets))
+                bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}")
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
+                    self._save(epoch, step + 1, totals)
+        return totals
+
+    def weight_step(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
+                    uniform: bool) -> tuple[float, int]:
+        """One sampled path per layer: only its ops run, get gradients, and are updated."""
+        self.supernet.train()
+        plan = self.supernet.sample_single(generator, uniform=uniform)
+        images, targets = images.to(self.device), targets.to(self.device)
+        logits = self.supernet(images, plan)  # (B, classes)
+        loss = self.criterion(logits, targets)
+        if not torch.isfinite(loss):
+            raise UserError(f"search loss became {loss.item()}; lower --lr (the last checkpoint is intact)")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item(), int((logits.argmax(1) == targets).sum())
+
+    def arch_step(self, epoch: int, index: int, generator: torch.Generator) -> dict[str, float]:
+        """Architecture step `index` of `epoch` on its valid batch."""
+        order = torch.randperm(len(self.valid), generator=_generator(self.config.seed, epoch, 1))
+        start = (index % self.valid_batches) * self.config.batch_size
+        rows = order[start:start + self.config.batch_size].tolist()
+        images = torch.stack([self.valid[i][0] for i in rows]).to(self.device)
+        targets = torch.tensor([int(self.valid[i][1]) for i in rows], device=self.device)
+        self.supernet.train()
+        return self.strategy.step(self.supernet, images, targets, generator)
+
+    @torch.no_grad()
+    def end_of_epoch(self, epoch: int, totals: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The metrics row and the arch-history row of a finished epoch."""
+        probs = self.supernet.probs()
+        argmax = self.supernet.argmax()
+        arch = self.supernet.arch_of(argmax)
+        valid_top1 = self.evaluate_plan(argmax)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": totals["loss"] / max(1, totals["seen"]),
+            "train_top1": totals["correct"] / max(1, totals["seen"]),
+            "valid_top1_argmax": valid_top1,
+            "arch_steps": totals["arch_steps"],
+            "mean_entropy": sum(entropy(p) for p in probs) / len(probs),
+            "lr": self.scheduler.get_last_lr()[0],
+            "argmax": " ".join(arch.op_strings()),
+        }
+        arch_row = {"epoch": epoch + 1, "ops": arch.op_strings(), "probs": [p.tolist() for p in probs],
+                    "entropy": [entropy(p) for p in probs]}
+        return row, arch_row
+
+    @torch.no_grad()
+    def evaluate_plan(self, plan: list[int]) -> float:
+        """Top-1 of one single-path plan on the valid split (BN in eval mode)."""
+        self.supernet.eval()
+        loader = DataLoader(self.valid, batch_size=self.config.batch_size * 2)
+        correct = sum(int((self.supernet(x.to(self.device), plan).argmax(1) == y.to(self.device)).sum())
+                      for x, y in loader)
+        return correct / len(self.valid)
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        arch = derive_arch(self.supernet, name=f"searched-{self.run_dir.name}")
+        save_arch(arch, self.run_dir / "arch.json")
+        result = {"arch": arch.op_strings(), "arch_json": str(self.run_dir / "arch.json")}
+        atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+        return {"arch": arch, **result}
+
+    def _save(self, epoch: int, step: int, totals: dict | None) -> None:
+        save_checkpoint({
+            "kind": "search",
+            "space": self.supernet.space.to_dict(),
+            "supernet": self.supernet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "totals": totals,
+            "rng": torch.get_rng_state(),
+            "config": asdict(self.config),
+        }, self.checkpoint_path)
+
+    def _restore(self) -> tuple[int, int, dict | None]:
+        state = load_checkpoint(self.checkpoint_path)
+        if state.get("kind") != "search" or state.get("space") != self.supernet.space.to_dict():
+            raise UserError(f"{self.checkpoint_path}: not a checkpoint of a search over this space; "
+                            "resume with the --space it was started with")
+        self.supernet.load_state_dict(state["supernet"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.strategy.load_state_dict(state["strategy"])
+        torch.set_rng_state(state["rng"])
+        log.info("resuming %s at epoch %d, step %d", self.run_dir, state["epoch"] + 1, state["step"])
+        return int(state["epoch"]), int(state["step"]), state["totals"]
+
+
+def make_sgd_for(supernet: SuperNet, config: SearchConfig) -> torch.optim.SGD:
+    """SGD-Nesterov over the supernet's weights only (α has its own optimizer in the strategy)."""
+    weights = nn.ParameterList(supernet.weight_parameters())
+    return make_sgd(weights, config.lr, config.momentum, config.weight_decay)
+
+
+def write_search_config(run_dir: Path, config: SearchConfig, space_dict: dict, data: str) -> None:
+    payload = {"search": asdict(config), "space": space_dict, "data": data, "torch": torch.__version__}
+    atomic_write_text(run_dir / "config.json", json.dumps(payload, indent=2) + "\n")
+
+
+def _summary(row: dict[str, Any]) -> str:
+    return (f"epoch {row['epoch']}  train loss {row['train_loss']:.3f}  train top-1 {row['train_top1']:.3f}  "
+            f"valid top-1 (argmax arch) {row['valid_top1_argmax']:.3f}  mean entropy {row['mean_entropy']:.3f}  "
+            f"arch steps {row['arch_steps']}")

@@ -1,0 +1,111 @@
+"""One searchable layer: every candidate op, its architecture logits α, and three explicit ways to run.
+
+    single path   (weight step)   only the sampled op runs; the others hold no activations and get
+                                  no gradient, so the optimizer leaves them untouched.
+    two paths     (ProxylessNAS-G) two candidates i, j sampled from p = softmax(α), binary gates with
+                                  one active: y = g_i·o_i(x) + g_j·o_j(x).  Only the active op keeps an
+                                  autograd graph (for the layers below); the inactive output is computed
+                                  without one and kept just for its gate gradient dL/dg = <dL/dy, o(x)>.
+                                  α receives the BinaryConnect gradient in the backward pass.
+    full          (DARTS-style)   y = Σ_k p_k·o_k(x) over all candidates, for comparison.
+
+The identity shortcut is not part of the mixed op: a shape-keeping layer computes x + mixed(x)
+(see `SuperBlock`), so the `zero` candidate contributes 0 and the block reduces to its shortcut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from proxyless.ops import OpSpec, Zero
+from proxyless.space import LayerSlot
+
+
+@dataclass(frozen=True)
+class TwoPaths:
+    """The two sampled candidates of a layer for an architecture step; `active` is the gate that is 1."""
+
+    active: int
+    inactive: int
+
+
+class _BinaryGates(torch.autograd.Function):
+    """y = o_active (its gate is 1, the other 0); backward maps gate gradients onto α.
+
+    dL/dg_k = <dL/dy, o_k(x)> for both sampled k, then the BinaryConnect rule over the two sampled
+    logits, with p the softmax of those two:  dL/dα_i = Σ_k dL/dg_k · p_k (δ_ik − p_i).
+    """
+
+    @staticmethod
+    def forward(ctx, alpha, active_out, inactive_out, indices):  # noqa: D102 - autograd protocol
+        ctx.save_for_backward(alpha, active_out, inactive_out)
+        ctx.indices = indices  # (active, inactive)
+        return active_out.view_as(active_out)
+
+    @staticmethod
+    def backward(ctx, grad_y):  # noqa: D102
+        alpha, active_out, inactive_out = ctx.saved_tensors
+        index = torch.tensor(ctx.indices, device=alpha.device)
+        grad_gates = torch.stack([(grad_y * active_out).sum(), (grad_y * inactive_out).sum()]).to(alpha.dtype)
+        grad_alpha = torch.zeros_like(alpha)
+        grad_alpha.index_add_(0, index, binary_connect(alpha[index], grad_gates))
+        return grad_alpha, grad_y, None, None
+
+
+def binary_connect(logits: torch.Tensor, grad_gates: torch.Tensor) -> torch.Tensor:
+    """dL/dα_i = Σ_k dL/dg_k · p_k (δ_ik − p_i) with p = softmax(logits), for the sampled logits."""
+    p = torch.softmax(logits, dim=0)  # (n,)
+    jacobian = torch.diag(p) - p[:, None] * p[None, :]  # (n, n): ∂p_k/∂α_i = p_k (δ_ik − p_i), symmetric
+    return jacobian @ grad_gates
+
+
+class MixedOp(nn.Module):
+    """All candidates of one searchable layer and their logits α (initialised to zero: uniform p)."""
+
+    def __init__(self, slot: LayerSlot) -> None:
+        super().__init__()
+        self.slot = slot
+        self.specs: tuple[OpSpec, ...] = slot.candidates
+        # Zero has no module: its output is a zero tensor, never computed.
+        self.candidates = nn.ModuleList(
+            nn.Identity() if isinstance(op, Zero) else op.build(slot.in_channels, slot.out_channels, slot.stride)
+            for op in self.specs
+        )
+        self.alpha = nn.Parameter(torch.zeros(len(self.specs)))
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.alpha, dim=0)
+
+    def is_zero(self, index: int) -> bool:
+        return isinstance(self.specs[index], Zero)
+
+    def run_op(self, index: int, x: torch.Tensor) -> torch.Tensor | None:
+        """Output of one candidate; None for `zero` (nothing to add to the shortcut)."""
+        return None if self.is_zero(index) else self.candidates[index](x)
+
+    def forward_single(self, x: torch.Tensor, index: int) -> torch.Tensor | None:
+        return self.run_op(index, x)
+
+    def forward_two_paths(self, x: torch.Tensor, paths: TwoPaths) -> torch.Tensor:
+        """Binary-gated output; the gradient w.r.t. α flows through `_BinaryGates`."""
+        active = self.run_op(paths.active, x)
+        with torch.no_grad():  # the inactive gate is 0: its output only enters dL/dg
+            inactive = self.run_op(paths.inactive, x)
+        # `zero` only exists where the layer keeps its shape, so its output is zeros like x
+        active = torch.zeros_like(x) if active is None else active
+        inactive = torch.zeros_like(x) if inactive is None else inactive
+        return _BinaryGates.apply(self.alpha, active, inactive, (paths.active, paths.inactive))
+
+    def forward_full(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ_k p_k·o_k(x) over every candidate (memory grows with their number)."""
+        p = self.probs
+        total = None
+        for k in range(len(self.specs)):
+            out = self.run_op(k, x)
+            if out is not None:
+                total = p[k] * out if total is None else total + p[k] * out
+        return total

@@ -1,0 +1,144 @@
+"""Architecture-update strategies behind one small interface, so the search loop never branches on type.
+
+    strategy.step(supernet, images, targets, generator) -> dict of floats to log
+    strategy.state_dict() / load_state_dict(state)       -> for checkpoints
+
+`GradientStrategy` (ProxylessNAS-G): binarized two-path sampling (or full DARTS-style mixing), α
+gradients through the binary gates, Adam on α, then rescaling of the two sampled logits.
+`ReinforceStrategy` (ProxylessNAS-R): sample a whole architecture, reward it with any callable (it may
+measure latency: nothing needs to be differentiable), and follow (R − b)·∇log p with a moving baseline.
+
+Both accept `arch_loss`, an extra differentiable term on α (e.g. expected latency) added to the loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterator, Protocol
+
+import torch
+from torch import nn
+
+from proxyless.arch import Arch
+from proxyless.search.mixed_op import TwoPaths
+from proxyless.search.supernet import SuperNet
+
+ArchLoss = Callable[[SuperNet], torch.Tensor]
+Reward = Callable[[Arch, float], float]  # (sampled arch, its accuracy on a valid batch) -> reward
+
+
+class ArchStrategy(Protocol):
+    def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
+             generator: torch.Generator) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def make_arch_optimizer(supernet: SuperNet, lr: float) -> torch.optim.Adam:
+    """Adam with β1 = 0, as in ProxylessNAS: binarized gradients are too noisy for momentum."""
+    return torch.optim.Adam(supernet.arch_parameters(), lr=lr, betas=(0.0, 0.999), eps=1e-8)
+
+
+@contextlib.contextmanager
+def frozen(params: list[nn.Parameter]) -> Iterator[None]:
+    """No gradients for `params` inside the block: the arch step builds no weight gradients."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+def entropy(p: torch.Tensor) -> float:
+    return float(-(p * p.clamp_min(1e-12).log()).sum())
+
+
+class GradientStrategy:
+    """ProxylessNAS-G: `mode='two'` (binarized, memory of one path) or `mode='full'` (all paths)."""
+
+    def __init__(self, supernet: SuperNet, lr: float = 1e-3, mode: str = "two", arch_loss: ArchLoss | None = None):
+        if mode not in ("two", "full"):
+            raise ValueError(f"mode must be 'two' or 'full', got {mode!r}")
+        self.mode, self.arch_loss = mode, arch_loss
+        self.optimizer = make_arch_optimizer(supernet, lr)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
+             generator: torch.Generator) -> dict[str, float]:
+        # 1. sample the paths: two per layer, or all of them
+        plan = supernet.sample_two(generator) if self.mode == "two" else [None] * len(supernet.blocks)
+        self.optimizer.zero_grad(set_to_none=True)
+        # 2. forward and backward with frozen weights: only α (and activations) get gradients
+        with frozen(supernet.weight_parameters()):
+            loss = self.criterion(supernet(images, plan), targets)
+            extra = self.arch_loss(supernet) if self.arch_loss else torch.zeros(())
+            (loss + extra).backward()
+        # 3. update α; for two paths, keep the probability mass of the unsampled candidates
+        old = [alpha.detach().clone() for alpha in supernet.arch_parameters()]
+        self.optimizer.step()
+        if self.mode == "two":
+            rescale_two_paths(supernet, old, plan)
+        return {"arch_loss": loss.item(), "arch_extra_loss": extra.item()}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+@torch.no_grad()
+def rescale_two_paths(supernet: SuperNet, old: list[torch.Tensor], plan: list[TwoPaths]) -> None:
+    """Shift the two updated logits of each layer so that Σ exp over them is what it was before.
+
+    The softmax normaliser is then unchanged, so every unsampled candidate keeps its probability.
+    """
+    for alpha, before, paths in zip(supernet.arch_parameters(), old, plan):
+        index = torch.tensor([paths.active, paths.inactive], device=alpha.device)
+        offset = torch.logsumexp(before[index], 0) - torch.logsumexp(alpha[index], 0)
+        alpha[index] += offset
+
+
+class ReinforceStrategy:
+    """ProxylessNAS-R: ∇α = (R − b)·∇log p(sampled arch), b a moving average of R."""
+
+    def __init__(self, supernet: SuperNet, reward: Reward | None = None, lr: float = 1e-3,
+                 baseline_decay: float = 0.9, arch_loss: ArchLoss | None = None):
+        self.reward = reward or (lambda arch, accuracy: accuracy)
+        self.baseline_decay, self.arch_loss = baseline_decay, arch_loss
+        self.baseline: float | None = None
+        self.optimizer = make_arch_optimizer(supernet, lr)
+
+    def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
+             generator: torch.Generator) -> dict[str, float]:
+        # 1. sample a whole architecture and score it on the valid batch (no gradients needed)
+        indices = supernet.sample_single(generator)
+        with torch.no_grad():
+            accuracy = float((supernet(images, indices).argmax(1) == targets).float().mean())
+        reward = float(self.reward(supernet.arch_of(indices), accuracy))
+        if not math.isfinite(reward):
+            raise ValueError(f"the reward function returned {reward}; it must be a finite number")
+        # 2. advantage against the moving-average baseline (the first sample sets the baseline)
+        baseline = reward if self.baseline is None else self.baseline
+        advantage = reward - baseline
+        self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * reward
+        # 3. ascend (R − b)·log p(sample): minimise its negative
+        log_p = sum(torch.log_softmax(m.alpha, 0)[i] for m, i in zip(supernet.mixed_ops(), indices))
+        extra = self.arch_loss(supernet) if self.arch_loss else torch.zeros(())
+        self.optimizer.zero_grad(set_to_none=True)
+        (-advantage * log_p + extra).backward()
+        self.optimizer.step()
+        return {"reward": reward, "baseline": self.baseline, "arch_accuracy": accuracy, "arch_extra_loss": extra.item()}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = state["baseline"]

@@ -1,0 +1,115 @@
+"""The over-parameterized network: fixed stem and head around one `MixedOp` per searchable layer.
+
+Which path each layer runs is passed with every call as a *plan*, one entry per layer:
+
+    int        single path: that candidate only (weight steps, evaluating a sampled arch)
+    TwoPaths   two binary-gated candidates (architecture step, ProxylessNAS-G)
+    None       every candidate weighted by p (full, DARTS-style)
+
+There is no mode stored anywhere: the same supernet serves every kind of step.
+Module names match `ProxylessNet`, so a derived network can inherit the supernet's weights.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from proxyless.arch import Arch
+from proxyless.layers import ConvBNAct, InvertedResidual
+from proxyless.net import _block, init_weights
+from proxyless.search.mixed_op import MixedOp, TwoPaths
+from proxyless.space import SearchSpace
+
+Choice = int | TwoPaths | None
+Plan = Sequence[Choice]
+
+
+class SuperBlock(nn.Module):
+    """A mixed op, plus the identity shortcut where the layer keeps its shape."""
+
+    def __init__(self, mixed: MixedOp) -> None:
+        super().__init__()
+        self.mixed = mixed
+        self.shortcut = mixed.slot.keeps_shape
+
+    def forward(self, x: torch.Tensor, choice: Choice) -> torch.Tensor:
+        if isinstance(choice, TwoPaths):
+            out = self.mixed.forward_two_paths(x, choice)
+        elif choice is None:
+            out = self.mixed.forward_full(x)
+        else:
+            out = self.mixed.forward_single(x, choice)
+        if out is None:  # single path through `zero`: the block is its shortcut
+            return x
+        return x + out if self.shortcut else out
+
+
+class SuperNet(nn.Module):
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        self.stem = ConvBNAct(3, space.stem_out, 3, space.stem_stride)
+        self.first_block = _block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
+        self.blocks = nn.ModuleList(SuperBlock(MixedOp(slot)) for slot in space.layers())
+        self.feature_mix = ConvBNAct(space.last_channels, space.feature_mix_out, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(space.dropout)
+        self.classifier = nn.Linear(space.feature_mix_out, space.num_classes)
+        init_weights(self)
+        for mixed in self.mixed_ops():
+            nn.init.zeros_(mixed.alpha)  # init_weights leaves 1-d params alone, but be explicit
+
+    def forward(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+        assert len(plan) == len(self.blocks), (len(plan), len(self.blocks))
+        x = self.first_block(self.stem(x))  # (B, first, H', W')
+        for block, choice in zip(self.blocks, plan):
+            x = block(x, choice)
+        x = self.pool(self.feature_mix(x)).flatten(1)  # (B, feature_mix)
+        return self.classifier(self.dropout(x))
+
+    # -- parameters, selected by type -------------------------------------------------------------
+
+    def mixed_ops(self) -> list[MixedOp]:
+        return [m for m in self.modules() if isinstance(m, MixedOp)]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [m.alpha for m in self.mixed_ops()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    # -- sampling and deriving --------------------------------------------------------------------
+
+    def probs(self) -> list[torch.Tensor]:
+        return [m.probs.detach() for m in self.mixed_ops()]
+
+    def sample_single(self, generator: torch.Generator, uniform: bool = False) -> list[int]:
+        """One candidate per layer, drawn from p (or uniformly, e.g. during warmup)."""
+        plan = []
+        for p in self.probs():
+            weights = torch.ones_like(p) if uniform else p
+            plan.append(int(torch.multinomial(weights.cpu(), 1, generator=generator)))
+        return plan
+
+    def sample_two(self, generator: torch.Generator) -> list[TwoPaths]:
+        """Two distinct candidates per layer from p; the active one drawn from their renormalised p."""
+        plan = []
+        for p in self.probs():
+            p = p.cpu()
+            pair = torch.multinomial(p, 2, replacement=False, generator=generator)
+            first_active = int(torch.multinomial(p[pair], 1, generator=generator)) == 0
+            a, b = int(pair[0]), int(pair[1])
+            plan.append(TwoPaths(a, b) if first_active else TwoPaths(b, a))
+        return plan
+
+    def argmax(self) -> list[int]:
+        return [int(p.argmax()) for p in self.probs()]
+
+    def arch_of(self, indices: Sequence[int], name: str = "") -> Arch:
+        """The architecture that a single-path plan selects."""
+        ops = tuple(m.specs[i] for m, i in zip(self.mixed_ops(), indices))
+        return Arch(self.space, ops, name)
