@@ -50,6 +50,7 @@ class SearchConfig:
     mode: str = "two"
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    channels_last: bool = True
     num_workers: int = 0
     progress: bool = True
 
@@ -88,7 +89,9 @@ class Searcher:
 
     def __init__(self, supernet: SuperNet, strategy: ArchStrategy, train: Dataset, valid: Dataset,
                  config: SearchConfig, device: torch.device) -> None:
-        self.supernet, self.strategy, self.train, self.valid = supernet.to(device), strategy, train, valid
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.supernet = supernet.to(device, memory_format=self.memory_format)
+        self.strategy, self.train, self.valid = strategy, train, valid
         self.config, self.device = config, device
         self.steps_per_epoch = len(train) // config.batch_size
         self.valid_batches = len(valid) // config.batch_size
@@ -98,7 +101,8 @@ class Searcher:
                 f"({len(valid)}) split; lower --batch-size or use more data"
             )
         self.optimizer = make_sgd_for(supernet, config)
-        self.scheduler = make_scheduler(self.optimizer, self.steps_per_epoch * config.epochs, 0)
+        # weights: half an epoch of linear warmup, then cosine decay over the whole search
+        self.scheduler = make_scheduler(self.optimizer, self.steps_per_epoch * config.epochs, self.steps_per_epoch // 2)
         self.criterion = nn.CrossEntropyLoss()
 
     # -- the run ------------------------------------------------------------------------------------
@@ -149,7 +153,7 @@ class Searcher:
         """One sampled path per layer: only its ops run, get gradients, and are updated."""
         self.supernet.train()
         plan = self.supernet.sample_single(generator, uniform=uniform)
-        images, targets = images.to(self.device), targets.to(self.device)
+        images, targets = self._to_device(images), targets.to(self.device)
         logits = self.supernet(images, plan)  # (B, classes)
         loss = self.criterion(logits, targets)
         if not torch.isfinite(loss):
@@ -165,7 +169,7 @@ class Searcher:
         order = torch.randperm(len(self.valid), generator=_generator(self.config.seed, epoch, 1))
         start = (index % self.valid_batches) * self.config.batch_size
         rows = order[start:start + self.config.batch_size].tolist()
-        images = torch.stack([self.valid[i][0] for i in rows]).to(self.device)
+        images = self._to_device(torch.stack([self.valid[i][0] for i in rows]))
         targets = torch.tensor([int(self.valid[i][1]) for i in rows], device=self.device)
         self.supernet.train()
         return self.strategy.step(self.supernet, images, targets, generator)
@@ -196,9 +200,12 @@ class Searcher:
         """Top-1 of one single-path plan on the valid split (BN in eval mode)."""
         self.supernet.eval()
         loader = DataLoader(self.valid, batch_size=self.config.batch_size * 2)
-        correct = sum(int((self.supernet(x.to(self.device), plan).argmax(1) == y.to(self.device)).sum())
+        correct = sum(int((self.supernet(self._to_device(x), plan).argmax(1) == y.to(self.device)).sum())
                       for x, y in loader)
         return correct / len(self.valid)
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device).contiguous(memory_format=self.memory_format)  # (B, 3, H, W)
 
     # -- files --------------------------------------------------------------------------------------
 
@@ -207,7 +214,7 @@ class Searcher:
         save_arch(arch, self.run_dir / "arch.json")
         result = {"arch": arch.op_strings(), "arch_json": str(self.run_dir / "arch.json")}
         atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
-        return {"arch": arch, **result}
+        return {**result, "arch": arch}
 
     def _save(self, epoch: int, step: int, totals: dict | None) -> None:
         save_checkpoint({

@@ -1,0 +1,150 @@
+"""`proxyless search` and `proxyless derive`: architecture search on the target data and device."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+
+from proxyless.arch import save_arch
+from proxyless.checkpoint import load_checkpoint, save_weights
+from proxyless.cli.common import add_command, prepare_run_dir
+from proxyless.cli.train import add_data_flags
+from proxyless.data import load_splits
+from proxyless.device import resolve_device
+from proxyless.errors import UserError
+from proxyless.net import build_net
+from proxyless.search.derive import derive_arch, inherit_weights
+from proxyless.search.loop import SearchConfig, Searcher, write_search_config
+from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
+from proxyless.search.supernet import SuperNet
+from proxyless.space import SearchSpace, get_space
+
+log = logging.getLogger("proxyless")
+
+EXAMPLES = """\
+  proxyless search                                   # short search: embedded sample, proxyless-cifar, CPU
+  proxyless search --epochs 30 --warmup-epochs 10 --data ~/data/cifar-10-batches-py --out runs/cifar
+  proxyless search --strategy reinforce --space my_space.yaml --data ~/images
+  proxyless search --resume runs/cifar               # continue an interrupted search
+  proxyless derive runs/cifar --inherit-weights      # re-derive arch.json (and weights) from a checkpoint
+"""
+
+
+def register(subparsers) -> None:
+    parser = add_command(subparsers, "search", "Search an architecture with a binarized supernet (ProxylessNAS).", EXAMPLES)
+    defaults = SearchConfig()
+    parser.add_argument("--space", default="proxyless-cifar", help="preset name or .yaml/.json space file")
+    add_data_flags(parser)
+    group = parser.add_argument_group("search")
+    group.add_argument("--strategy", choices=("gradient", "reinforce"), default=defaults.strategy)
+    group.add_argument("--mode", choices=("two", "full"), default=defaults.mode,
+                       help="gradient strategy: binarized two-path (memory of one path) or full DARTS-style mixing")
+    group.add_argument("--epochs", type=int, default=defaults.epochs)
+    group.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs, help="weight-only epochs first")
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    group.add_argument("--lr", type=float, default=defaults.lr, help="weight learning rate (SGD-Nesterov, cosine)")
+    group.add_argument("--arch-lr", type=float, default=defaults.arch_lr, help="α learning rate (Adam, β1 = 0)")
+    group.add_argument("--arch-every", type=int, default=defaults.arch_every, help="an arch step every N weight steps")
+    group.add_argument("--valid-size", type=float, default=0.2, help="held-out part of the training data for α")
+    group.add_argument("--limit-images", type=int, help="use only this many training images (quick trials)")
+    group.add_argument("--seed", type=int, default=defaults.seed)
+    group.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                       help="also checkpoint every N steps inside an epoch (0: end of epoch only)")
+    runs = parser.add_argument_group("run directory")
+    runs.add_argument("--out", help="run directory (default: runs/search-<space>, numbered if taken)")
+    runs.add_argument("--resume", metavar="RUN_DIR", help="continue the search in RUN_DIR with its saved settings")
+    runs.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    runs.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run_search)
+
+    derive = add_command(subparsers, "derive", "Derive arch.json from a search run (path-level pruning).", EXAMPLES)
+    derive.add_argument("run_dir", help="search run directory (with checkpoint.pt)")
+    derive.add_argument("--out", help="where to write the arch.json (default: RUN_DIR/arch.json)")
+    derive.add_argument("--inherit-weights", action="store_true",
+                        help="also write the kept paths' supernet weights as derived_weights.safetensors")
+    derive.set_defaults(handler=run_derive)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    if args.resume:
+        args = _saved_args(args)
+    config = SearchConfig(
+        epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
+        arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
+    )
+    device = resolve_device(args.device)
+    space = get_space(args.space)
+    train, valid, space, source = _search_data(args, space)
+    torch.manual_seed(config.seed)
+    supernet = SuperNet(space)
+    searcher = Searcher(supernet, _strategy(supernet, config), train, valid, config, device)
+    run_dir = Path(args.resume) if args.resume else prepare_run_dir(args.out, f"search-{space.name}", False, args.overwrite)
+    if not args.resume:
+        write_search_config(run_dir, config, space.to_dict(), source)
+        (run_dir / "args.json").write_text(json.dumps(vars(args), default=str, indent=2) + "\n")
+    log.info("searching %s on %s (%d train / %d valid images) -> %s", space.name, source, len(train), len(valid), run_dir)
+    result = searcher.run(run_dir, resume=bool(args.resume))
+    print(result["arch"].summary())
+    print(f"wrote {result['arch_json']}  (train it: proxyless train --arch {result['arch_json']} --data {args.data})")
+    return 0
+
+
+def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments a run was started with, from RUN_DIR/args.json."""
+    saved = Path(args.resume) / "args.json"
+    if not saved.is_file():
+        raise UserError(f"--resume {args.resume}: no args.json there; is it a `proxyless search` run directory?")
+    values = json.loads(saved.read_text())
+    return argparse.Namespace(**{**values, "resume": args.resume, "no_progress": args.no_progress})
+
+
+def _search_data(args: argparse.Namespace, space: SearchSpace):
+    """(train, valid, space fitted to the data's classes, description)."""
+    if not 0 < args.valid_size < 1:
+        raise UserError(f"--valid-size must be a fraction in (0, 1), got {args.valid_size}")
+    splits = load_splits(args.data, space.input_size, valid_size=args.valid_size, seed=args.seed,
+                         progress=not args.no_progress)
+    if len(splits.classes) != space.num_classes:
+        log.info("space %s: classifier set to the data's %d classes", space.name, len(splits.classes))
+        space = replace(space, num_classes=len(splits.classes))
+    train, source = splits.train, splits.source
+    if args.limit_images is not None:
+        if not 0 < args.limit_images <= len(train):
+            raise UserError(f"--limit-images must be in 1..{len(train)}, got {args.limit_images}")
+        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[: args.limit_images]
+        train = Subset(train, sorted(keep.tolist()))
+        source += f"; {args.limit_images} training images used"
+    return train, splits.valid, space, source
+
+
+def _strategy(supernet: SuperNet, config: SearchConfig):
+    if config.strategy == "reinforce":
+        return ReinforceStrategy(supernet, lr=config.arch_lr)
+    return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode)
+
+
+def run_derive(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    if state.get("kind") != "search":
+        raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
+    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=str(run_dir)))
+    supernet.load_state_dict(state["supernet"])
+    arch = derive_arch(supernet, name=f"searched-{run_dir.name}")
+    out = Path(args.out) if args.out else run_dir / "arch.json"
+    save_arch(arch, out)
+    print(arch.summary())
+    print(f"wrote {out}")
+    if args.inherit_weights:
+        net = build_net(arch)
+        inherit_weights(supernet, net)
+        save_weights(net, run_dir / "derived_weights.safetensors")
+        print(f"wrote {run_dir / 'derived_weights.safetensors'}")
+    return 0

@@ -1,0 +1,196 @@
+"""The supernet, the two strategies, derive and resume, on tiny shapes."""
+
+import copy
+
+import pytest
+import torch
+
+from proxyless.ops import Zero, parse_op
+from proxyless.search.derive import derive_arch, inherit_weights
+from proxyless.search.loop import SearchConfig, Searcher
+from proxyless.search.mixed_op import TwoPaths, binary_connect
+from proxyless.search.strategies import GradientStrategy, ReinforceStrategy, frozen
+from proxyless.search.supernet import SuperNet
+from proxyless.net import build_net
+from proxyless.space import SearchSpace, Stage
+
+# 8 px input; layers 0 and 1 keep their shape (3 candidates: two MBConv + zero), layer 2 does not.
+TINY = SearchSpace(
+    name="tiny", input_size=8, stem_channels=8, stem_stride=1, first_block_channels=8,
+    stages=(Stage(8, 2, 1), Stage(16, 1, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e3")),
+    feature_mix_channels=16, num_classes=4,
+)
+
+
+def tiny_supernet(seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    net = SuperNet(TINY).to(dtype)
+    with torch.no_grad():
+        for alpha in net.arch_parameters():
+            alpha.normal_()
+    return net
+
+
+def batch(seed=0, n=6, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 8, 8, generator=g, dtype=dtype), torch.randint(0, 4, (n,), generator=g)
+
+
+def gated_loss(net, x, y, plan, gates):
+    """Reference forward with explicit gate tensors: y_l = [x +] Σ_k g_k · o_k(x) over the two sampled paths."""
+    h = net.first_block(net.stem(x))
+    for block, paths, g in zip(net.blocks, plan, gates):
+        outs = [block.mixed.run_op(i, h) for i in (paths.active, paths.inactive)]
+        mixed = sum(gk * (torch.zeros_like(h) if o is None else o) for gk, o in zip(g, outs))
+        h = h + mixed if block.shortcut else mixed
+    logits = net.classifier(net.pool(net.feature_mix(h)).flatten(1))
+    return torch.nn.functional.cross_entropy(logits, y)
+
+
+PLAN = [TwoPaths(2, 0), TwoPaths(1, 2), TwoPaths(0, 1)]  # layer 0: `zero` active; layer 1: `zero` inactive
+
+
+def test_two_path_alpha_gradient_matches_reference_and_finite_differences():
+    net = tiny_supernet(dtype=torch.float64)
+    x, y = batch(dtype=torch.float64)
+    # ours: α gradients from the binary-gate autograd function
+    with frozen(net.weight_parameters()):
+        torch.nn.functional.cross_entropy(net(x, PLAN), y).backward()
+    ours = [a.grad.clone() for a in net.arch_parameters()]
+    # reference: gate gradients by autograd on explicit gates, checked by central differences
+    gates = [torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True) for _ in PLAN]
+    gated_loss(net, x, y, PLAN, gates).backward()
+    eps = 1e-6
+    for layer, g in enumerate(gates):
+        for k in range(2):
+            shifted = [gg.detach().clone() for gg in gates]
+            shifted[layer][k] += eps
+            up = gated_loss(net, x, y, PLAN, shifted)
+            shifted[layer][k] -= 2 * eps
+            down = gated_loss(net, x, y, PLAN, shifted)
+            assert g.grad[k].item() == pytest.approx(((up - down) / (2 * eps)).item(), rel=1e-5, abs=1e-9)
+    # BinaryConnect over the two sampled logits: dL/dα_i = Σ_k dL/dg_k p_k (δ_ik − p_i)
+    for alpha, paths, g, got in zip(net.arch_parameters(), PLAN, gates, ours):
+        idx = [paths.active, paths.inactive]
+        p = torch.softmax(alpha.detach()[idx], 0)
+        expected = torch.zeros_like(alpha)
+        for i in range(2):
+            expected[idx[i]] = sum(g.grad[k] * p[k] * (float(i == k) - p[i]) for k in range(2))
+        torch.testing.assert_close(got, expected)
+        assert got[[j for j in range(len(alpha)) if j not in idx]].abs().sum() == 0
+
+
+def test_binary_connect_is_the_softmax_jacobian():
+    logits, grad_g = torch.randn(2, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda a: torch.softmax(a, 0), logits)
+    torch.testing.assert_close(binary_connect(logits, grad_g), jac.T @ grad_g)
+
+
+def test_zero_layer_alpha_still_learns_when_zero_is_active():
+    net = tiny_supernet()
+    assert isinstance(net.mixed_ops()[0].specs[2], Zero)
+    x, y = batch()
+    with frozen(net.weight_parameters()):
+        torch.nn.functional.cross_entropy(net(x, PLAN), y).backward()
+    grad = net.arch_parameters()[0].grad
+    assert grad[2] != 0 and grad[0] != 0  # both sampled logits of the skipped layer move
+
+
+def test_arch_step_builds_no_weight_gradients_and_keeps_no_inactive_graph():
+    net = tiny_supernet()
+    x, y = batch()
+    GradientStrategy(net, lr=0.1).step(net, x, y, torch.Generator().manual_seed(0))
+    assert all(p.grad is None for p in net.weight_parameters())
+    assert all(p.requires_grad for p in net.weight_parameters())  # unfrozen afterwards
+
+
+def test_rescale_keeps_unsampled_probabilities():
+    net = tiny_supernet()
+    x, y = batch()
+    generator = torch.Generator().manual_seed(3)
+    plan = net.sample_two(copy.deepcopy(generator))
+    before = [p.clone() for p in net.probs()]
+    GradientStrategy(net, lr=0.5).step(net, x, y, generator)
+    for p_old, p_new, paths in zip(before, net.probs(), plan):
+        sampled = [paths.active, paths.inactive]
+        others = [k for k in range(len(p_old)) if k not in sampled]
+        torch.testing.assert_close(p_new[others], p_old[others])
+        assert not torch.allclose(p_new[sampled], p_old[sampled])
+
+
+def test_weight_step_touches_only_sampled_ops(tmp_path):
+    net = tiny_supernet()
+    x, y = batch(n=8)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,)))
+    config = SearchConfig(epochs=2, batch_size=8, weight_decay=0.1, progress=False, channels_last=False)
+    searcher = Searcher(net, GradientStrategy(net), data, data, config, torch.device("cpu"))
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    plan = net.sample_single(torch.Generator().manual_seed(7))
+    searcher.weight_step(x, y, torch.Generator().manual_seed(7), uniform=False)
+    for layer, (mixed, chosen) in enumerate(zip(net.mixed_ops(), plan)):
+        for k, op in enumerate(mixed.candidates):
+            changed = [not torch.equal(before[n], p) for n, p in _named(net, op)]
+            has_state = [p in searcher.optimizer.state for p in op.parameters()]
+            if k == chosen:
+                assert any(changed), (layer, k)
+            else:
+                assert not any(changed) and not any(has_state), (layer, k)
+    assert all(torch.equal(before[n], p) for n, p in net.named_parameters() if "alpha" in n)
+
+
+def _named(net, module):
+    ids = {id(p) for p in module.parameters()}
+    return [(n, p) for n, p in net.named_parameters() if id(p) in ids]
+
+
+def test_reinforce_raises_probability_of_rewarded_path():
+    net = tiny_supernet()
+    x, y = batch()
+    target_op = parse_op("mb_k5_e3")
+    strategy = ReinforceStrategy(net, reward=lambda arch, acc: float(arch.ops[1] == target_op), lr=0.05)
+    index = net.mixed_ops()[1].specs.index(target_op)
+    start = net.probs()[1][index].item()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        strategy.step(net, x, y, generator)
+    assert net.probs()[1][index].item() > start + 0.2
+
+
+def test_derive_picks_the_argmax_and_inherits_its_weights():
+    net = tiny_supernet()
+    arch = derive_arch(net)
+    assert [m.specs.index(op) for m, op in zip(net.mixed_ops(), arch.ops)] == [int(p.argmax()) for p in net.probs()]
+    standalone = build_net(arch)
+    inherit_weights(net, standalone)
+    x, _ = batch()
+    net.eval(), standalone.eval()
+    torch.testing.assert_close(standalone(x), net(x, net.argmax()))
+
+
+def teacher_task(seed=0):
+    """Labels produced by the supernet itself along a known path: that path is the best one."""
+    net = tiny_supernet(seed)
+    with torch.no_grad():
+        net.classifier.weight.mul_(50)  # confident teacher: the true path has near-zero loss
+        for alpha in net.arch_parameters():
+            alpha.zero_()
+    best = [1, 2, 0]  # mb_k5_e3, zero, mb_k3_e3
+    x = torch.randn(256, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    net.train()
+    with torch.no_grad():
+        y = net(x, best).argmax(1)
+    return net, x, y, best
+
+
+@pytest.mark.parametrize("strategy_name", ["gradient", "reinforce"])
+def test_both_strategies_find_the_known_best_path(strategy_name):
+    net, x, y, best = teacher_task()
+    if strategy_name == "gradient":
+        strategy = GradientStrategy(net, lr=0.05)
+    else:
+        strategy = ReinforceStrategy(net, lr=0.05, baseline_decay=0.9)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(400):
+        rows = torch.randint(0, len(x), (64,), generator=generator)
+        strategy.step(net, x[rows], y[rows], generator)
+    assert net.argmax() == best, [p.tolist() for p in net.probs()]
