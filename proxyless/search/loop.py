@@ -81,7 +81,9 @@ def epoch_loader(dataset: Dataset, batch_size: int, key: tuple[int, ...], skip: 
     """Batches of a seeded permutation of `dataset`, starting after the first `skip` batches."""
     order = torch.randperm(len(dataset), generator=_generator(*key))
     batches = [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(skip, len(dataset) // batch_size)]
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+    # its own generator: otherwise each new iterator draws a base seed from the global RNG, and a
+    # resumed epoch (a new iterator mid-epoch) would see different augmentations
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, generator=_generator(*key, 2))
 
 
 class Searcher:
