@@ -48,8 +48,13 @@ def _block(body: nn.Module) -> nn.Module:
     return body
 
 
-def init_weights(model: nn.Module) -> None:
-    """He init for convs (fan-out), unit BN, small normal init for the classifier."""
+def init_weights(model: nn.Module, zero_residual: tuple[InvertedResidual, ...] = ()) -> None:
+    """He init for convs (fan-out), unit BN, small normal init for the classifier.
+
+    The last BN of every body in `zero_residual` starts at zero, so those residual branches start as
+    the identity. The supernet uses it for its shape-keeping candidates: the scale of the residual
+    stream then does not jump when the sampled path changes.
+    """
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out")
@@ -59,6 +64,8 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0, 0.01)
             nn.init.zeros_(module.bias)
+    for body in zero_residual:
+        nn.init.zeros_(body.project[1].weight)  # project = conv, BN
 
 
 def build_net(arch: Arch) -> ProxylessNet:

@@ -12,5 +12,5 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_quick_start_uses_the_pinned_install():
     readme = (ROOT / "README.md").read_text()
-    assert "pip install -c constraints.txt -e . && proxyless train --zoo mobilenetv2_0.35" in readme
+    assert "pip install -c constraints.txt -e . && proxyless search" in readme
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text()

@@ -23,12 +23,24 @@ TINY = SearchSpace(
 
 
 def tiny_supernet(seed=0, dtype=torch.float32):
+    """A supernet with random α and trained-like weights (no zero-initialised branch left)."""
     torch.manual_seed(seed)
     net = SuperNet(TINY).to(dtype)
     with torch.no_grad():
         for alpha in net.arch_parameters():
             alpha.normal_()
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0, 0.1)
     return net
+
+
+def test_shape_keeping_candidates_start_as_identity():
+    net = SuperNet(TINY)
+    x = torch.randn(2, 8, 8, 8)
+    for block in net.blocks[:2]:  # the shape-keeping layers
+        for k in range(len(block.mixed.specs)):
+            assert torch.equal(block(x, k), x)
 
 
 def batch(seed=0, n=6, dtype=torch.float32):

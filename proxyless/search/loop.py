@@ -41,7 +41,7 @@ class SearchConfig:
     epochs: int = 4
     warmup_epochs: int = 1
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float = 0.025
     momentum: float = 0.9
     weight_decay: float = 4e-5
     arch_lr: float = 1e-3

@@ -58,9 +58,11 @@ class SuperNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(space.dropout)
         self.classifier = nn.Linear(space.feature_mix_out, space.num_classes)
-        init_weights(self)
-        for mixed in self.mixed_ops():
-            nn.init.zeros_(mixed.alpha)  # init_weights leaves 1-d params alone, but be explicit
+        shortcut_bodies = tuple(
+            op for block in self.blocks if block.shortcut for op in block.mixed.candidates
+            if isinstance(op, InvertedResidual)
+        )
+        init_weights(self, zero_residual=shortcut_bodies)
 
     def forward(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
         assert len(plan) == len(self.blocks), (len(plan), len(self.blocks))
