@@ -75,6 +75,12 @@ def test_killed_search_resumes_to_the_same_arch(tmp_path):
     history = [json.loads(line) for line in (killed / "arch_history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [1, 2, 3]
 
+    derived = subprocess.run([sys.executable, "-m", "proxyless", "derive", str(straight), "--inherit-weights",
+                              "--out", str(tmp_path / "derived.json")], capture_output=True, text=True, timeout=120)
+    assert derived.returncode == 0, derived.stderr[-2000:]
+    assert json.loads((tmp_path / "derived.json").read_text()) == arch_a
+    assert (straight / "derived_weights.safetensors").is_file()
+
 
 @pytest.mark.parametrize("argv,message", [
     (["search", "--resume", "/nonexistent-run"], "no args.json there"),
