@@ -1,0 +1,112 @@
+"""Latency-table keys: hashable records of one op at one input shape on one backend.
+
+    OpKey(kind="mbconv", input_size=32, in_channels=16, out_channels=24, kernel=5, expand=3,
+          stride=2, shortcut=False, batch=32, dtype="float32", backend="torch-cpu")
+
+`kind` is one of: "stem" (conv 3x3 + BN + ReLU6), "mbconv" (an inverted-residual block, its shortcut
+included when `shortcut`), "feature_mix" (conv 1x1 + BN + ReLU6) and "classifier" (global pool +
+dropout + linear; `input_size` is the map it pools).  `zero` ops have no key: they cost nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from proxyless.arch import Arch
+from proxyless.ops import MBConv, OpSpec, Zero
+from proxyless.space import LayerSlot, SearchSpace
+
+KINDS = ("stem", "mbconv", "feature_mix", "classifier")
+
+
+@dataclass(frozen=True, order=True)
+class OpKey:
+    kind: str
+    input_size: int
+    in_channels: int
+    out_channels: int
+    kernel: int = 1
+    expand: int = 1
+    stride: int = 1
+    shortcut: bool = False
+    batch: int = 1
+    dtype: str = "float32"
+    backend: str = "torch-cpu"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"latency key kind must be one of {KINDS}, got {self.kind!r}")
+
+    @property
+    def output_size(self) -> int:
+        return 1 if self.kind == "classifier" else (self.input_size + self.stride - 1) // self.stride
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OpKey:
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - known or "kind" not in data:
+            raise ValueError(f"a latency key is an object with fields {sorted(known)}, got {data!r}")
+        return cls(**data)
+
+    def describe(self) -> str:
+        shape = f"{self.input_size}x{self.input_size}x{self.in_channels}->{self.out_channels}"
+        op = f" k{self.kernel} e{self.expand} s{self.stride}{' +skip' if self.shortcut else ''}" if self.kind == "mbconv" else ""
+        return f"{self.kind} {shape}{op}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every key of one table shares: batch size, dtype and backend."""
+
+    batch: int = 1
+    dtype: str = "float32"
+    backend: str = "torch-cpu"
+
+
+def op_key(slot: LayerSlot, op: OpSpec, context: Context) -> OpKey | None:
+    """The key of candidate `op` at searchable layer `slot`; None for `zero`."""
+    if isinstance(op, Zero):
+        return None
+    assert isinstance(op, MBConv), op
+    return OpKey("mbconv", slot.input_size, slot.in_channels, slot.out_channels, op.kernel, op.expand,
+                 slot.stride, slot.keeps_shape, **asdict(context))
+
+
+def fixed_keys(space: SearchSpace, context: Context) -> list[OpKey]:
+    """Keys of the parts every architecture of `space` has: stem, first block, feature mix, classifier."""
+    stem_size = (space.input_size + space.stem_stride - 1) // space.stem_stride
+    last = space.layers()[-1]
+    final_size = (last.input_size + last.stride - 1) // last.stride
+    shared = asdict(context)
+    return [
+        OpKey("stem", space.input_size, 3, space.stem_out, 3, 1, space.stem_stride, **shared),
+        OpKey("mbconv", stem_size, space.stem_out, space.first_block_out, 3, 1, 1,
+              space.stem_out == space.first_block_out, **shared),
+        OpKey("feature_mix", final_size, space.last_channels, space.feature_mix_out, **shared),
+        OpKey("classifier", final_size, space.feature_mix_out, space.num_classes, **shared),
+    ]
+
+
+def candidate_keys(space: SearchSpace, context: Context) -> list[list[OpKey | None]]:
+    """For each searchable layer, the key of each candidate (None for `zero`)."""
+    return [[op_key(slot, op, context) for op in slot.candidates] for slot in space.layers()]
+
+
+def all_keys(space: SearchSpace, context: Context) -> list[OpKey]:
+    """Every distinct key a table needs to cover `space`, in a stable order."""
+    keys = fixed_keys(space, context) + [k for layer in candidate_keys(space, context) for k in layer if k]
+    return list(dict.fromkeys(keys))
+
+
+def arch_keys(arch: Arch, context: Context) -> list[OpKey]:
+    """The keys whose latencies add up to `arch`'s (fixed parts, then each non-zero layer)."""
+    layer_keys = [op_key(slot, op, context) for slot, op in zip(arch.space.layers(), arch.ops)]
+    return fixed_keys(arch.space, context) + [k for k in layer_keys if k is not None]
+
+
+def with_context(key: OpKey, context: Context) -> OpKey:
+    return replace(key, **asdict(context))

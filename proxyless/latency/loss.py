@@ -1,0 +1,62 @@
+"""Latency terms for the architecture loss, selectable by name.
+
+With CE the cross-entropy of the architecture step, E = E[LAT] and T the target (ms):
+
+    add     CE + λ·(E − T)/T
+    mul     CE · (E/T)^β
+    log     CE · (E/T)^β in log form:  log CE + β·log(E/T)
+    hinge   CE + λ·max(0, E − T)/T       (only latency above the target is penalised)
+
+`AdaptiveWeight` removes the hand-tuning of λ: after each architecture step it multiplies λ by
+exp(rate·(E − T)/T), so λ grows while the expected latency is above the target and shrinks below it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from proxyless.errors import UserError
+
+KINDS = ("add", "mul", "log", "hinge")
+
+
+@dataclass(frozen=True)
+class LatencyLoss:
+    kind: str
+    target: float  # ms
+    weight: float = 0.1  # λ for add/hinge, β for mul/log
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"latency loss must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not (math.isfinite(self.target) and self.target > 0):
+            raise UserError(f"the target latency must be a positive number of ms, got {self.target}")
+
+    def combine(self, ce: torch.Tensor, expected: torch.Tensor, weight: float | None = None) -> torch.Tensor:
+        """The architecture loss from the task loss `ce` and the expected latency."""
+        w = self.weight if weight is None else weight
+        ratio = expected / self.target
+        if self.kind == "add":
+            return ce + w * (ratio - 1)
+        if self.kind == "hinge":
+            return ce + w * torch.relu(ratio - 1)
+        if self.kind == "mul":
+            return ce * ratio**w
+        return torch.log(ce) + w * torch.log(ratio)
+
+
+@dataclass
+class AdaptiveWeight:
+    """λ ← λ·exp(rate·(E − T)/T) after every architecture step, clamped to [low, high]."""
+
+    value: float = 0.1
+    rate: float = 0.5
+    low: float = 1e-4
+    high: float = 1e3
+
+    def update(self, expected: float, target: float) -> float:
+        self.value = min(self.high, max(self.low, self.value * math.exp(self.rate * (expected - target) / target)))
+        return self.value
