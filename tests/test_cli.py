@@ -11,7 +11,7 @@ from proxyless.cli import main
 from proxyless.zoo import get_zoo_arch
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-COMMANDS = ("search", "derive", "zoo", "space", "train", "eval")
+COMMANDS = ("search", "derive", "zoo", "space", "train", "eval", "lut", "latency")
 
 
 def run_cli(capsys, *argv):

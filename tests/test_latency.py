@@ -181,3 +181,35 @@ def test_build_lut_measures_and_resumes_after_interruption(tmp_path, monkeypatch
     # 3. a table for another batch size is not resumed into
     with pytest.raises(LatencyTableError, match="cannot be resumed"):
         build_lut(TINY, out, config=MeasureConfig(batch=8), progress=False)
+
+
+TINY_SPACE_YAML = """\
+name: tiny
+input_size: 16
+stem_channels: 8
+stem_stride: 2
+first_block_channels: 8
+stages: [{width: 8, depth: 2, stride: 1}, {width: 16, depth: 1, stride: 2}]
+candidates: [mb_k3_e3, mb_k5_e6]
+feature_mix_channels: 16
+num_classes: 4
+"""
+
+
+def test_cli_lut_build_show_and_predict(tmp_path, capsys):
+    from proxyless.arch import save_arch
+    from proxyless.cli import main
+
+    (tmp_path / "space.yaml").write_text(TINY_SPACE_YAML)
+    out = tmp_path / "lut.json"
+    assert main(["lut", "build", "--space", str(tmp_path / "space.yaml"), "--out", str(out), "--no-progress"]) == 0
+    assert main(["lut", "show", str(out)]) == 0
+    assert "entries: " in capsys.readouterr().out
+    arch = Arch(TINY, tuple(slot.candidates[1] for slot in TINY.layers()))
+    save_arch(arch, tmp_path / "arch.json")
+    assert main(["latency", "predict", "--arch", str(tmp_path / "arch.json"), "--lut", str(out)]) == 0
+    assert f"predicted {predict_latency(arch, load_lut(out)):.2f} ms" in capsys.readouterr().out
+    # a table that lacks the network's ops: one line listing what is missing, exit 2
+    assert main(["latency", "predict", "--zoo", "mobilenetv2_0.35", "--lut", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lacks" in err and "stem 224x224x3->16" in err
