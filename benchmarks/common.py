@@ -12,22 +12,15 @@ from pathlib import Path
 import torch
 
 from proxyless.atomic import atomic_write_text
+from proxyless.latency.measure import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def environment() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from proxyless.atomic import atomic_write_text
+from proxyless.atomic import atomic_write_text, read_json
 from proxyless.errors import UserError
 from proxyless.ops import OpSpec, format_op, parse_op
 from proxyless.space import SearchSpace, SpaceError
@@ -98,14 +98,7 @@ def save_arch(arch: Arch, path: str | Path) -> Path:
 
 def load_arch(path: str | Path) -> Arch:
     path = Path(path)
-    if not path.is_file():
-        raise ArchError(f"architecture file {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ArchError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); check the file") from None
-    except UnicodeDecodeError:
-        raise ArchError(f"{path}: not a text file; expected an arch.json") from None
+    data = read_json(path, ArchError, "architecture file")
     try:
         return Arch.from_dict(data, where=str(path))
     except SpaceError as err:

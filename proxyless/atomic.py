@@ -1,10 +1,11 @@
-"""Atomic file writes: write a temporary file beside the target, fsync, then rename over it.
-
-A reader (or a resumed run after a crash) sees either the old file or the new one, never half of one.
+"""Files: atomic writes (a temporary file beside the target, fsync, then a rename over it), so a
+reader or a resumed run sees the old file or the new one, never half of one; and JSON reads whose
+errors are one line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -36,3 +37,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_torch_save(obj: object, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: Path, error: type[Exception], what: str) -> object:
+    """Parse the JSON file `path`, raising `error` with one line that names the problem."""
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); check the file") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file; expected a {what} in JSON") from None

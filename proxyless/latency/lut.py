@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from proxyless.atomic import atomic_write_text
+from proxyless.atomic import atomic_write_text, read_json
 from proxyless.errors import UserError
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.space import SearchSpace
@@ -108,18 +108,12 @@ def save_lut(table: LatencyTable, path: str | Path) -> Path:
 def load_lut(path: str | Path) -> LatencyTable:
     """A proxyless JSON table, or the original ProxylessNAS mobile table (.yaml)."""
     path = Path(path)
-    if not path.is_file():
-        raise LatencyTableError(f"latency table {str(path)!r} does not exist")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
+    if path.suffix.lower() in (".yaml", ".yml") and path.is_file():
         from proxyless.latency.mobile import table_from_mobile_yaml
 
         try:
-            return table_from_mobile_yaml(yaml.safe_load(text), where=str(path))
+            return table_from_mobile_yaml(yaml.safe_load(path.read_text()), where=str(path))
         except yaml.YAMLError as err:
             raise LatencyTableError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise LatencyTableError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = read_json(path, LatencyTableError, "latency table")
     return LatencyTable.from_dict(data, where=str(path))

@@ -97,7 +97,7 @@ def is_done(stat: Stat | None, config: MeasureConfig) -> bool:
 
 def header_for(backend: str, config: MeasureConfig, space: SearchSpace) -> dict:
     return {
-        "backend": backend, "device": _cpu_name(), "threads": torch.get_num_threads(), "batch": config.batch,
+        "backend": backend, "device": cpu_name(), "threads": torch.get_num_threads(), "batch": config.batch,
         "dtype": "float32", "space": space.name, "unit": "ms",
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -143,7 +143,8 @@ def _existing(out: str | Path, context: Context) -> LatencyTable | None:
     return table
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, or what `platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
