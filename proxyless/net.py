@@ -20,9 +20,9 @@ class ProxylessNet(nn.Module):
         space = arch.space
         self.arch = arch
         self.stem = ConvBNAct(3, space.stem_out, 3, space.stem_stride)
-        self.first_block = _block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
+        self.first_block = shortcut_block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
         self.blocks = nn.Sequential(
-            *(_block(op.build(s.in_channels, s.out_channels, s.stride)) for s, op in zip(space.layers(), arch.ops))
+            *(shortcut_block(op.build(s.in_channels, s.out_channels, s.stride)) for s, op in zip(space.layers(), arch.ops))
         )
         self.feature_mix = ConvBNAct(space.last_channels, space.feature_mix_out, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -41,7 +41,7 @@ class ProxylessNet(nn.Module):
         return self.classifier(self.dropout(x))
 
 
-def _block(body: nn.Module) -> nn.Module:
+def shortcut_block(body: nn.Module) -> nn.Module:
     """Wrap an op body in the identity shortcut when it keeps its shape; `zero` is the shortcut alone."""
     if isinstance(body, InvertedResidual) and body.stride == 1 and body.in_ch == body.out_ch:
         return Residual(body)

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from proxyless.arch import save_arch
 from proxyless.cli import main

@@ -19,7 +19,7 @@ from torch import nn
 
 from proxyless.arch import Arch
 from proxyless.layers import ConvBNAct, InvertedResidual
-from proxyless.net import _block, init_weights
+from proxyless.net import init_weights, shortcut_block
 from proxyless.search.mixed_op import MixedOp, TwoPaths
 from proxyless.space import SearchSpace
 
@@ -52,7 +52,7 @@ class SuperNet(nn.Module):
         super().__init__()
         self.space = space
         self.stem = ConvBNAct(3, space.stem_out, 3, space.stem_stride)
-        self.first_block = _block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
+        self.first_block = shortcut_block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
         self.blocks = nn.ModuleList(SuperBlock(MixedOp(slot)) for slot in space.layers())
         self.feature_mix = ConvBNAct(space.last_channels, space.feature_mix_out, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
