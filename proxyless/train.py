@@ -26,7 +26,7 @@ from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, load_state, save_checkpoint, save_weights
 from proxyless.data import Splits, make_loader
 from proxyless.device import resolve_device
-from proxyless.errors import UserError
+from proxyless.errors import UserError, check_positive_flags
 from proxyless.metrics import MetricsLog, topk_correct
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.profile import profile
@@ -51,9 +51,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for flag in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, flag), int) or getattr(self, flag) <= 0:
-                raise UserError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(self, flag)!r}")
+        check_positive_flags(self, "epochs", "batch_size")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1:

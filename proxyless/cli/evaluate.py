@@ -12,7 +12,7 @@ from proxyless.cli.common import add_command, read_arch_file
 from proxyless.cli.train import add_data_flags
 from proxyless.data import load_splits
 from proxyless.device import resolve_device
-from proxyless.errors import UserError
+from proxyless.errors import UserError, check_positive_flags
 from proxyless.net import build_net
 from proxyless.profile import profile
 from proxyless.train import evaluate
@@ -37,8 +37,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     arch, net = _load_trained(args)
-    if args.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    check_positive_flags(args, "batch_size")
     device = resolve_device(args.device)
     splits = load_splits(args.data, arch.space.input_size, augment=False, progress=False)
     if len(splits.classes) != arch.space.num_classes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from proxyless.arch import Arch, save_arch
 from proxyless.cli.common import add_command, read_arch_file
-from proxyless.errors import UserError
+from proxyless.errors import UserError, check_positive_flags
 from proxyless.net import build_net
 from proxyless.profile import profile
 from proxyless.zoo import get_zoo_arch, list_zoo
@@ -51,10 +51,7 @@ def _add_task_flags(parser: argparse.ArgumentParser) -> None:
 def _arch_for(args: argparse.Namespace) -> Arch:
     arch = read_arch_file(args.name) if args.name.endswith(".json") else get_zoo_arch(args.name)
     if args.input_size is not None or args.num_classes is not None:
-        for flag in ("input_size", "num_classes"):
-            value = getattr(args, flag)
-            if value is not None and value <= 0:
-                raise UserError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+        check_positive_flags(args, "input_size", "num_classes")
         arch = arch.with_task(args.input_size or arch.space.input_size, args.num_classes or arch.space.num_classes)
     return arch
 

@@ -25,12 +25,13 @@ from tqdm import tqdm
 from proxyless.arch import save_arch
 from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, save_checkpoint
-from proxyless.errors import UserError
+from proxyless.errors import UserError, check_positive_flags
 from proxyless.metrics import MetricsLog
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.search.derive import derive_arch
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
+from proxyless.train import NonFiniteLossError
 
 log = logging.getLogger("proxyless")
 
@@ -54,9 +55,7 @@ class SearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for flag in ("epochs", "batch_size", "arch_every"):
-            if not isinstance(getattr(self, flag), int) or getattr(self, flag) <= 0:
-                raise UserError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(self, flag)!r}")
+        check_positive_flags(self, "epochs", "batch_size", "arch_every")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise UserError(f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} of {self.epochs}")
         if self.lr <= 0 or self.arch_lr <= 0:
@@ -158,7 +157,7 @@ class Searcher:
         logits = self.supernet(images, plan)  # (B, classes)
         loss = self.criterion(logits, targets)
         if not torch.isfinite(loss):
-            raise UserError(f"search loss became {loss.item()}; lower --lr (the last checkpoint is intact)")
+            raise NonFiniteLossError(f"search loss became {loss.item()}; lower --lr (the last checkpoint is intact)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
