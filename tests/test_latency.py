@@ -152,22 +152,22 @@ def test_build_lut_measures_and_resumes_after_interruption(tmp_path, monkeypatch
     out = tmp_path / "lut.json"
     config = MeasureConfig(batch=1, calls_per_sample=1, warmup_calls=1, min_rounds=3, max_rounds=3)
     keys = all_keys(TINY, Context(batch=1))
-    original = measure.make_timer
+    original = measure.key_timer
     samples = []
 
     def interrupting_timer(key, cfg):
         timer = original(key, cfg)
 
-        def sample():
+        def sample(calls):
             if len(samples) == len(keys) + 2:  # two samples into the second round
                 raise KeyboardInterrupt
             samples.append(key)
-            return timer()
+            return timer(calls)
 
         return sample
 
     # 1. a build killed in its second round leaves the complete first round on disk
-    monkeypatch.setattr(measure, "make_timer", interrupting_timer)
+    monkeypatch.setattr(measure, "key_timer", interrupting_timer)
     with pytest.raises(KeyboardInterrupt):
         build_lut(TINY, out, config=config, progress=False)
     monkeypatch.undo()

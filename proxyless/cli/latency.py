@@ -1,18 +1,23 @@
-"""`proxyless lut build|show` and `proxyless latency predict`: latency tables for the target device."""
+"""`proxyless lut build|show|validate` and `proxyless latency predict|measure`: latency on the target device."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
-from proxyless.cli.common import add_command, read_arch_file
+from proxyless.atomic import atomic_write_text
+from proxyless.cli.common import add_command, resolve_arch
 from proxyless.errors import UserError
 from proxyless.latency.keys import arch_keys
-from proxyless.latency.lut import load_lut
-from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut
+from proxyless.latency.lut import load_lut, save_lut
+from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs
 from proxyless.latency.predict import predict_latency
+from proxyless.latency.runners import onnx_timer
+from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut
 from proxyless.space import get_space
-from proxyless.zoo import get_zoo_arch
 
 EXAMPLES = """\
   proxyless lut build --space proxyless-cifar --batch-size 32 --out lut_cifar.json
@@ -20,6 +25,9 @@ EXAMPLES = """\
   proxyless lut show lut_cifar.json
   proxyless latency predict --zoo proxyless_mobile --lut mobile_trim.yaml         # the Pixel 1 table
   proxyless latency predict --arch runs/search/arch.json --lut lut_cifar.json
+  proxyless lut validate --lut lut_cifar.json --samples 50 --calibrate 20 --out lut_cifar_validation
+  proxyless latency measure --arch runs/search/arch.json --backend onnxruntime --batch-size 32
+  proxyless latency measure --onnx model.onnx --input-size 32 --batch-size 32
 """
 
 
@@ -37,14 +45,35 @@ def register(subparsers) -> None:
     show = actions.add_parser("show", help="print a table's header and a summary of its entries")
     show.add_argument("lut", help="latency table (.json, or the original mobile .yaml)")
     show.set_defaults(handler=run_show)
+    validate = actions.add_parser(
+        "validate", help="calibrate a table on random whole networks and report its error on others")
+    validate.add_argument("--lut", required=True, help="a JSON table from `lut build` (its calibration is updated)")
+    validate.add_argument("--space", help="default: the preset named in the table's header")
+    validate.add_argument("--samples", type=int, default=50, help="random networks to validate on")
+    validate.add_argument("--calibrate", type=int, default=20,
+                          help="other random networks to fit the calibration on (0: keep the table's own)")
+    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--out", required=True, help="directory for validation.json, validation.md, scatter.png")
+    validate.add_argument("--no-progress", action="store_true")
+    validate.set_defaults(handler=run_validate)
 
-    latency = add_command(subparsers, "latency", "Predict a network's latency from a latency table.", EXAMPLES)
+    latency = add_command(subparsers, "latency", "Predict or measure a network's latency.", EXAMPLES)
     actions = latency.add_subparsers(dest="latency_action", metavar="ACTION", required=True, parser_class=type(latency))
     predict = actions.add_parser("predict", help="predicted latency of an arch.json or zoo network")
     predict.add_argument("--arch", help="arch.json")
     predict.add_argument("--zoo", help="zoo model name")
     predict.add_argument("--lut", required=True, help="latency table (.json, or the original mobile .yaml)")
     predict.set_defaults(handler=run_predict)
+    measure = actions.add_parser("measure", help="time a whole network (arch.json, zoo name or .onnx file)")
+    measure.add_argument("--arch", help="arch.json")
+    measure.add_argument("--zoo", help="zoo model name")
+    measure.add_argument("--onnx", help="an exported .onnx file, timed in onnxruntime")
+    measure.add_argument("--backend", default="torch-cpu", help=f"one of: {', '.join(BACKENDS)} (ignored for --onnx)")
+    measure.add_argument("--batch-size", type=int, default=1)
+    measure.add_argument("--input-size", type=int, help="image size (default: the architecture's; needed for --onnx)")
+    measure.add_argument("--threads", type=int, default=0, help="threads (0: torch's default)")
+    measure.add_argument("--rounds", type=int, default=10, help="rounds of 5 calls each")
+    measure.set_defaults(handler=run_measure)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -69,9 +98,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    if (args.arch is None) == (args.zoo is None):
-        raise UserError("give exactly one of --arch ARCH.json or --zoo NAME")
-    arch = read_arch_file(args.arch) if args.arch else get_zoo_arch(args.zoo)
+    arch = resolve_arch(args.arch, args.zoo)[0]
     table = load_lut(args.lut)
     missing = table.missing(arch_keys(arch, table.context))
     if missing:
@@ -81,4 +108,50 @@ def run_predict(args: argparse.Namespace) -> int:
                         f"{arch.name or 'this network'}: {listed}{more}")
     print(f"{arch.name or 'network'}: predicted {predict_latency(arch, table):.2f} ms on "
           f"{table.header.get('device', table.header['backend'])} (batch {table.context.batch})")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    table = load_lut(args.lut)
+    if args.lut.lower().endswith((".yaml", ".yml")):
+        raise UserError("an imported mobile table can only be validated on the phone it was measured on; "
+                        "validate tables built here with `proxyless lut build`")
+    if args.samples <= 0 or args.calibrate < 0:
+        raise UserError("--samples must be positive and --calibrate not negative")
+    space = get_space(args.space or table.header.get("space", ""))
+    report = validate_lut(table, space, args.samples, args.calibrate, args.seed, progress=not args.no_progress)
+    out = Path(args.out)
+    atomic_write_text(out / "validation.json", json.dumps(report.to_dict(), indent=1) + "\n")
+    atomic_write_text(out / "validation.md", report.to_markdown())
+    plot_scatter(report, out / "scatter.png")
+    if args.calibrate:
+        save_lut(replace(table, header={**table.header, "calibration": report.calibration}), args.lut)
+    print(report.to_markdown(), end="")
+    saved = f"; calibration saved in {args.lut}" if args.calibrate else ""
+    print(f"wrote {out / 'validation.md'}, {out / 'validation.json'} and {out / 'scatter.png'}{saved}")
+    return 0
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    if args.batch_size <= 0 or args.rounds <= 0 or args.threads < 0:
+        raise UserError("--batch-size and --rounds must be positive and --threads not negative")
+    config = replace(NETWORK_MEASURE, batch=args.batch_size, threads=args.threads,
+                     min_rounds=args.rounds, max_rounds=args.rounds)
+    if args.onnx is not None:
+        if args.arch or args.zoo or args.input_size is None:
+            raise UserError("--onnx takes no --arch/--zoo and needs --input-size (the exported model's image size)")
+        timer = onnx_timer(args.onnx, (args.batch_size, 3, args.input_size, args.input_size), args.threads)
+        samples = sorted(timer(config.calls_per_sample) for _ in range(args.rounds))
+        mean = sum(samples) / len(samples)
+        print(f"{Path(args.onnx).name}: {mean:.2f} ms (onnxruntime, batch {args.batch_size}, "
+              f"{args.rounds} rounds, range {samples[0]:.2f}-{samples[-1]:.2f} ms)")
+        return 0
+    arch, adaptable = resolve_arch(args.arch, args.zoo)
+    if args.input_size is not None:
+        if not adaptable and args.input_size != arch.space.input_size:
+            raise UserError(f"the architecture is for {arch.space.input_size} px; drop --input-size or use --zoo")
+        arch = arch.with_task(args.input_size, arch.space.num_classes)
+    (stat,) = measure_archs([arch], args.backend, config, progress=False)
+    print(f"{arch.name or 'network'}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({args.backend}, batch "
+          f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, input {arch.space.input_size} px)")
     return 0

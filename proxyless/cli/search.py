@@ -14,6 +14,7 @@ from torch.utils.data import Subset
 from proxyless.arch import save_arch
 from proxyless.checkpoint import load_checkpoint, save_weights
 from proxyless.cli.common import add_command, prepare_run_dir
+from proxyless.cli.search_latency import add_latency_flags, latency_objective, report_latency, reward_for
 from proxyless.cli.train import add_data_flags
 from proxyless.data import load_splits
 from proxyless.device import resolve_device
@@ -21,6 +22,7 @@ from proxyless.errors import UserError
 from proxyless.net import build_net
 from proxyless.search.derive import derive_arch, inherit_weights
 from proxyless.search.loop import SearchConfig, Searcher, write_search_config
+from proxyless.search.objective import LatencyObjective
 from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
 from proxyless.space import SearchSpace, get_space
@@ -31,6 +33,7 @@ EXAMPLES = """\
   proxyless search                                   # short search: embedded sample, proxyless-cifar, CPU
   proxyless search --epochs 30 --warmup-epochs 10 --data ~/data/cifar-10-batches-py --out runs/cifar
   proxyless search --strategy reinforce --space my_space.yaml --data ~/images
+  proxyless search --lut lut_cifar.json --target-latency 40ms   # hardware-aware: land at 40 ms
   proxyless search --resume runs/cifar               # continue an interrupted search
   proxyless derive runs/cifar --inherit-weights      # re-derive arch.json (and weights) from a checkpoint
 """
@@ -56,6 +59,7 @@ def register(subparsers) -> None:
     group.add_argument("--seed", type=int, default=defaults.seed)
     group.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
                        help="also checkpoint every N steps inside an epoch (0: end of epoch only)")
+    add_latency_flags(parser)
     runs = parser.add_argument_group("run directory")
     runs.add_argument("--out", help="run directory (default: runs/search-<space>, numbered if taken)")
     runs.add_argument("--resume", metavar="RUN_DIR", help="continue the search in RUN_DIR with its saved settings")
@@ -80,11 +84,12 @@ def run_search(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
     )
     device = resolve_device(args.device)
-    space = get_space(args.space)
-    train, valid, space, source = _search_data(args, space)
+    deployed_space = get_space(args.space)  # latency is predicted for this space; the data may change its classes
+    train, valid, space, source = _search_data(args, deployed_space)
     torch.manual_seed(config.seed)
     supernet = SuperNet(space)
-    searcher = Searcher(supernet, _strategy(supernet, config), train, valid, config, device)
+    objective = latency_objective(args, supernet, deployed_space)
+    searcher = Searcher(supernet, _strategy(supernet, config, objective), train, valid, config, device)
     run_dir = Path(args.resume) if args.resume else prepare_run_dir(args.out, f"search-{space.name}", False, args.overwrite)
     if not args.resume:
         write_search_config(run_dir, config, space.to_dict(), source)
@@ -92,6 +97,8 @@ def run_search(args: argparse.Namespace) -> int:
     log.info("searching %s on %s (%d train / %d valid images) -> %s", space.name, source, len(train), len(valid), run_dir)
     result = searcher.run(run_dir, resume=bool(args.resume))
     print(result["arch"].summary())
+    if objective is not None:
+        report_latency(objective, result["arch"], run_dir, measure=not args.no_measure)
     print(f"wrote {result['arch_json']}  (train it: proxyless train --arch {result['arch_json']} --data {args.data})")
     return 0
 
@@ -124,10 +131,10 @@ def _search_data(args: argparse.Namespace, space: SearchSpace):
     return train, splits.valid, space, source
 
 
-def _strategy(supernet: SuperNet, config: SearchConfig):
+def _strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObjective | None):
     if config.strategy == "reinforce":
-        return ReinforceStrategy(supernet, lr=config.arch_lr)
-    return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode)
+        return ReinforceStrategy(supernet, reward=reward_for(objective), lr=config.arch_lr)
+    return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode, arch_loss=objective)
 
 
 def run_derive(args: argparse.Namespace) -> int:

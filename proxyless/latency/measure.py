@@ -1,33 +1,35 @@
-"""Measuring a latency table on this machine (backend `torch-cpu`: PyTorch eager, inference, channels-last).
+"""Measuring latency on this machine: a table of every op of a space, or whole networks.
 
-`build_lut` times every key a space needs in *rounds*: each round visits every unfinished key once, in
-a shuffled order, and records the median of a few calls. Interleaving spreads the noise of a shared
-machine over all keys alike. A key is done once it has `min_rounds` samples and the standard error of
-its mean is below `rel_error` of the mean (or after `max_rounds`). The table is saved atomically after
-every round with running statistics, so an interrupted build resumes where it stopped.
+Both time their items in *rounds*: each round visits every unfinished item once, in a shuffled order,
+and records the median of a few calls (see `runners` for the backends). Interleaving spreads the noise
+of a shared machine over all items alike. An item is done once it has `min_rounds` samples and the
+standard error of its mean is below `rel_error` of the mean (or after `max_rounds`). `build_lut` saves
+the table atomically after every round with running statistics, so an interrupted build resumes where
+it stopped.
 """
 
 from __future__ import annotations
 
 import platform
 import random
-import statistics
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from proxyless.arch import Arch
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
+from proxyless.latency.runners import BACKENDS, Timer, check_backend, make_timer
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
+from proxyless.net import build_net
 from proxyless.space import SearchSpace
 
-BACKENDS = ("torch-cpu",)
+__all__ = ["BACKENDS", "MeasureConfig", "build_lut", "measure_archs", "module_for_key"]
 
 
 @dataclass(frozen=True)
@@ -56,25 +58,9 @@ def module_for_key(key: OpKey) -> nn.Module:
     return module.eval()
 
 
-def make_timer(key: OpKey, config: MeasureConfig) -> Callable[[], float]:
-    """A function returning the median time (ms) of `calls_per_sample` forward calls of `key`'s module."""
-    module = module_for_key(key).to(memory_format=torch.channels_last)
-    x = torch.randn(key.batch, key.in_channels, key.input_size, key.input_size)
-    x = x.contiguous(memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def sample() -> float:
-        times = []
-        for _ in range(config.calls_per_sample):
-            start = time.perf_counter()
-            module(x)
-            times.append((time.perf_counter() - start) * 1e3)
-        return statistics.median(times)
-
-    with torch.inference_mode():
-        for _ in range(config.warmup_calls):
-            module(x)
-    return sample
+def key_timer(key: OpKey, config: MeasureConfig) -> Timer:
+    shape = (key.batch, key.in_channels, key.input_size, key.input_size)
+    return make_timer(module_for_key(key), shape, key.backend, config.threads, config.warmup_calls)
 
 
 def merge(stat: Stat | None, value: float) -> Stat:
@@ -95,11 +81,32 @@ def is_done(stat: Stat | None, config: MeasureConfig) -> bool:
     return stat.count >= config.max_rounds or standard_error <= config.rel_error * stat.mean
 
 
+def interleave(items: Sequence[Hashable], timer_for: Callable[[Hashable], Timer], stats: dict,
+               config: MeasureConfig, bar: tqdm, after_round: Callable[[], None] = lambda: None) -> dict:
+    """Time `items` in shuffled rounds until each is done; `stats` (item -> Stat) is updated in place."""
+    rng = random.Random(config.seed)
+    timers: dict = {}
+    bar.update(sum(is_done(stats.get(item), config) for item in items))
+    while todo := [item for item in items if not is_done(stats.get(item), config)]:
+        rng.shuffle(todo)
+        for item in todo:  # 1. one sample of every unfinished item, in a shuffled order
+            timer = timers.get(item) or timers.setdefault(item, timer_for(item))
+            stats[item] = merge(stats.get(item), timer(config.calls_per_sample))
+        bar.update(sum(is_done(stats[item], config) for item in todo))
+        after_round()  # 2. e.g. save: a killed build resumes from here
+    return stats
+
+
 def header_for(backend: str, config: MeasureConfig, space: SearchSpace) -> dict:
+    threads = config.threads or torch.get_num_threads()
+    versions = {"torch": torch.__version__, "python": platform.python_version()}
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
     return {
-        "backend": backend, "device": cpu_name(), "threads": torch.get_num_threads(), "batch": config.batch,
-        "dtype": "float32", "space": space.name, "unit": "ms",
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "backend": backend, "device": device_name(backend), "threads": threads, "batch": config.batch,
+        "dtype": "float32", "space": space.name, "unit": "ms", "versions": versions,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "method": f"median of {config.calls_per_sample} calls per round, rounds interleaved over keys; "
                   f"mean of round medians until its standard error < {config.rel_error:.0%}",
@@ -109,27 +116,36 @@ def header_for(backend: str, config: MeasureConfig, space: SearchSpace) -> dict:
 def build_lut(space: SearchSpace, out: str | Path, backend: str = "torch-cpu", config: MeasureConfig = MeasureConfig(),
               resume: bool = True, progress: bool = True) -> LatencyTable:
     """Measure every key `space` needs into `out` (resuming a partial table there when `resume`)."""
-    if backend not in BACKENDS:
-        raise LatencyTableError(f"unknown latency backend {backend!r}; available: {', '.join(BACKENDS)}")
+    check_backend(backend)
     if config.threads:
         torch.set_num_threads(config.threads)
     context = Context(config.batch, "float32", backend)
     table = _existing(out, context) if resume else None
     table = table or LatencyTable(header_for(backend, config, space))
     keys = all_keys(space, context)
-    rng = random.Random(config.seed)
-    timers: dict[OpKey, Callable[[], float]] = {}
-    bar = tqdm(total=len(keys), desc=f"lut {backend}", unit="op", disable=not progress)
-    with bar:
-        bar.update(sum(is_done(table.entries.get(k), config) for k in keys))
-        while todo := [k for k in keys if not is_done(table.entries.get(k), config)]:
-            rng.shuffle(todo)
-            for key in todo:  # 1. one sample of every unfinished key, in a shuffled order
-                timer = timers.get(key) or timers.setdefault(key, make_timer(key, config))
-                table.entries[key] = merge(table.entries.get(key), timer())
-            bar.update(sum(is_done(table.entries[k], config) for k in todo))
-            save_lut(table, out)  # 2. the round is on disk: a killed build resumes from here
+    with tqdm(total=len(keys), desc=f"lut {backend}", unit="op", disable=not progress) as bar:
+        interleave(keys, lambda key: key_timer(key, config), table.entries, config, bar,
+                   after_round=lambda: save_lut(table, out))
+    save_lut(table, out)
     return table
+
+
+def measure_archs(archs: Sequence[Arch], backend: str, config: MeasureConfig = MeasureConfig(),
+                  progress: bool = True) -> list[Stat]:
+    """Whole-network latency (ms) of each of `archs`, timed in interleaved rounds like the table's ops."""
+    check_backend(backend)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    def timer_for(index: int) -> Timer:
+        arch = archs[index]
+        shape = (config.batch, 3, arch.space.input_size, arch.space.input_size)
+        return make_timer(build_net(arch), shape, backend, config.threads, config.warmup_calls)
+
+    stats: dict[int, Stat] = {}
+    with tqdm(total=len(archs), desc=f"measure {backend}", unit="net", disable=not progress) as bar:
+        interleave(range(len(archs)), timer_for, stats, config, bar)
+    return [stats[i] for i in range(len(archs))]
 
 
 def _existing(out: str | Path, context: Context) -> LatencyTable | None:
@@ -141,6 +157,11 @@ def _existing(out: str | Path, context: Context) -> LatencyTable | None:
             f"{out} holds a table for {table.context}; it cannot be resumed as {context}; choose another --out"
         )
     return table
+
+
+def device_name(backend: str) -> str:
+    """The GPU's name for torch-cuda, else the CPU model."""
+    return torch.cuda.get_device_name() if backend == "torch-cuda" else cpu_name()
 
 
 def cpu_name() -> str:

@@ -49,7 +49,7 @@ class LatencyModel:
     def __init__(self, space: SearchSpace, lut: LatencyTable) -> None:
         lut.check_covers(space)
         context = lut.context
-        self.space, self.calibration = space, calibration_of(lut)
+        self.space, self.header, self.calibration = space, lut.header, calibration_of(lut)
         self.fixed = sum(lut.latency(key) for key in fixed_keys(space, context))
         self.per_layer = [
             torch.tensor([0.0 if key is None else lut.latency(key) for key in layer], dtype=torch.float64)
@@ -62,6 +62,10 @@ class LatencyModel:
         for alpha, lat in zip(alphas, self.per_layer):
             total = total + (torch.softmax(alpha.double(), 0) * lat.to(alpha.device)).sum()
         return self.calibration.apply(total + self.fixed)
+
+    def of_arch(self, arch: Arch) -> float:
+        """Predicted latency of `arch` (an architecture of this model's space)."""
+        return self.of_indices([slot.candidates.index(op) for slot, op in zip(self.space.layers(), arch.ops)])
 
     def of_indices(self, indices: list[int]) -> float:
         """Latency of the single-path architecture that picks `indices`."""

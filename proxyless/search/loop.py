@@ -140,8 +140,8 @@ class Searcher:
                 totals.update(loss=totals["loss"] + loss * len(targets), correct=totals["correct"] + correct,
                               seen=totals["seen"] + len(targets))
                 if epoch >= cfg.warmup_epochs and (step + 1) % cfg.arch_every == 0:
-                    self.arch_step(epoch, (step + 1) // cfg.arch_every - 1, generator)
-                    totals["arch_steps"] += 1
+                    report = self.arch_step(epoch, (step + 1) // cfg.arch_every - 1, generator)
+                    totals.update(arch_steps=totals["arch_steps"] + 1, last_arch_step=report)
                 bar.update(len(targets))
                 bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}")
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
@@ -190,6 +190,7 @@ class Searcher:
             "mean_entropy": sum(entropy(p) for p in probs) / len(probs),
             "lr": self.scheduler.get_last_lr()[0],
             "argmax": " ".join(arch.op_strings()),
+            **totals.get("last_arch_step", {}),  # e.g. the latency of the argmax arch and the latency weight
         }
         arch_row = {"epoch": epoch + 1, "ops": arch.op_strings(), "probs": [p.tolist() for p in probs],
                     "entropy": [entropy(p) for p in probs]}

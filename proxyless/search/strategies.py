@@ -8,7 +8,10 @@ gradients through the binary gates, Adam on α, then rescaling of the two sample
 `ReinforceStrategy` (ProxylessNAS-R): sample a whole architecture, reward it with any callable (it may
 measure latency: nothing needs to be differentiable), and follow (R − b)·∇log p with a moving baseline.
 
-Both accept `arch_loss`, an extra differentiable term on α (e.g. expected latency) added to the loss.
+Both accept `arch_loss(supernet, ce) -> loss`, the architecture loss built from the cross-entropy of the
+step and any differentiable term on α (see `objective.LatencyObjective`); without it the loss is CE.
+Whatever `arch_loss` or `reward` report in a `last` dict is logged, and their `state_dict`, if they
+have one (an adapted latency weight), is checkpointed with the strategy's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from proxyless.arch import Arch
 from proxyless.search.mixed_op import TwoPaths
 from proxyless.search.supernet import SuperNet
 
-ArchLoss = Callable[[SuperNet], torch.Tensor]
+ArchLoss = Callable[[SuperNet, torch.Tensor], torch.Tensor]  # (supernet, cross-entropy) -> loss
 Reward = Callable[[Arch, float], float]  # (sampled arch, its accuracy on a valid batch) -> reward
 
 
@@ -76,21 +79,35 @@ class GradientStrategy:
         self.optimizer.zero_grad(set_to_none=True)
         # 2. forward and backward with frozen weights: only α (and activations) get gradients
         with frozen(supernet.weight_parameters()):
-            loss = self.criterion(supernet(images, plan), targets)
-            extra = self.arch_loss(supernet) if self.arch_loss else torch.zeros(())
-            (loss + extra).backward()
+            ce = self.criterion(supernet(images, plan), targets)
+            loss = self.arch_loss(supernet, ce) if self.arch_loss else ce
+            loss.backward()
         # 3. update α; for two paths, keep the probability mass of the unsampled candidates
         old = [alpha.detach().clone() for alpha in supernet.arch_parameters()]
         self.optimizer.step()
         if self.mode == "two":
             rescale_two_paths(supernet, old, plan)
-        return {"arch_loss": loss.item(), "arch_extra_loss": extra.item()}
+        return {"arch_ce": ce.item(), "arch_loss": loss.item(), **_reported(self.arch_loss)}
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "objective": _state_of(self.arch_loss)}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        _load_state(self.arch_loss, state.get("objective"))
+
+
+def _reported(part: object) -> dict[str, float]:
+    return dict(getattr(part, "last", {}))
+
+
+def _state_of(part: object) -> dict | None:
+    return part.state_dict() if hasattr(part, "state_dict") else None
+
+
+def _load_state(part: object, state: dict | None) -> None:
+    if state is not None and hasattr(part, "load_state_dict"):
+        part.load_state_dict(state)
 
 
 @torch.no_grad()
@@ -109,9 +126,9 @@ class ReinforceStrategy:
     """ProxylessNAS-R: ∇α = (R − b)·∇log p(sampled arch), b a moving average of R."""
 
     def __init__(self, supernet: SuperNet, reward: Reward | None = None, lr: float = 1e-3,
-                 baseline_decay: float = 0.9, arch_loss: ArchLoss | None = None):
+                 baseline_decay: float = 0.9):
         self.reward = reward or (lambda arch, accuracy: accuracy)
-        self.baseline_decay, self.arch_loss = baseline_decay, arch_loss
+        self.baseline_decay = baseline_decay
         self.baseline: float | None = None
         self.optimizer = make_arch_optimizer(supernet, lr)
 
@@ -130,15 +147,17 @@ class ReinforceStrategy:
         self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * reward
         # 3. ascend (R − b)·log p(sample): minimise its negative
         log_p = sum(torch.log_softmax(m.alpha, 0)[i] for m, i in zip(supernet.mixed_ops(), indices))
-        extra = self.arch_loss(supernet) if self.arch_loss else torch.zeros(())
         self.optimizer.zero_grad(set_to_none=True)
-        (-advantage * log_p + extra).backward()
+        (-advantage * log_p).backward()
         self.optimizer.step()
-        return {"reward": reward, "baseline": self.baseline, "arch_accuracy": accuracy, "arch_extra_loss": extra.item()}
+        return {"reward": reward, "baseline": self.baseline, "arch_accuracy": accuracy,
+                **_reported(self.reward)}
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
+        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline,
+                "objective": _state_of(self.reward)}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline = state["baseline"]
+        _load_state(self.reward, state.get("objective"))

@@ -1,0 +1,75 @@
+"""Does a latency table built here predict whole networks measured here?
+
+For one (space, backend, batch, threads): build the table (`proxyless lut build`), then calibrate it on
+`--calibrate` random architectures and validate it on `--samples` others (`proxyless lut validate`),
+all right after one another so that the drift of a shared machine is small between them.
+
+    python benchmarks/latency_validation.py --space proxyless-cifar --backend torch-cpu --batch 32
+    python benchmarks/latency_validation.py --space proxyless-imagenet --backend onnxruntime --batch 1
+
+Writes benchmarks/results/latency_<space>_<backend>_b<batch>.{json,md,png} and the table itself
+(lut_<...>.json, calibration in its header); done when ≥ 90% of predictions are within ±10% and the
+rank correlation is ≥ 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, environment, write_results  # noqa: E402
+
+from proxyless.latency.lut import save_lut  # noqa: E402
+from proxyless.latency.measure import MeasureConfig, build_lut  # noqa: E402
+from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut  # noqa: E402
+from proxyless.space import get_space  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="proxyless-cifar")
+    parser.add_argument("--backend", default="torch-cpu")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--calibrate", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=15, help="most rounds per network")
+    parser.add_argument("--quick", action="store_true", help="a tiny run to check the script (minutes)")
+    args = parser.parse_args()
+    if args.quick:
+        args.samples, args.calibrate, args.rounds = 4, 3, 2
+    name = f"latency_{args.space}_{args.backend}_b{args.batch}" + ("_quick" if args.quick else "")
+    space = get_space(args.space)
+    start = time.perf_counter()
+    # 1. the table, as `proxyless lut build` measures it
+    lut_path = RESULTS / f"lut_{args.space}_{args.backend}_b{args.batch}{'_quick' if args.quick else ''}.json"
+    op_config = MeasureConfig(batch=args.batch, threads=args.threads, max_rounds=args.rounds)
+    table = build_lut(space, lut_path, args.backend, op_config, resume=False)
+    build_s = time.perf_counter() - start
+    # 2. calibration and validation on random whole networks, as `proxyless lut validate` does
+    nets = replace(NETWORK_MEASURE, max_rounds=args.rounds, min_rounds=min(NETWORK_MEASURE.min_rounds, args.rounds))
+    report = validate_lut(table, space, args.samples, args.calibrate, measure=nets)
+    save_lut(replace(table, header={**table.header, "calibration": report.calibration}), lut_path)
+    plot_scatter(report, RESULTS / f"{name}.png")
+    passed = report.calibrated["within_10pct"] >= 0.9 and report.calibrated["rank_correlation"] >= 0.9
+    timing = {"lut_build_s": build_s, "validation_s": time.perf_counter() - start - build_s}
+    data = {"environment": environment(), "args": vars(args), "timing": timing, "passed": passed,
+            "report": report.to_dict()}
+    markdown = (report.to_markdown()
+                + f"\nTable built in {build_s:.0f} s; validation took {timing['validation_s']:.0f} s. "
+                f"Done-when (≥90% within ±10%, rank correlation ≥0.9): {'met' if passed else 'NOT met'}.\n\n"
+                f"Reproduce: `python benchmarks/latency_validation.py --space {args.space} --backend {args.backend} "
+                f"--batch {args.batch} --threads {args.threads}`\n")
+    write_results(name, data, markdown)
+    print(markdown)
+    print(json.dumps(timing))
+
+
+if __name__ == "__main__":
+    main()

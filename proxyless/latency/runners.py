@@ -1,0 +1,150 @@
+"""Timing forward calls of one module on a backend, the same way for a single op and a whole network.
+
+    timer = make_timer(module, (1, 3, 224, 224), "onnxruntime", threads=2)   # built and warmed up
+    timer(calls=5) -> median ms of 5 forward calls, after one untimed call
+
+The untimed call matters when many modules are timed in turn: oneDNN keeps a bounded cache of
+compiled kernels (1024 by default), which 20 networks overflow; without it, every call of a network
+would pay for rebuilding its kernels (measured here: +40% on a 32 px network at batch 32).
+
+Backends:
+    torch-cpu     PyTorch eager on the CPU, inference mode, channels-last
+    onnxruntime   the module exported to ONNX (torch.onnx, dynamo exporter), one CPU InferenceSession with
+                  every graph optimisation on (BN folding, fusion) and a fixed thread count
+    torch-cuda    PyTorch eager on the GPU, channels-last; each call timed with CUDA events
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from proxyless.errors import UserError
+
+BACKENDS = ("torch-cpu", "onnxruntime", "torch-cuda")
+
+Timer = Callable[[int], float]  # calls -> median milliseconds of one call
+
+
+class BackendUnavailable(UserError):
+    """A backend that this machine cannot run (no GPU, a missing package)."""
+
+
+def check_backend(backend: str) -> None:
+    """Raise a one-line error naming the fix when `backend` cannot run here."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown latency backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise BackendUnavailable(f"backend onnxruntime needs {', '.join(missing)}: "
+                                     f"pip install -c constraints.txt -e .")
+    if backend == "torch-cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("backend torch-cuda needs a CUDA GPU, and torch sees none on this machine; "
+                                 "use --backend torch-cpu or onnxruntime here")
+
+
+def make_timer(module: nn.Module, input_shape: tuple[int, ...], backend: str, threads: int = 0,
+               warmup_calls: int = 3) -> Timer:
+    """A warmed-up timer of `module` (put in eval mode) on inputs of `input_shape` (B, C, H, W)."""
+    check_backend(backend)
+    module = module.eval()
+    if backend == "onnxruntime":
+        run = _onnxruntime_call(export_onnx(module, torch.randn(input_shape)), input_shape, threads)
+    else:
+        run = _torch_call(module, input_shape, torch.device("cuda" if backend == "torch-cuda" else "cpu"))
+    for _ in range(warmup_calls):
+        run()
+    clock = _cuda_clock if backend == "torch-cuda" else _wall_clock
+
+    return _median_timer(run, clock)
+
+
+def onnx_timer(path: str | Path, input_shape: tuple[int, ...], threads: int = 0, warmup_calls: int = 3) -> Timer:
+    """A warmed-up onnxruntime timer of an exported `.onnx` file (its first input gets `input_shape`)."""
+    check_backend("onnxruntime")
+    try:
+        model = Path(path).read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read the ONNX file {path}: {err.strerror}") from None
+    run = _onnxruntime_call(model, input_shape, threads)
+    for _ in range(warmup_calls):
+        run()
+    return _median_timer(run, _wall_clock)
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """`module` (eval mode) as ONNX bytes, exported by torch's default (dynamo) exporter."""
+    dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    buffer = io.BytesIO()
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns about torchvision ops it cannot register, which we never use
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), (example,), buffer, input_names=["images"], output_names=["logits"],
+                              dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False)
+    finally:
+        quiet.setLevel(level)
+    return buffer.getvalue()
+
+
+def _torch_call(module: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> Callable[[], None]:
+    module = module.to(device, memory_format=torch.channels_last)
+    x = torch.randn(input_shape, device=device).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def run() -> None:
+        module(x)
+
+    return run
+
+
+def _onnxruntime_call(model: bytes, input_shape: tuple[int, ...], threads: int) -> Callable[[], None]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable models
+        raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}") from None
+    name = session.get_inputs()[0].name
+    feed = {name: torch.randn(input_shape).numpy()}
+    return lambda: session.run(None, feed)
+
+
+def _median_timer(run: Callable[[], None], clock: Callable[[Callable[[], None]], float]) -> Timer:
+    def timer(calls: int) -> float:
+        run()  # untimed: rebuilds whatever another module evicted from the kernel caches
+        return statistics.median(clock(run) for _ in range(calls))
+
+    return timer
+
+
+def _wall_clock(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return (time.perf_counter() - start) * 1e3
+
+
+def _cuda_clock(run: Callable[[], None]) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    run()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end)

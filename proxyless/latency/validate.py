@@ -1,0 +1,166 @@
+"""Does the table predict whole networks? Calibrate and validate it against real measurements.
+
+    report = validate_lut(lut, space, samples=50, calibrate=20)
+
+1. draw `calibrate + samples` random architectures of the space (distinct, seeded);
+2. time every one as a whole network on the table's backend, batch and thread count, all in one
+   interleaved measurement, so that the drift of a shared machine hits them all alike;
+3. fit `measured ≈ scale · Σ LUT + offset` on the first `calibrate` networks only (per-op sums miss
+   per-call overhead and cache effects; the fit is stored in the table's header);
+4. report, on the other `samples` networks only: mean absolute % error, the share within ±5% / ±10%,
+   and the rank (Spearman) correlation, for the raw sums and for the calibrated predictions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from proxyless.arch import Arch
+from proxyless.atomic import atomic_write
+from proxyless.errors import UserError
+from proxyless.latency.lut import LatencyTable
+from proxyless.latency.measure import MeasureConfig, measure_archs
+from proxyless.latency.predict import Calibration, calibration_of, predict_latency
+from proxyless.space import SearchSpace
+
+# whole networks are noisier than single ops on a shared machine: more rounds, a tighter error target
+NETWORK_MEASURE = MeasureConfig(calls_per_sample=5, warmup_calls=3, min_rounds=10, max_rounds=25, rel_error=0.015)
+
+
+def random_archs(space: SearchSpace, count: int, seed: int = 0, exclude: Sequence[Arch] = ()) -> list[Arch]:
+    """`count` distinct architectures with every layer's op drawn uniformly, none of them in `exclude`."""
+    rng = random.Random(seed)
+    seen = {arch.ops for arch in exclude}
+    archs: list[Arch] = []
+    while len(archs) < count:
+        ops = tuple(rng.choice(slot.candidates) for slot in space.layers())
+        if ops not in seen:
+            seen.add(ops)
+            archs.append(Arch(space, ops, name=f"random-{seed}-{len(archs)}"))
+    return archs
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's ρ: the Pearson correlation of the ranks (ties get their mean rank)."""
+    return float(np.corrcoef(_ranks(np.asarray(a)), _ranks(np.asarray(b)))[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=float)
+    for value in np.unique(x):  # ties: the mean of their ranks
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> Calibration:
+    """Least-squares `measured ≈ scale · raw + offset`."""
+    if len(raw) < 3:
+        raise UserError(f"calibration needs at least 3 networks, got {len(raw)}; raise --calibrate")
+    design = np.stack([np.asarray(raw, dtype=float), np.ones(len(raw))], axis=1)
+    (scale, offset), *_ = np.linalg.lstsq(design, np.asarray(measured, dtype=float), rcond=None)
+    return Calibration(float(scale), float(offset))
+
+
+def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    relative = np.abs(p - m) / m
+    return {
+        "mape": float(relative.mean()),
+        "within_5pct": float((relative <= 0.05).mean()),
+        "within_10pct": float((relative <= 0.10).mean()),
+        "rank_correlation": rank_correlation(p, m),
+        "mean_ratio_measured_to_predicted": float((m / p).mean()),
+    }
+
+
+@dataclass
+class ValidationReport:
+    header: dict[str, Any]  # the table's header (backend, device, batch, threads, ...)
+    calibration: dict[str, Any]
+    raw: dict[str, float]  # metrics of the uncalibrated per-op sums
+    calibrated: dict[str, float]
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per validation network
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        h = self.header
+        lines = [
+            f"# Latency table validation: {h.get('space')} on {h.get('backend')}",
+            "",
+            f"Device: {h.get('device')}, {h.get('threads')} threads, batch {h.get('batch')}. "
+            f"{len(self.rows)} random architectures, none used for calibration; "
+            f"calibration fitted on {self.calibration['samples']} others: "
+            f"measured ≈ {self.calibration['scale']:.3f} · Σ LUT + {self.calibration['offset']:.3f} ms.",
+            "",
+            "| prediction | MAPE | within ±5% | within ±10% | rank correlation |",
+            "|---|---|---|---|---|",
+        ]
+        for name, m in (("per-op sum", self.raw), ("calibrated", self.calibrated)):
+            lines.append(f"| {name} | {m['mape']:.1%} | {m['within_5pct']:.0%} | {m['within_10pct']:.0%} | "
+                         f"{m['rank_correlation']:.3f} |")
+        return "\n".join(lines) + "\n"
+
+
+def validate_lut(lut: LatencyTable, space: SearchSpace, samples: int = 50, calibrate: int = 20, seed: int = 0,
+                 measure: MeasureConfig = NETWORK_MEASURE, progress: bool = True) -> ValidationReport:
+    """Calibrate `lut` on `calibrate` random networks and validate it on `samples` others (see module doc)."""
+    if samples < 3:
+        raise UserError(f"--samples must be at least 3 to compute a rank correlation, got {samples}")
+    lut.check_covers(space)
+    uncalibrated = replace(lut, header={k: v for k, v in lut.header.items() if k != "calibration"})
+    archs = random_archs(space, calibrate + samples, seed)
+    config = replace(measure, batch=lut.context.batch, threads=int(lut.header.get("threads", 0)), seed=seed)
+    stats = measure_archs(archs, lut.context.backend, config, progress=progress)  # 1. one interleaved run
+    raw = [predict_latency(arch, uncalibrated) for arch in archs]
+    measured = [s.mean for s in stats]
+    # 2. fit on the calibration networks (or keep the table's own calibration when calibrate == 0)
+    fit = fit_calibration(raw[:calibrate], measured[:calibrate]) if calibrate else calibration_of(lut)
+    calibration = {"scale": fit.scale, "offset": fit.offset, "samples": calibrate,
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "method": "least squares of whole-network latency on the per-op sum, "
+                             f"{calibrate} random architectures (seed {seed})"}
+    # 3. validate on the others
+    val = slice(calibrate, None)
+    predicted = [fit.apply(r) for r in raw[val]]
+    rows = [{"arch": " ".join(a.op_strings()), "raw_ms": r, "predicted_ms": p, "measured_ms": s.mean,
+             "measured_std_ms": s.var**0.5, "rounds": s.count}
+            for a, r, p, s in zip(archs[val], raw[val], predicted, stats[val])]
+    return ValidationReport(dict(lut.header), calibration, error_metrics(raw[val], measured[val]),
+                            error_metrics(predicted, measured[val]), rows)
+
+
+def plot_scatter(report: ValidationReport, path: str | Path) -> Path:
+    """Predicted vs measured latency of the validation networks, with the ±10% band, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r["measured_ms"] for r in report.rows]
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.scatter(measured, [r["raw_ms"] for r in report.rows], s=14, marker="x", color="0.6", label="per-op sum")
+    ax.scatter(measured, [r["predicted_ms"] for r in report.rows], s=16, color="C0", label="calibrated")
+    low, high = min(measured) * 0.8, max(measured) * 1.1
+    line = np.array([low, high])
+    ax.plot(line, line, "k-", lw=0.8)
+    ax.fill_between(line, line * 0.9, line * 1.1, color="C0", alpha=0.12, label="±10%")
+    h, m = report.header, report.calibrated
+    ax.set(xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
+           title=f"{h.get('space')} · {h.get('backend')} · batch {h.get('batch')}\n"
+                 f"{m['within_10pct']:.0%} within ±10%, rank corr {m['rank_correlation']:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,85 @@
+"""The latency objective of a hardware-aware search: a latency model, a target T, a loss form and a
+weight that adapts itself, so that the derived architecture lands at T without hand-tuning.
+
+    objective = LatencyObjective(supernet, LatencyModel(space, lut), LatencyLoss("add", target=12.0))
+    GradientStrategy(supernet, arch_loss=objective)        # objective(supernet, ce) -> architecture loss
+    ReinforceStrategy(supernet, reward=LatencyReward(objective))   # ACC · (LAT/T)^(−λ) while LAT > T
+
+After every architecture step the weight λ is multiplied by exp(rate · (L − T)/T), where L is the
+predicted latency of the architecture the search would derive *now* (the argmax of α), not E[LAT]:
+the argmax is what `derive` keeps, and its latency is what must hit the target.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from proxyless.arch import Arch
+from proxyless.latency.loss import AdaptiveWeight, LatencyLoss
+from proxyless.latency.predict import LatencyModel
+from proxyless.search.supernet import SuperNet
+
+ArchLatency = Callable[[Arch], float]  # ms of a whole architecture: predicted, or measured for REINFORCE
+
+
+class LatencyObjective:
+    def __init__(self, supernet: SuperNet, model: LatencyModel, loss: LatencyLoss, adapt_rate: float = 0.5,
+                 reward_latency: ArchLatency | None = None) -> None:
+        self.supernet, self.model, self.loss = supernet, model, loss
+        self.weight = AdaptiveWeight(loss.weight, rate=adapt_rate)
+        self.reward_latency = reward_latency or model.of_arch
+        self.last: dict[str, float] = {}
+
+    @property
+    def target(self) -> float:
+        return self.loss.target
+
+    def __call__(self, supernet: SuperNet, ce: torch.Tensor) -> torch.Tensor:
+        """The architecture loss of a gradient step (E[LAT] differentiable in α); then adapt λ."""
+        expected = self.model.expected(supernet.arch_parameters()).to(ce.dtype)
+        loss = self.loss.combine(ce, expected, self.weight.value)
+        self._adapt(expected=float(expected.detach()))
+        return loss
+
+    def reward(self, arch: Arch, accuracy: float) -> float:
+        """ACC · (LAT/T)^(−λ) when LAT > T (only a slow net is discounted), for REINFORCE; then adapt λ."""
+        latency = self.reward_latency(arch)
+        factor = (latency / self.target) ** -self.weight.value if latency > self.target else 1.0
+        self.last["sampled_latency_ms"] = latency
+        self._adapt()
+        return accuracy * factor
+
+    def _adapt(self, expected: float | None = None) -> None:
+        derived = self.model.of_indices(self.supernet.argmax())
+        self.last.update(argmax_latency_ms=derived, latency_weight=self.weight.value)
+        if expected is not None:
+            self.last["expected_latency_ms"] = expected
+        self.weight.update(derived, self.target)
+
+    def state_dict(self) -> dict:
+        return {"weight": self.weight.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weight.value = float(state["weight"])
+
+
+class LatencyReward:
+    """`objective.reward` as a REINFORCE reward that also reports and checkpoints the objective's state."""
+
+    def __init__(self, objective: LatencyObjective) -> None:
+        self.objective = objective
+
+    def __call__(self, arch: Arch, accuracy: float) -> float:
+        return self.objective.reward(arch, accuracy)
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.objective.last
+
+    def state_dict(self) -> dict:
+        return self.objective.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.objective.load_state_dict(state)

@@ -1,0 +1,149 @@
+"""Hardware-aware search: the latency objective, its adaptive weight, and `search --lut --target-latency`."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from proxyless.cli import main
+from proxyless.cli.search_latency import parse_target, reachable
+from proxyless.latency.keys import Context, all_keys
+from proxyless.latency.loss import LatencyLoss
+from proxyless.latency.lut import LatencyTable, Stat, save_lut
+from proxyless.latency.measure import MeasureConfig, build_lut
+from proxyless.latency.predict import LatencyModel
+from proxyless.ops import parse_op
+from proxyless.search.objective import LatencyObjective, LatencyReward
+from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
+from proxyless.search.supernet import SuperNet
+from proxyless.space import SearchSpace, Stage
+
+# 32 px and 10 classes: searchable on the embedded CIFAR-10 sample
+SPACE = SearchSpace(
+    name="tiny32", input_size=32, stem_channels=8, stem_stride=2, first_block_channels=8,
+    stages=(Stage(8, 2, 2), Stage(16, 2, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e6")),
+    feature_mix_channels=32, num_classes=10,
+)
+
+
+def synthetic_table(space=SPACE):
+    """Distinct made-up latencies growing with kernel · expansion (k5e6 is the slow op)."""
+    context = Context(batch=1)
+    entries = {key: Stat(0.1 + 0.02 * key.kernel * key.expand, 0.0, 3) for key in all_keys(space, context)}
+    return LatencyTable({"backend": "torch-cpu", "batch": 1, "dtype": "float32", "threads": 1}, entries)
+
+
+def objective_for(supernet, target, kind="add", weight=0.1, rate=0.5):
+    model = LatencyModel(SPACE, synthetic_table())
+    return LatencyObjective(supernet, model, LatencyLoss(kind, target, weight), rate)
+
+
+def batch(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(16, 3, 32, 32, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+
+
+def test_parse_target():
+    assert parse_target("12ms") == 12.0 and parse_target("0.5 ms") == 0.5 and parse_target("7") == 7.0
+    for bad in ("-3ms", "0", "fast", "12s"):
+        with pytest.raises(Exception, match="--target-latency must be a positive number of milliseconds"):
+            parse_target(bad)
+
+
+@pytest.mark.parametrize("kind", ["add", "mul", "log", "hinge"])
+def test_objective_pushes_alpha_towards_faster_ops_when_above_target(kind):
+    torch.manual_seed(0)
+    supernet = SuperNet(SPACE)
+    model = LatencyModel(SPACE, synthetic_table())
+    fastest, slowest = reachable(model)
+    objective = objective_for(supernet, target=fastest, kind=kind, weight=1.0, rate=0.0)
+    strategy = GradientStrategy(supernet, lr=0.05, arch_loss=objective)
+    before = float(model.expected(supernet.arch_parameters()).detach())
+    images, targets = batch()
+    for step in range(30):
+        report = strategy.step(supernet, images, targets, torch.Generator().manual_seed(step))
+    after = float(model.expected(supernet.arch_parameters()).detach())
+    assert after < before - 0.05 * (slowest - fastest)
+    assert {"expected_latency_ms", "argmax_latency_ms", "latency_weight", "arch_ce"} <= set(report)
+
+
+def test_weight_adapts_from_the_derived_net_and_is_checkpointed():
+    supernet = SuperNet(SPACE)
+    fastest, slowest = reachable(LatencyModel(SPACE, synthetic_table()))
+    derived = objective_for(supernet, 1.0).model.of_indices(supernet.argmax())
+    above = objective_for(supernet, target=derived / 1.5, weight=0.1)  # the derived net is too slow
+    above(supernet, torch.tensor(2.3))
+    assert above.weight.value > 0.1 and above.last["argmax_latency_ms"] == pytest.approx(derived)
+    below = objective_for(supernet, target=derived * 1.5, weight=0.1)  # fast enough: relax
+    below(supernet, torch.tensor(2.3))
+    assert below.weight.value < 0.1
+    strategy = GradientStrategy(supernet, arch_loss=above)
+    state = strategy.state_dict()
+    fresh = objective_for(supernet, target=derived / 1.5, weight=0.1)
+    GradientStrategy(supernet, arch_loss=fresh).load_state_dict(state)
+    assert fresh.weight.value == above.weight.value
+
+
+def test_reinforce_reward_discounts_slow_nets_only():
+    supernet = SuperNet(SPACE)
+    objective = objective_for(supernet, target=1.0, weight=0.5, rate=0.0)
+    slow = supernet.arch_of([1] * len(supernet.blocks))
+    fast = supernet.arch_of([0] * len(supernet.blocks))
+    lat_slow, lat_fast = objective.model.of_arch(slow), objective.model.of_arch(fast)
+    objective.loss = LatencyLoss("add", target=(lat_slow + lat_fast) / 2, weight=0.5)
+    reward = LatencyReward(objective)
+    assert reward(fast, 0.8) == pytest.approx(0.8)
+    assert reward(slow, 0.8) == pytest.approx(0.8 * (lat_slow / objective.target) ** -0.5)
+    strategy = ReinforceStrategy(supernet, reward=reward)
+    report = strategy.step(supernet, *batch(), torch.Generator().manual_seed(0))
+    assert "sampled_latency_ms" in report and strategy.state_dict()["objective"] == {"weight": 0.5}
+
+
+def test_search_with_a_measured_table_reports_predicted_and_measured(tmp_path, capsys):
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(SPACE.to_dict()))
+    config = MeasureConfig(batch=8, threads=1, calls_per_sample=2, warmup_calls=1, min_rounds=2, max_rounds=2)
+    table = build_lut(SPACE, tmp_path / "lut.json", "torch-cpu", config, progress=False)
+    fastest, slowest = reachable(LatencyModel(SPACE, table))
+    target = (fastest + slowest) / 2
+    out = tmp_path / "run"
+    code = main(["search", "--space", str(space_file), "--lut", str(tmp_path / "lut.json"),
+                 "--target-latency", f"{target:.4f}ms", "--epochs", "2", "--warmup-epochs", "1",
+                 "--batch-size", "32", "--limit-images", "320", "--valid-size", "0.05", "--arch-every", "1",
+                 "--arch-lr", "0.05", "--no-progress", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "latency: predicted" in printed and "latency: measured" in printed
+    result = json.loads((out / "latency.json").read_text())
+    assert result["target_ms"] == pytest.approx(target, rel=1e-3) and result["measured_ms"] > 0
+    assert fastest <= result["predicted_ms"] <= slowest
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "latency_weight" in rows[-1] and "argmax_latency_ms" in rows[-1]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target-latency", "10ms"], "--lut and --target-latency go together"),
+    (["--lut", "LUT", "--target-latency", "0.000001ms"], "out of reach"),
+    (["--lut", "LUT", "--target-latency", "abc"], "positive number of milliseconds"),
+    (["--lut", "LUT", "--target-latency", "1ms", "--latency-weight", "0"], "--latency-weight must be positive"),
+])
+def test_search_latency_bad_input(extra, message, tmp_path, capsys):
+    save_lut(synthetic_table(), tmp_path / "lut.json")
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(SPACE.to_dict()))
+    argv = ["search", "--space", str(space_file), "--limit-images", "64", "--out", str(tmp_path / "run"),
+            *[str(tmp_path / "lut.json") if a == "LUT" else a for a in extra]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_table_for_another_space_is_refused(tmp_path, capsys):
+    other = replace(SPACE, feature_mix_channels=64)
+    save_lut(synthetic_table(other), tmp_path / "lut.json")
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(SPACE.to_dict()))
+    assert main(["search", "--space", str(space_file), "--lut", str(tmp_path / "lut.json"), "--target-latency", "1ms",
+                 "--limit-images", "64", "--out", str(tmp_path / "run")]) == 2
+    assert "does not cover" in capsys.readouterr().err
