@@ -147,3 +147,31 @@ def test_table_for_another_space_is_refused(tmp_path, capsys):
     assert main(["search", "--space", str(space_file), "--lut", str(tmp_path / "lut.json"), "--target-latency", "1ms",
                  "--limit-images", "64", "--out", str(tmp_path / "run")]) == 2
     assert "does not cover" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("band", [(0.45, 0.55), (0.2, 0.3), (0.7, 0.8)])
+def test_most_probable_within_band_matches_brute_force(band):
+    import itertools
+
+    from proxyless.search.budget import most_probable_within
+
+    torch.manual_seed(1)
+    supernet = SuperNet(SPACE)
+    with torch.no_grad():
+        for alpha in supernet.arch_parameters():
+            alpha.normal_()
+    model = LatencyModel(SPACE, synthetic_table())
+    fastest, slowest = reachable(model)
+    low, high = (fastest + f * (slowest - fastest) for f in band)
+    probs = supernet.probs()
+    in_band = [
+        (sum(float(torch.log(p[i])) for p, i in zip(probs, indices)), list(indices))
+        for indices in itertools.product(*(range(len(p)) for p in probs))
+        if low <= model.of_indices(list(indices)) <= high
+    ]
+    found = most_probable_within(model, probs, low, high)
+    if not in_band:
+        assert found is None
+    else:
+        assert found == max(in_band)[1]
+    assert most_probable_within(model, probs, 0.0, fastest * 0.5) is None

@@ -89,7 +89,8 @@ def run_search(args: argparse.Namespace) -> int:
     torch.manual_seed(config.seed)
     supernet = SuperNet(space)
     objective = latency_objective(args, supernet, deployed_space)
-    searcher = Searcher(supernet, _strategy(supernet, config, objective), train, valid, config, device)
+    searcher = Searcher(supernet, _strategy(supernet, config, objective), train, valid, config, device,
+                        derive=objective.derive if objective else None)
     run_dir = Path(args.resume) if args.resume else prepare_run_dir(args.out, f"search-{space.name}", False, args.overwrite)
     if not args.resume:
         write_search_config(run_dir, config, space.to_dict(), source)
@@ -98,7 +99,8 @@ def run_search(args: argparse.Namespace) -> int:
     result = searcher.run(run_dir, resume=bool(args.resume))
     print(result["arch"].summary())
     if objective is not None:
-        report_latency(objective, result["arch"], run_dir, measure=not args.no_measure)
+        argmax_ms = objective.model.of_indices(supernet.argmax())
+        report_latency(objective, result["arch"], result["derived_by"], argmax_ms, run_dir, not args.no_measure)
     print(f"wrote {result['arch_json']}  (train it: proxyless train --arch {result['arch_json']} --data {args.data})")
     return 0
 

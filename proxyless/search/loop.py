@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -28,12 +28,12 @@ from proxyless.checkpoint import load_checkpoint, save_checkpoint
 from proxyless.errors import UserError, check_positive_flags
 from proxyless.metrics import MetricsLog
 from proxyless.optim import make_scheduler, make_sgd
-from proxyless.search.derive import derive_arch
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
 from proxyless.train import NonFiniteLossError
 
 log = logging.getLogger("proxyless")
+Derive = Callable[[SuperNet], tuple[list[int], str]]  # supernet -> (kept index per layer, how they were chosen)
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,11 @@ class Searcher:
     """Runs a search of `supernet` with `strategy`; construction validates and touches no file."""
 
     def __init__(self, supernet: SuperNet, strategy: ArchStrategy, train: Dataset, valid: Dataset,
-                 config: SearchConfig, device: torch.device) -> None:
+                 config: SearchConfig, device: torch.device, derive: Derive | None = None) -> None:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.supernet = supernet.to(device, memory_format=self.memory_format)
         self.strategy, self.train, self.valid = strategy, train, valid
+        self.derive = derive or (lambda net: (net.argmax(), "argmax"))
         self.config, self.device = config, device
         self.steps_per_epoch = len(train) // config.batch_size
         self.valid_batches = len(valid) // config.batch_size
@@ -211,9 +212,10 @@ class Searcher:
     # -- files --------------------------------------------------------------------------------------
 
     def finish(self) -> dict[str, Any]:
-        arch = derive_arch(self.supernet, name=f"searched-{self.run_dir.name}")
+        indices, how = self.derive(self.supernet)
+        arch = self.supernet.arch_of(indices, name=f"searched-{self.run_dir.name}")
         save_arch(arch, self.run_dir / "arch.json")
-        result = {"arch": arch.op_strings(), "arch_json": str(self.run_dir / "arch.json")}
+        result = {"arch": arch.op_strings(), "arch_json": str(self.run_dir / "arch.json"), "derived_by": how}
         atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
         return {**result, "arch": arch}
 

@@ -8,6 +8,9 @@ weight that adapts itself, so that the derived architecture lands at T without h
 After every architecture step the weight λ is multiplied by exp(rate · (L − T)/T), where L is the
 predicted latency of the architecture the search would derive *now* (the argmax of α), not E[LAT]:
 the argmax is what `derive` keeps, and its latency is what must hit the target.
+
+`derive` keeps the argmax when its predicted latency is within ±5% of T (hinge: at most T); otherwise
+it keeps the most probable architecture inside that band (see `budget`), and says which it did.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import torch
 from proxyless.arch import Arch
 from proxyless.latency.loss import AdaptiveWeight, LatencyLoss
 from proxyless.latency.predict import LatencyModel
+from proxyless.search.budget import most_probable_within
 from proxyless.search.supernet import SuperNet
+
+TOLERANCE = 0.05  # the derived net's predicted latency must be within ±5% of the target
 
 ArchLatency = Callable[[Arch], float]  # ms of a whole architecture: predicted, or measured for REINFORCE
 
@@ -50,6 +56,24 @@ class LatencyObjective:
         self.last["sampled_latency_ms"] = latency
         self._adapt()
         return accuracy * factor
+
+    def on_target(self, latency: float) -> bool:
+        if self.loss.kind == "hinge":
+            return latency <= self.target
+        return abs(latency - self.target) <= TOLERANCE * self.target
+
+    def derive(self, supernet: SuperNet) -> tuple[list[int], str]:
+        """The indices to keep, and how they were chosen."""
+        argmax = supernet.argmax()
+        if self.on_target(self.model.of_indices(argmax)):
+            return argmax, "argmax"
+        # a slightly narrower band: the dynamic programme rounds latencies to its bins
+        low = 0.0 if self.loss.kind == "hinge" else self.target * (1 - 0.9 * TOLERANCE)
+        high = self.target if self.loss.kind == "hinge" else self.target * (1 + 0.9 * TOLERANCE)
+        inside = most_probable_within(self.model, supernet.probs(), low, high)
+        if inside is not None and self.on_target(self.model.of_indices(inside)):
+            return inside, "most probable architecture within the target band (the argmax was off target)"
+        return argmax, "argmax (no architecture of the space is within the target band)"
 
     def _adapt(self, expected: float | None = None) -> None:
         derived = self.model.of_indices(self.supernet.argmax())
