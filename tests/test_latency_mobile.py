@@ -174,3 +174,34 @@ def test_load_lut_reports_malformed_yaml_file(tmp_path: Path) -> None:
     path.write_text(f"{STEM}:\n  count: 1\n  mean: -2.0\n  var: 0.0\n")
     with pytest.raises(LatencyTableError, match=rf"bad\.yaml: entry '{STEM}'"):
         load_lut(path)
+
+
+def test_search_for_the_pixel1_with_the_imported_table(table, tmp_path, capsys, monkeypatch) -> None:
+    """A hardware-aware search of proxyless-imagenet for the phone, on real images resized to 224 px."""
+    import json
+
+    from PIL import Image
+
+    from proxyless.cli import main
+    from proxyless.cli.search_latency import reachable
+    from proxyless.data import load_splits
+    from proxyless.latency.predict import LatencyModel
+
+    monkeypatch.setenv("PROXYLESS_CACHE", str(tmp_path / "cache"))
+    sample = load_splits("sample", 32, progress=False).train
+    for i in range(30):  # 30 real CIFAR-10 images as a tiny ImageFolder
+        image, label = sample.images[sample.indices[i]], int(sample.labels[sample.indices[i]])
+        folder = tmp_path / "data" / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.jpg")
+    fastest, slowest = reachable(LatencyModel(PROXYLESS_IMAGENET, table))
+    target = (fastest + slowest) / 2
+    code = main(["search", "--space", "proxyless-imagenet", "--lut", str(MOBILE_YAML), "--target-latency",
+                 f"{target:.2f}ms", "--data", str(tmp_path / "data"),
+                 "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "4", "--limit-images", "8",
+                 "--valid-size", "0.2", "--arch-every", "1", "--no-progress", "--out", str(tmp_path / "run")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "not measured here: the table was measured on" in printed
+    result = json.loads((tmp_path / "run" / "latency.json").read_text())
+    assert abs(result["predicted_ms"] / target - 1) <= 0.05 and result["measured_ms"] is None

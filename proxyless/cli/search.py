@@ -111,7 +111,8 @@ def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
     if not saved.is_file():
         raise UserError(f"--resume {args.resume}: no args.json there; is it a `proxyless search` run directory?")
     values = json.loads(saved.read_text())
-    return argparse.Namespace(**{**values, "resume": args.resume, "no_progress": args.no_progress})
+    # flags added since the run started keep their defaults
+    return argparse.Namespace(**{**vars(args), **values, "resume": args.resume, "no_progress": args.no_progress})
 
 
 def _search_data(args: argparse.Namespace, space: SearchSpace):

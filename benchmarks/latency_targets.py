@@ -1,0 +1,96 @@
+"""Do searches at two latency targets land on them, and do the measured latencies order the same way?
+
+Runs `proxyless search --lut LUT --target-latency T` on the embedded CIFAR-10 sample for each target,
+then times the derived networks again, interleaved (on the table's backend, batch and threads), so
+that their order is not an artefact of the machine's drift between the two runs.
+
+    python benchmarks/latency_targets.py --lut benchmarks/results/lut_proxyless-cifar_torch-cpu_b32.json
+
+Default targets: 35% and 65% of the way from the fastest to the slowest net of the space on the table.
+Writes benchmarks/results/latency_targets.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import environment, write_results  # noqa: E402
+
+from proxyless.arch import load_arch  # noqa: E402
+from proxyless.cli.search_latency import reachable  # noqa: E402
+from proxyless.latency.lut import load_lut  # noqa: E402
+from proxyless.latency.measure import measure_archs  # noqa: E402
+from proxyless.latency.predict import LatencyModel  # noqa: E402
+from proxyless.latency.validate import NETWORK_MEASURE  # noqa: E402
+from proxyless.space import get_space  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lut", required=True)
+    parser.add_argument("--space", default="proxyless-cifar")
+    parser.add_argument("--targets", type=float, nargs=2, help="two targets in ms (default: see above)")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--arch-lr", type=float, default=0.006, help="α learning rate of the searches")
+    parser.add_argument("--arch-every", type=int, default=2, help="an arch step every N weight steps")
+    parser.add_argument("--out", help="run directories (default: a temporary directory)")
+    parser.add_argument("--quick", action="store_true", help="tiny searches to check the script")
+    args = parser.parse_args()
+    table, space = load_lut(args.lut), get_space(args.space)
+    fastest, slowest = reachable(LatencyModel(space, table))
+    targets = args.targets or [fastest + f * (slowest - fastest) for f in (0.35, 0.65)]
+    out = Path(args.out or tempfile.mkdtemp(prefix="latency_targets_"))
+    runs = []
+    for target in targets:  # 1. one search per target
+        run_dir = out / f"target_{target:.1f}ms"
+        cmd = [sys.executable, "-m", "proxyless", "search", "--space", args.space, "--lut", args.lut,
+               "--target-latency", f"{target:.3f}ms", "--out", str(run_dir), "--overwrite", "--no-progress",
+               "--no-measure", "--epochs", str(args.epochs), "--warmup-epochs", "2",
+               "--arch-lr", str(args.arch_lr), "--arch-every", str(args.arch_every)]
+        if args.quick:
+            cmd += ["--epochs", "2", "--warmup-epochs", "1", "--limit-images", "256", "--batch-size", "32"]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        latency = json.loads((run_dir / "latency.json").read_text())
+        runs.append({"target_ms": target, "search_s": time.perf_counter() - start, **latency,
+                     "arch": load_arch(run_dir / "arch.json").op_strings()})
+    # 2. the derived nets, timed together
+    header = table.header
+    config = replace(NETWORK_MEASURE, batch=int(header["batch"]), threads=int(header.get("threads", 0)),
+                     max_rounds=3 if args.quick else 20, min_rounds=3 if args.quick else 10)
+    archs = [load_arch(out / f"target_{r['target_ms']:.1f}ms" / "arch.json") for r in runs]
+    for run, stat in zip(runs, measure_archs(archs, header["backend"], config)):
+        run.update(measured_ms=stat.mean, measured_std_ms=stat.var**0.5)
+    same_order = (runs[0]["measured_ms"] < runs[1]["measured_ms"]) == (runs[0]["target_ms"] < runs[1]["target_ms"])
+    on_target = all(r["on_target"] for r in runs)
+    rows = "\n".join(
+        f"| {r['target_ms']:.2f} | {r['predicted_ms']:.2f} ({r['error']:+.1%}) | {r['argmax_predicted_ms']:.2f} | "
+        f"{r['measured_ms']:.2f} ± {r['measured_std_ms']:.2f} | {r['derived_by'].split(' (')[0]} | {r['search_s']:.0f} s |"
+        for r in runs)
+    markdown = (
+        f"# Searches at two latency targets ({args.space}, {header['backend']}, batch {header['batch']}, "
+        f"{header.get('threads')} threads)\n\n"
+        f"Embedded CIFAR-10 sample, {args.epochs if not args.quick else 2} search epochs each (α lr {args.arch_lr}, "
+        f"an arch step every {args.arch_every} weight steps); table {Path(args.lut).name}.\n\n"
+        "| target (ms) | predicted (ms) | argmax would be (ms) | measured (ms) | derived by | search time |\n"
+        "|---|---|---|---|---|---|\n" + rows + "\n\n"
+        f"Predicted within ±5% of both targets: {'yes' if on_target else 'NO'}. "
+        f"Measured latencies order like the targets: {'yes' if same_order else 'NO'}.\n\n"
+        f"Reproduce: `python benchmarks/latency_targets.py --lut {args.lut}`\n")
+    write_results("latency_targets" + ("_quick" if args.quick else ""),
+                  {"environment": environment(), "args": vars(args), "runs": runs,
+                   "on_target": on_target, "same_order": same_order}, markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
