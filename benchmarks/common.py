@@ -32,8 +32,8 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
-    """benchmarks/results/<name>.json and .md, written atomically."""
-    json_path = atomic_write_text(RESULTS / f"{name}.json", json.dumps(data, indent=2) + "\n")
-    md_path = atomic_write_text(RESULTS / f"{name}.md", markdown)
+def write_results(name: str, data: dict, markdown: str, directory: Path = RESULTS) -> tuple[Path, Path]:
+    """<directory>/<name>.json and .md (default: benchmarks/results), written atomically."""
+    json_path = atomic_write_text(Path(directory) / f"{name}.json", json.dumps(data, indent=2) + "\n")
+    md_path = atomic_write_text(Path(directory) / f"{name}.md", markdown)
     return json_path, md_path

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import environment, write_results  # noqa: E402
+from common import RESULTS, environment, write_results  # noqa: E402
 
 from proxyless.arch import load_arch  # noqa: E402
 from proxyless.cli.search_latency import reachable  # noqa: E402
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--arch-every", type=int, default=2, help="an arch step every N weight steps")
     parser.add_argument("--out", help="run directories (default: a temporary directory)")
     parser.add_argument("--quick", action="store_true", help="tiny searches to check the script")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write (default: benchmarks/results)")
     args = parser.parse_args()
     table, space = load_lut(args.lut), get_space(args.space)
     fastest, slowest = reachable(LatencyModel(space, table))
@@ -87,8 +88,8 @@ def main() -> None:
         f"Measured latencies order like the targets: {'yes' if same_order else 'NO'}.\n\n"
         f"Reproduce: `python benchmarks/latency_targets.py --lut {args.lut}`\n")
     write_results("latency_targets" + ("_quick" if args.quick else ""),
-                  {"environment": environment(), "args": vars(args), "runs": runs,
-                   "on_target": on_target, "same_order": same_order}, markdown)
+                  {"environment": environment(), "args": {**vars(args), "results": str(args.results)}, "runs": runs,
+                   "on_target": on_target, "same_order": same_order}, markdown, args.results)
     print(markdown)
 
 

@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--calibrate", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=15, help="most rounds per network")
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the script (minutes)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write (default: benchmarks/results)")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.calibrate, args.rounds = 4, 3, 2
@@ -48,7 +49,7 @@ def main() -> None:
     space = get_space(args.space)
     start = time.perf_counter()
     # 1. the table, as `proxyless lut build` measures it
-    lut_path = RESULTS / f"lut_{args.space}_{args.backend}_b{args.batch}{'_quick' if args.quick else ''}.json"
+    lut_path = args.results / f"lut_{args.space}_{args.backend}_b{args.batch}{'_quick' if args.quick else ''}.json"
     op_config = MeasureConfig(batch=args.batch, threads=args.threads, max_rounds=args.rounds)
     table = build_lut(space, lut_path, args.backend, op_config, resume=False)
     build_s = time.perf_counter() - start
@@ -56,17 +57,18 @@ def main() -> None:
     nets = replace(NETWORK_MEASURE, max_rounds=args.rounds, min_rounds=min(NETWORK_MEASURE.min_rounds, args.rounds))
     report = validate_lut(table, space, args.samples, args.calibrate, measure=nets)
     save_lut(replace(table, header={**table.header, "calibration": report.calibration}), lut_path)
-    plot_scatter(report, RESULTS / f"{name}.png")
+    plot_scatter(report, args.results / f"{name}.png")
     passed = report.calibrated["within_10pct"] >= 0.9 and report.calibrated["rank_correlation"] >= 0.9
     timing = {"lut_build_s": build_s, "validation_s": time.perf_counter() - start - build_s}
-    data = {"environment": environment(), "args": vars(args), "timing": timing, "passed": passed,
+    data = {"environment": environment(), "args": {**vars(args), "results": str(args.results)}, "timing": timing,
+            "passed": passed,
             "report": report.to_dict()}
     markdown = (report.to_markdown()
                 + f"\nTable built in {build_s:.0f} s; validation took {timing['validation_s']:.0f} s. "
                 f"Done-when (≥90% within ±10%, rank correlation ≥0.9): {'met' if passed else 'NOT met'}.\n\n"
                 f"Reproduce: `python benchmarks/latency_validation.py --space {args.space} --backend {args.backend} "
                 f"--batch {args.batch} --threads {args.threads}`\n")
-    write_results(name, data, markdown)
+    write_results(name, data, markdown, args.results)
     print(markdown)
     print(json.dumps(timing))
 
