@@ -139,5 +139,12 @@ def test_measure_bad_input_is_one_line_exit_2(argv, message, capsys):
 def test_measure_archs_interleaves_whole_networks():
     archs = random_archs(TINY, 2)
     stats = measure_archs(archs, "torch-cpu", replace(QUICK, threads=1), progress=False)
-    assert [s.count for s in stats] == [2, 2] and all(s.mean > 0 for s in stats)
+    assert [s.count for s in stats] == [2, 2] and all(s.mean > 0 for s in stats)  # round(2 · 0.75) rounds kept
     assert isinstance(archs[0], Arch)
+
+
+def test_trimmed_stat_drops_the_slowest_quarter():
+    from proxyless.latency.measure import trimmed_stat
+
+    stat = trimmed_stat([10.0, 11.0, 12.0, 40.0])  # one round hit by another process
+    assert stat.count == 3 and stat.mean == pytest.approx(11.0) and stat.var == pytest.approx(1.0)

@@ -8,10 +8,10 @@ gradients through the binary gates, Adam on α, then rescaling of the two sample
 `ReinforceStrategy` (ProxylessNAS-R): sample a whole architecture, reward it with any callable (it may
 measure latency: nothing needs to be differentiable), and follow (R − b)·∇log p with a moving baseline.
 
-Both accept `arch_loss(supernet, ce) -> loss`, the architecture loss built from the cross-entropy of the
-step and any differentiable term on α (see `objective.LatencyObjective`); without it the loss is CE.
-Whatever `arch_loss` or `reward` report in a `last` dict is logged, and their `state_dict`, if they
-have one (an adapted latency weight), is checkpointed with the strategy's.
+The gradient strategy takes `arch_loss(supernet, ce) -> loss`, the architecture loss built from the
+cross-entropy of the step and any differentiable term on α (see `objective.LatencyObjective`; without
+it the loss is CE); REINFORCE takes a `reward`. Whatever either reports in a `last` dict is logged,
+and its `state_dict`, if it has one (an adapted latency weight), is checkpointed with the strategy's.
 """
 
 from __future__ import annotations
