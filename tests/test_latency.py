@@ -1,4 +1,5 @@
 import itertools
+import math
 import json
 
 import pytest
@@ -133,9 +134,10 @@ def test_latency_losses_push_latency_down_above_target(kind):
 
 def test_adaptive_weight_follows_the_gap():
     weight = AdaptiveWeight(value=0.1)
-    assert weight.update(expected=12.0, target=10.0) > 0.1
+    assert weight.update(latency=12.0, target=10.0) > 0.1
     high = weight.value
-    assert weight.update(expected=8.0, target=10.0) < high
+    assert weight.update(latency=8.0, target=10.0) < high
+    assert AdaptiveWeight(value=1.0, rate=1.0, max_gap=0.2).update(latency=100.0, target=10.0) == pytest.approx(math.exp(0.2))
     with pytest.raises(ValueError, match="target latency must be a positive"):
         LatencyLoss("add", target=0.0)
 

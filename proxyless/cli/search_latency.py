@@ -34,7 +34,7 @@ def add_latency_flags(parser: argparse.ArgumentParser) -> None:
                        help="add: CE + λ(E/T−1); mul: CE·(E/T)^λ; log: log CE + λ log(E/T); hinge: CE + λ max(0, E/T−1)")
     group.add_argument("--latency-weight", type=float, default=0.1, help="initial λ (adapted during the search)")
     group.add_argument("--latency-adapt-rate", type=float, default=0.5,
-                       help="λ ← λ·exp(rate·(L−T)/T) after each arch step, L the derived net's latency (0: fixed λ)")
+                       help="λ ← λ·exp(rate·clip((L−T)/T, ±0.2)) after each arch step, L the derived net's latency (0: fixed λ)")
     group.add_argument("--reward-latency", choices=("predicted", "measured"), default="predicted",
                        help="reinforce: the latency in the reward, from the table or timed on this machine")
     group.add_argument("--no-measure", action="store_true", help="do not time the derived net after the search")

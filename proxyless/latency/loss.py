@@ -8,7 +8,9 @@ With CE the cross-entropy of the architecture step, E = E[LAT] and T the target 
     hinge   CE + λ·max(0, E − T)/T       (only latency above the target is penalised)
 
 `AdaptiveWeight` removes the hand-tuning of λ: after each architecture step it multiplies λ by
-exp(rate·(E − T)/T), so λ grows while the expected latency is above the target and shrinks below it.
+exp(rate·clip((L − T)/T, ±max_gap)), so λ grows while the latency L is above the target and shrinks
+below it. The clip and the bounds keep one far-off phase (a search starting well under its target)
+from driving λ so low that it takes the rest of the search to recover.
 """
 
 from __future__ import annotations
@@ -50,13 +52,15 @@ class LatencyLoss:
 
 @dataclass
 class AdaptiveWeight:
-    """λ ← λ·exp(rate·(E − T)/T) after every architecture step, clamped to [low, high]."""
+    """λ ← λ·exp(rate·clip((L − T)/T, ±max_gap)) after every architecture step, clamped to [low, high]."""
 
     value: float = 0.1
     rate: float = 0.5
     low: float = 1e-4
     high: float = 1e3
+    max_gap: float = 0.2
 
-    def update(self, expected: float, target: float) -> float:
-        self.value = min(self.high, max(self.low, self.value * math.exp(self.rate * (expected - target) / target)))
+    def update(self, latency: float, target: float) -> float:
+        gap = min(self.max_gap, max(-self.max_gap, (latency - target) / target))
+        self.value = min(self.high, max(self.low, self.value * math.exp(self.rate * gap)))
         return self.value

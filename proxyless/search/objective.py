@@ -5,7 +5,7 @@ weight that adapts itself, so that the derived architecture lands at T without h
     GradientStrategy(supernet, arch_loss=objective)        # objective(supernet, ce) -> architecture loss
     ReinforceStrategy(supernet, reward=LatencyReward(objective))   # ACC · (LAT/T)^(−λ) while LAT > T
 
-After every architecture step the weight λ is multiplied by exp(rate · (L − T)/T), where L is the
+After every architecture step the weight λ is multiplied by exp(rate · clip((L − T)/T, ±0.2)), L the
 predicted latency of the architecture the search would derive *now* (the argmax of α), not E[LAT]:
 the argmax is what `derive` keeps, and its latency is what must hit the target.
 
@@ -34,7 +34,7 @@ class LatencyObjective:
     def __init__(self, supernet: SuperNet, model: LatencyModel, loss: LatencyLoss, adapt_rate: float = 0.5,
                  reward_latency: ArchLatency | None = None) -> None:
         self.supernet, self.model, self.loss = supernet, model, loss
-        self.weight = AdaptiveWeight(loss.weight, rate=adapt_rate)
+        self.weight = AdaptiveWeight(loss.weight, rate=adapt_rate, low=loss.weight / 100, high=loss.weight * 1e4)
         self.reward_latency = reward_latency or model.of_arch
         self.last: dict[str, float] = {}
 
