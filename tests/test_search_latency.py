@@ -120,6 +120,10 @@ def test_search_with_a_measured_table_reports_predicted_and_measured(tmp_path, c
     assert fastest <= result["predicted_ms"] <= slowest
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "latency_weight" in rows[-1] and "argmax_latency_ms" in rows[-1]
+    # `derive` re-derives under the same target rule from the checkpoint
+    assert main(["derive", str(out), "--out", str(tmp_path / "again.json")]) == 0
+    assert f"derived by {result['derived_by']}" in capsys.readouterr().out
+    assert (tmp_path / "again.json").read_text() == (out / "arch.json").read_text()
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -20,7 +20,7 @@ from proxyless.data import load_splits
 from proxyless.device import resolve_device
 from proxyless.errors import UserError
 from proxyless.net import build_net
-from proxyless.search.derive import derive_arch, inherit_weights
+from proxyless.search.derive import inherit_weights
 from proxyless.search.loop import SearchConfig, Searcher, write_search_config
 from proxyless.search.objective import LatencyObjective
 from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
@@ -140,6 +140,15 @@ def _strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObject
     return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode, arch_loss=objective)
 
 
+def _derive_rule(run_dir: Path, supernet: SuperNet):
+    """The search's own rule: under its latency target when it had one (see `objective.derive`), else argmax."""
+    saved = run_dir / "args.json"
+    values = json.loads(saved.read_text()) if saved.is_file() else {}
+    if values.get("lut") and values.get("target_latency"):
+        return latency_objective(argparse.Namespace(**values), supernet, get_space(values["space"])).derive
+    return lambda net: (net.argmax(), "argmax")
+
+
 def run_derive(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     state = load_checkpoint(run_dir / "checkpoint.pt")
@@ -147,7 +156,9 @@ def run_derive(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
     supernet = SuperNet(SearchSpace.from_dict(state["space"], where=str(run_dir)))
     supernet.load_state_dict(state["supernet"])
-    arch = derive_arch(supernet, name=f"searched-{run_dir.name}")
+    indices, how = _derive_rule(run_dir, supernet)(supernet)
+    arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
+    print(f"derived by {how}")
     out = Path(args.out) if args.out else run_dir / "arch.json"
     save_arch(arch, out)
     print(arch.summary())
