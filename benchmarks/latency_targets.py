@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,7 +29,7 @@ from proxyless.cli.search_latency import reachable  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.measure import measure_archs  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
-from proxyless.latency.validate import NETWORK_MEASURE  # noqa: E402
+from proxyless.latency.validate import network_config  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
 
 
@@ -66,8 +65,7 @@ def main() -> None:
                      "arch": load_arch(run_dir / "arch.json").op_strings()})
     # 2. the derived nets, timed together
     header = table.header
-    config = replace(NETWORK_MEASURE, batch=int(header["batch"]), threads=int(header.get("threads", 0)),
-                     max_rounds=3 if args.quick else 20, min_rounds=3 if args.quick else 10)
+    config = network_config(header, max_rounds=3 if args.quick else 20, min_rounds=3 if args.quick else 10)
     archs = [load_arch(out / f"target_{r['target_ms']:.1f}ms" / "arch.json") for r in runs]
     for run, stat in zip(runs, measure_archs(archs, header["backend"], config)):
         run.update(measured_ms=stat.mean, measured_std_ms=stat.var**0.5)

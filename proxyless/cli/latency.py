@@ -13,7 +13,7 @@ from proxyless.cli.common import add_command, resolve_arch
 from proxyless.errors import UserError
 from proxyless.latency.keys import arch_keys
 from proxyless.latency.lut import load_lut, save_lut
-from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs
+from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs, trimmed_stat
 from proxyless.latency.predict import predict_latency
 from proxyless.latency.runners import onnx_timer
 from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut
@@ -141,10 +141,9 @@ def run_measure(args: argparse.Namespace) -> int:
         if args.arch or args.zoo or args.input_size is None:
             raise UserError("--onnx takes no --arch/--zoo and needs --input-size (the exported model's image size)")
         timer = onnx_timer(args.onnx, (args.batch_size, 3, args.input_size, args.input_size), args.threads)
-        samples = sorted(timer(config.calls_per_sample) for _ in range(args.rounds))
-        mean = sum(samples) / len(samples)
-        print(f"{Path(args.onnx).name}: {mean:.2f} ms (onnxruntime, batch {args.batch_size}, "
-              f"{args.rounds} rounds, range {samples[0]:.2f}-{samples[-1]:.2f} ms)")
+        stat = trimmed_stat([timer(config.calls_per_sample) for _ in range(args.rounds)])  # as measure_archs does
+        print(f"{Path(args.onnx).name}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms (onnxruntime, batch "
+              f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls)")
         return 0
     arch, adaptable = resolve_arch(args.arch, args.zoo)
     if args.input_size is not None:

@@ -20,7 +20,7 @@ from proxyless.data import load_splits
 from proxyless.device import resolve_device
 from proxyless.errors import UserError
 from proxyless.net import build_net
-from proxyless.search.derive import inherit_weights
+from proxyless.search.derive import argmax_rule, inherit_weights
 from proxyless.search.loop import SearchConfig, Searcher, write_search_config
 from proxyless.search.objective import LatencyObjective
 from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
@@ -146,7 +146,7 @@ def _derive_rule(run_dir: Path, supernet: SuperNet):
     values = json.loads(saved.read_text()) if saved.is_file() else {}
     if values.get("lut") and values.get("target_latency"):
         return latency_objective(argparse.Namespace(**values), supernet, get_space(values["space"])).derive
-    return lambda net: (net.argmax(), "argmax")
+    return argmax_rule
 
 
 def run_derive(args: argparse.Namespace) -> int:

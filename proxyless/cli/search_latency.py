@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from proxyless.latency.lut import load_lut
 from proxyless.latency.measure import measure_archs
 from proxyless.latency.predict import LatencyModel
 from proxyless.latency.runners import BACKENDS, BackendUnavailable, check_backend
-from proxyless.latency.validate import NETWORK_MEASURE
+from proxyless.latency.validate import network_config
 from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyReward
 from proxyless.search.supernet import SuperNet
 from proxyless.space import SearchSpace
@@ -96,18 +95,12 @@ def report_latency(objective: LatencyObjective, arch: Arch, derived_by: str, arg
 
 
 def _measure(arch: Arch, objective: LatencyObjective) -> dict[str, Any]:
-    header = objective.model.header
-    backend = header["backend"]
     try:
-        if backend not in BACKENDS:
-            raise BackendUnavailable(f"the table was measured on {header.get('device', backend)}; "
-                                     f"time the net there (`proxyless latency measure` on that device)")
-        check_backend(backend)
+        backend = _local_backend(objective.model.header, "time the net there (`proxyless latency measure` on that device)")
     except UserError as err:
         print(f"latency: not measured here: {err}")
         return {"measured_ms": None, "not_measured": str(err)}
-    config = replace(NETWORK_MEASURE, batch=int(header.get("batch", 1)), threads=int(header.get("threads", 0)),
-                     max_rounds=15)
+    config = network_config(objective.model.header, max_rounds=15)
     (stat,) = measure_archs([arch], backend, config, progress=False)
     print(f"latency: measured {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({backend}, batch {config.batch}, "
           f"{stat.count} rounds)")
@@ -116,19 +109,24 @@ def _measure(arch: Arch, objective: LatencyObjective) -> dict[str, Any]:
 
 def _measured_latency(model: LatencyModel, args: argparse.Namespace):
     """REINFORCE with measured latency: time each sampled net on the table's backend (cached by ops)."""
-    header = model.header
-    if header["backend"] not in BACKENDS:
-        raise UserError(f"--reward-latency measured times nets on this machine, but the table is for "
-                        f"{header.get('device', header['backend'])}; use --reward-latency predicted")
-    check_backend(header["backend"])
-    config = replace(NETWORK_MEASURE, batch=int(header.get("batch", 1)), threads=int(header.get("threads", 0)),
-                     min_rounds=3, max_rounds=3)
+    backend = _local_backend(model.header, "--reward-latency measured times nets on this machine; "
+                                           "use --reward-latency predicted")
+    config = network_config(model.header, min_rounds=3, max_rounds=3)
     cache: dict[tuple, float] = {}
 
     def latency(arch: Arch) -> float:
         if arch.ops not in cache:
             deployed = Arch(model.space, arch.ops)
-            cache[arch.ops] = measure_archs([deployed], header["backend"], config, progress=False)[0].mean
+            cache[arch.ops] = measure_archs([deployed], backend, config, progress=False)[0].mean
         return cache[arch.ops]
 
     return latency
+
+
+def _local_backend(header: dict, fix: str) -> str:
+    """The table's backend when this machine can time networks on it; else a one-line error ending in `fix`."""
+    backend = header["backend"]
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"the table was measured on {header.get('device', backend)}; {fix}")
+    check_backend(backend)
+    return backend

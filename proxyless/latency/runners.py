@@ -87,11 +87,7 @@ def make_timer(module: nn.Module, input_shape: tuple[int, ...], backend: str, th
         run = _onnxruntime_call(export_onnx(module, torch.randn(input_shape)), input_shape, threads)
     else:
         run = _torch_call(module, input_shape, torch.device("cuda" if backend == "torch-cuda" else "cpu"))
-    for _ in range(warmup_calls):
-        run()
-    clock = _cuda_clock if backend == "torch-cuda" else _wall_clock
-
-    return _median_timer(run, clock)
+    return _median_timer(run, _cuda_clock if backend == "torch-cuda" else _wall_clock, warmup_calls)
 
 
 def onnx_timer(path: str | Path, input_shape: tuple[int, ...], threads: int = 0, warmup_calls: int = 3) -> Timer:
@@ -101,10 +97,7 @@ def onnx_timer(path: str | Path, input_shape: tuple[int, ...], threads: int = 0,
         model = Path(path).read_bytes()
     except OSError as err:
         raise UserError(f"cannot read the ONNX file {path}: {err.strerror}") from None
-    run = _onnxruntime_call(model, input_shape, threads)
-    for _ in range(warmup_calls):
-        run()
-    return _median_timer(run, _wall_clock)
+    return _median_timer(_onnxruntime_call(model, input_shape, threads), _wall_clock, warmup_calls)
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
@@ -152,7 +145,11 @@ def _onnxruntime_call(model: bytes, input_shape: tuple[int, ...], threads: int) 
     return lambda: session.run(None, feed)
 
 
-def _median_timer(run: Callable[[], None], clock: Callable[[Callable[[], None]], float]) -> Timer:
+def _median_timer(run: Callable[[], None], clock: Callable[[Callable[[], None]], float], warmup_calls: int) -> Timer:
+    """Warm `run` up, then time it: each sample is one untimed call and the median of `calls` timed ones."""
+    for _ in range(warmup_calls):
+        run()
+
     def timer(calls: int) -> float:
         run()  # untimed: rebuilds whatever another module evicted from the kernel caches
         return statistics.median(clock(run) for _ in range(calls))

@@ -33,6 +33,12 @@ from proxyless.space import SearchSpace
 NETWORK_MEASURE = MeasureConfig(calls_per_sample=5, warmup_calls=3, min_rounds=10, max_rounds=25, rel_error=0.015)
 
 
+def network_config(header: dict[str, Any], **overrides: Any) -> MeasureConfig:
+    """`NETWORK_MEASURE` at a table's batch size and thread count: whole networks timed like its ops."""
+    return replace(NETWORK_MEASURE, batch=int(header.get("batch", 1)), threads=int(header.get("threads", 0)),
+                   **overrides)
+
+
 def random_archs(space: SearchSpace, count: int, seed: int = 0, exclude: Sequence[Arch] = ()) -> list[Arch]:
     """`count` distinct architectures with every layer's op drawn uniformly, none of them in `exclude`."""
     rng = random.Random(seed)

@@ -14,9 +14,14 @@ from proxyless.net import ProxylessNet
 from proxyless.search.supernet import SuperNet
 
 
+def argmax_rule(supernet: SuperNet) -> tuple[list[int], str]:
+    """The default derive rule: each layer's most probable candidate (a latency target has its own)."""
+    return supernet.argmax(), "argmax"
+
+
 def derive_arch(supernet: SuperNet, name: str = "") -> Arch:
     """The architecture of the argmax path of every layer."""
-    return supernet.arch_of(supernet.argmax(), name)
+    return supernet.arch_of(argmax_rule(supernet)[0], name)
 
 
 def inherit_weights(supernet: SuperNet, net: ProxylessNet) -> None:

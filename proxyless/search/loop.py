@@ -28,6 +28,7 @@ from proxyless.checkpoint import load_checkpoint, save_checkpoint
 from proxyless.errors import UserError, check_positive_flags
 from proxyless.metrics import MetricsLog
 from proxyless.optim import make_scheduler, make_sgd
+from proxyless.search.derive import argmax_rule
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
 from proxyless.train import NonFiniteLossError
@@ -92,7 +93,7 @@ class Searcher:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.supernet = supernet.to(device, memory_format=self.memory_format)
         self.strategy, self.train, self.valid = strategy, train, valid
-        self.derive = derive or (lambda net: (net.argmax(), "argmax"))
+        self.derive = derive or argmax_rule
         self.config, self.device = config, device
         self.steps_per_epoch = len(train) // config.batch_size
         self.valid_batches = len(valid) // config.batch_size
