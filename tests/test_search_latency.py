@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from PIL import Image
 
 from proxyless.cli import main
 from proxyless.cli.search_latency import parse_target, reachable
@@ -124,6 +125,23 @@ def test_search_with_a_measured_table_reports_predicted_and_measured(tmp_path, c
     assert main(["derive", str(out), "--out", str(tmp_path / "again.json")]) == 0
     assert f"derived by {result['derived_by']}" in capsys.readouterr().out
     assert (tmp_path / "again.json").read_text() == (out / "arch.json").read_text()
+    # `report` turns the run into a page: settings, layer table, latency, per-epoch metrics, two figures
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    for section in ("## Settings", "## Derived architecture", "## Latency", "## Per epoch", "![alpha](alpha.png)"):
+        assert section in page
+    assert f"- measured: {result['measured_ms']:.2f}" in page and f"| {SPACE.num_layers - 1} |" in page
+    for figure in ("arch.png", "alpha.png"):
+        with Image.open(out / figure) as image:
+            assert image.size[0] > 300 and image.size[1] > 100
+
+
+def test_report_of_an_unfinished_run_names_the_fix(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    assert main(["report", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "has no arch.json" in error and "proxyless search --resume" in error and len(error.splitlines()) == 1
+    assert main(["report", str(tmp_path / "missing")]) == 2
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -1,0 +1,123 @@
+"""Does each device get its own architecture? One search per latency model, drawn side by side.
+
+Three searches on the same space, images and settings, differing only in the latency table: this
+CPU with PyTorch, this CPU with ONNX Runtime, and the Pixel 1 phone table published with ProxylessNAS
+(`mobile_trim.yaml`). Each target sits at the same fraction of its table's reachable range (the
+fastest to the slowest net of the space on that device), so every search is equally constrained.
+
+    python benchmarks/hardware_specialisation.py --data ~/cifar10-jpg --pixel-lut ../shared/reference/mobile_trim.yaml
+
+The space is `proxyless-imagenet` (224 px), the only one the Pixel table covers; the images are a
+small fixed subset of CIFAR-10 (`--per-class` per class) resized to 224 px, which on a 2-core CPU
+affords only short searches. Besides the figure, every op of the derived nets is tabulated with its
+cost on each device, which is what the choices are explained by.
+Writes benchmarks/results/hardware_specialisation.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, environment, write_results  # noqa: E402
+from lanes import Job, run_jobs  # noqa: E402
+from search_vs_baselines import link_subset  # noqa: E402
+
+from proxyless.arch import load_arch  # noqa: E402
+from proxyless.cli.search_latency import reachable  # noqa: E402
+from proxyless.figures import draw_archs  # noqa: E402
+from proxyless.latency.lut import load_lut  # noqa: E402
+from proxyless.latency.predict import LatencyModel  # noqa: E402
+from proxyless.ops import MBConv, format_op  # noqa: E402
+from proxyless.space import get_space  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEVICES = {  # label -> default table
+    "torch-cpu": RESULTS / "lut_proxyless-imagenet_torch-cpu_b1.json",
+    "onnxruntime": RESULTS / "lut_proxyless-imagenet_onnxruntime_b1.json",
+    "pixel1": REPO.parent / "shared" / "reference" / "mobile_trim.yaml",
+}
+
+
+def summary(arch, model: LatencyModel) -> dict:
+    """Depth (non-zero layers), share of each kernel and expansion, predicted latency."""
+    blocks = [op for op in arch.ops if isinstance(op, MBConv)]
+    return {
+        "depth": len(blocks),
+        "kernels": {k: sum(op.kernel == k for op in blocks) for k in (3, 5, 7)},
+        "expand6": sum(op.expand == 6 for op in blocks),
+        "predicted_ms": model.of_arch(arch),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/")
+    parser.add_argument("--pixel-lut", type=Path, default=DEVICES["pixel1"], help="the Pixel 1 table (mobile_trim.yaml)")
+    parser.add_argument("--space", default="proxyless-imagenet")
+    parser.add_argument("--fraction", type=float, default=0.3, help="target = fastest + FRACTION x (slowest - fastest)")
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--arch-lr", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lanes", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-hardware-specialisation"))
+    parser.add_argument("--quick", action="store_true", help="tiny searches to check the script")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.quick:
+        args.per_class, args.epochs, args.batch_size = 4, 2, 8
+    luts = {**DEVICES, "pixel1": args.pixel_lut}
+    if not args.pixel_lut.is_file():
+        raise SystemExit(f"--pixel-lut {args.pixel_lut} does not exist; pass the path of mobile_trim.yaml")
+    space = get_space(args.space)
+    counts = link_subset(args.data, args.work / "data", args.per_class, 2)
+    models, targets, jobs = {}, {}, []
+    for device, lut in luts.items():
+        models[device] = LatencyModel(space, load_lut(lut))
+        fastest, slowest = reachable(models[device])
+        targets[device] = fastest + args.fraction * (slowest - fastest)
+        out = args.work / device
+        flags = ["search", "--data", str(args.work / "data"), "--space", args.space, "--lut", str(lut),
+                 "--target-latency", f"{targets[device]:.3f}ms", "--epochs", str(args.epochs), "--warmup-epochs", "1",
+                 "--arch-lr", str(args.arch_lr), "--arch-every", "1", "--batch-size", str(args.batch_size), "--no-measure"]
+        jobs.append(Job(device, flags, out, ["search", "--resume", str(out), "--no-progress"]))
+    records = run_jobs(jobs, args.lanes, args.work / "jobs")
+    archs = {device: load_arch(args.work / device / "arch.json") for device in luts}
+    latency = {device: json.loads((args.work / device / "latency.json").read_text()) for device in luts}
+    # every derived net priced on every device: the diagonal is what each search optimised
+    cross = {d: {m: models[m].of_arch(archs[d]) for m in luts} for d in luts}
+    summaries = {d: summary(archs[d], models[d]) for d in luts}
+    suffix = "_quick" if args.quick else ""
+    args.results.mkdir(parents=True, exist_ok=True)
+    draw_archs([(f"{d} ({targets[d]:.1f} ms)", archs[d]) for d in luts], args.results / f"hardware_specialisation{suffix}.png",
+               title=f"{args.space}: derived architectures per latency model (target at {args.fraction:.0%} of each range)")
+    rows = "\n".join(
+        f"| {d} | {targets[d]:.2f} | {latency[d]['predicted_ms']:.2f} ({latency[d]['error']:+.1%}) | {summaries[d]['depth']} | "
+        f"{summaries[d]['kernels'][3]} / {summaries[d]['kernels'][5]} / {summaries[d]['kernels'][7]} | {summaries[d]['expand6']} | "
+        + " | ".join(f"{cross[d][m]:.1f}" for m in luts) + f" | {records[d]['wall_s']:.0f} s |" for d in luts)
+    ops = "\n".join(f"| {i} | " + " | ".join(format_op(archs[d].ops[i]) for d in luts) + " |" for i in range(space.num_layers))
+    markdown = (
+        f"# Hardware specialisation ({args.space})\n\n"
+        f"{counts['train']} CIFAR-10 training images resized to {space.input_size} px (the first {args.per_class} per class), "
+        f"{args.epochs} search epochs (1 warmup), α lr {args.arch_lr}, an arch step every weight step, batch {args.batch_size}; "
+        f"target at {args.fraction:.0%} of each table's reachable range.\n\n"
+        "| latency model | target (ms) | predicted (ms) | depth | k3 / k5 / k7 | e6 | "
+        + " | ".join(f"on {m} (ms)" for m in luts) + " | search |\n|" + "---|" * (8 + len(luts) - 1) + "\n" + rows + "\n\n"
+        f"![derived architectures](hardware_specialisation{suffix}.png)\n\n"
+        "| layer | " + " | ".join(luts) + " |\n|---|" + "---|" * len(luts) + "\n" + ops + "\n\n"
+        f"Reproduce: `python benchmarks/hardware_specialisation.py --data DIR --pixel-lut mobile_trim.yaml"
+        f"{' --quick' if args.quick else ''}`\n")
+    data = {"environment": environment(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "targets": targets, "latency": latency, "cross_ms": cross, "summaries": summaries,
+            "archs": {d: a.op_strings() for d, a in archs.items()}, "records": records}
+    write_results(f"hardware_specialisation{suffix}", data, markdown, args.results)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

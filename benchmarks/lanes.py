@@ -1,0 +1,81 @@
+"""Run CLI jobs side by side, one thread each, and keep what each cost (wall time, peak RSS).
+
+A benchmark that trains many networks on a small machine runs them in `lanes` parallel processes,
+each pinned to one thread (`OMP_NUM_THREADS=1`), so that every job sees the same conditions: one
+core, a neighbour on the other. A job whose run directory already holds `result.json` is skipped,
+one with a checkpoint is resumed, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from proxyless.atomic import atomic_write_text
+
+
+@dataclass
+class Job:
+    """One `python -m proxyless ...` run writing into `out`, and the flags that resume it."""
+
+    name: str
+    args: list[str]
+    out: Path
+    resume_args: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return (self.out / "result.json").exists()
+
+    def command(self) -> list[str]:
+        base = [sys.executable, "-m", "proxyless"]
+        if (self.out / "checkpoint.pt").exists() and self.resume_args:
+            return base + self.resume_args
+        return base + self.args + ["--out", str(self.out), "--overwrite", "--no-progress"]
+
+
+def run_jobs(jobs: list[Job], lanes: int, records: Path) -> dict[str, dict]:
+    """Run the unfinished `jobs`, `lanes` at a time; returns {name: {wall_s, max_rss_mb, resumed}}.
+
+    Each finished job's record is written to `records/<name>.json`; a job that failed stops the
+    benchmark with its log's last lines.
+    """
+    records.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending = [job for job in jobs if not job.done]
+    running: dict[int, tuple[Job, float, bool]] = {}
+    while pending or running:
+        while pending and len(running) < lanes:
+            job = pending.pop(0)
+            job.out.parent.mkdir(parents=True, exist_ok=True)
+            resumed = (job.out / "checkpoint.pt").exists() and bool(job.resume_args)
+            log = open(records / f"{job.name}.log", "a")
+            process = subprocess.Popen(job.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+            log.close()
+            running[process.pid] = (job, time.perf_counter(), resumed)
+            print(f"  started {job.name}{' (resumed)' if resumed else ''}", flush=True)
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in running:
+            continue
+        job, started, resumed = running.pop(pid)
+        if os.waitstatus_to_exitcode(status) != 0:
+            tail = (records / f"{job.name}.log").read_text().splitlines()[-5:]
+            raise SystemExit(f"job {job.name} failed:\n" + "\n".join(tail))
+        record = {"wall_s": time.perf_counter() - started, "max_rss_mb": usage.ru_maxrss / 1024, "resumed": resumed}
+        atomic_write_text(records / f"{job.name}.json", json.dumps(record, indent=2) + "\n")
+        print(f"  finished {job.name} in {record['wall_s']:.0f} s", flush=True)
+    return {job.name: json.loads((records / f"{job.name}.json").read_text()) for job in jobs
+            if (records / f"{job.name}.json").exists()}
+
+
+def baseline_rss_mb() -> float:
+    """Peak RSS of a process that only imports torch and proxyless (what every job pays anyway)."""
+    process = subprocess.Popen([sys.executable, "-c", "import torch, proxyless"],
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _, _, usage = os.wait4(process.pid, 0)
+    return usage.ru_maxrss / 1024

@@ -1,0 +1,309 @@
+"""Does a latency-targeted search beat MobileNetV2 and random networks of the same measured latency?
+
+On an ImageFolder copy of CIFAR-10 (`DIR/train/<class>/*.jpg`, `DIR/test/<class>/*.jpg`):
+
+1. a fixed subset of the training images (the first `--per-class` files of each class, by name) and
+   the whole test split are linked into `WORK/data`;
+2. one `proxyless search --lut LUT --target-latency T` per target (gradient strategy);
+3. in one quiet, interleaved measurement on the table's backend, batch and threads: the derived nets,
+   MobileNetV2 over a grid of width multipliers, and random nets of the space whose predicted
+   latency is near the first target; the MobileNetV2 width and the random nets whose *measured*
+   latency lies within ±5% of each target are kept;
+4. every kept net trained from scratch with the same recipe (`proxyless train`, same epochs, batch,
+   lr, seeds), evaluated on the test split;
+5. results: test top-1 (mean and spread over seeds), measured latency, params, MACs, the wall time
+   and peak memory of the search against one training epoch and the training of the derived net.
+
+Jobs run two at a time with one thread each (`benchmarks/lanes.py`); everything lands in `--work`,
+and rerunning the same command continues an interrupted benchmark.
+
+    python benchmarks/search_vs_baselines.py --data ~/cifar10-jpg --target-latency 46 30 68
+
+The first target gets the full comparison (every searched and MobileNetV2 net trained with `--seeds`
+seeds, `--random` random nets); the others give the latency-accuracy curve (one seed each).
+Writes benchmarks/results/search_vs_baselines.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, environment, write_results  # noqa: E402
+from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
+
+from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
+from proxyless.atomic import atomic_write_text  # noqa: E402
+from proxyless.latency.lut import load_lut  # noqa: E402
+from proxyless.latency.measure import measure_archs  # noqa: E402
+from proxyless.latency.predict import LatencyModel  # noqa: E402
+from proxyless.latency.validate import network_config, random_archs  # noqa: E402
+from proxyless.space import get_space  # noqa: E402
+from proxyless.zoo import mobilenet_v2  # noqa: E402
+
+DEFAULT_LUT = RESULTS / "lut_proxyless-cifar_torch-cpu_b32.json"
+BAND = 0.05  # baselines must be within ±5% of the target, measured
+WIDTHS = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))  # MobileNetV2 width grid, 0.2 .. 1.0
+
+
+def link_subset(source: Path, dest: Path, per_class: int, test_per_class: int | None) -> dict:
+    """`dest/train` with the first `per_class` images of each class, `dest/test` with the test split."""
+    counts = {}
+    for split, limit in (("train", per_class), ("test", test_per_class)):
+        if not (source / split).is_dir():
+            raise SystemExit(f"--data {source} has no {split}/ folder; expected an ImageFolder tree with train/ and test/")
+        total = 0
+        for class_dir in sorted(p for p in (source / split).iterdir() if p.is_dir()):
+            files = sorted(class_dir.iterdir())[:limit]
+            target = dest / split / class_dir.name
+            target.mkdir(parents=True, exist_ok=True)
+            for file in files:
+                link = target / file.name
+                if not link.exists():
+                    link.symlink_to(file.resolve())
+            total += len(files)
+        counts[split] = total
+    return counts
+
+
+def search_job(work: Path, target: float, args: argparse.Namespace) -> Job:
+    out = work / f"search_{target:g}ms"
+    flags = ["search", "--data", str(work / "data"), "--space", args.space, "--lut", str(args.lut),
+             "--target-latency", f"{target}ms", "--epochs", str(args.search_epochs),
+             "--warmup-epochs", str(args.search_warmup), "--lr", str(args.search_lr), "--arch-lr", str(args.arch_lr),
+             "--arch-every", str(args.arch_every), "--batch-size", str(args.batch_size), "--no-measure"]
+    return Job(f"search_{target:g}ms", flags, out, ["search", "--resume", str(out), "--no-progress"])
+
+
+def train_job(work: Path, name: str, seed: int, args: argparse.Namespace) -> Job:
+    out = work / "train" / f"{name}_seed{seed}"
+    flags = ["train", "--arch", str(work / "archs" / f"{name}.json"), "--data", str(work / "data"),
+             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+             "--seed", str(seed)]
+    return Job(f"train_{name}_seed{seed}", flags, out, ["train", *flags[1:], "--out", str(out), "--resume", "--no-progress"])
+
+
+def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) -> dict:
+    """Measure derived, MobileNetV2 and random candidates together; keep those within ±5% of a target."""
+    path = work / "matched.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    table = load_lut(args.lut)
+    space = get_space(args.space)
+    model = LatencyModel(space, table)
+    derived = {f"searched_{t:g}ms": load_arch(work / f"search_{t:g}ms" / "arch.json") for t in targets}
+    widths = (0.35, 0.5, 0.75) if args.quick else WIDTHS
+    mbv2 = {f"mbv2_{w:g}": _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes), f"mbv2_{w:g}")
+            for w in widths}
+    main = targets[0]
+    near = near_target(space, model, main, 2 * args.random, args.seed)
+    randoms = {f"random_{i}": _named(a, f"random_{i}") for i, a in enumerate(near)}
+    candidates = {**derived, **mbv2, **randoms}
+    rounds = dict(min_rounds=3, max_rounds=3) if args.quick else {}
+    stats = measure_archs(list(candidates.values()), table.header["backend"], network_config(table.header, **rounds))
+    measured = {name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(candidates, stats)}
+    chosen: dict[str, list[str]] = {}
+    for t in targets:
+        closest = min(mbv2, key=lambda n: abs(measured[n]["mean_ms"] - t))
+        chosen[f"{t:g}"] = [f"searched_{t:g}ms", closest]
+    band = float("inf") if args.quick else BAND  # three quick rounds are too noisy for any band
+    in_band = [n for n in randoms if abs(measured[n]["mean_ms"] / main - 1) <= band]
+    chosen[f"{main:g}"] += in_band[: args.random]
+    (work / "archs").mkdir(exist_ok=True)
+    for name, arch in candidates.items():
+        save_arch(arch, work / "archs" / f"{name}.json")
+    result = {"measured": measured, "predicted": {n: model.of_arch(a) for n, a in candidates.items()
+                                                   if a.space == space},
+              "chosen": chosen, "random_candidates": len(randoms), "random_in_band": len(in_band), "band": band}
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def near_target(space, model: LatencyModel, target: float, count: int, seed: int, tries: int = 20000) -> list[Arch]:
+    """Up to `count` uniformly drawn archs whose predicted latency is within ±2.5% of `target`."""
+    pool = random_archs(space, tries, seed=seed)
+    return [arch for arch in pool if abs(model.of_arch(arch) / target - 1) < BAND / 2][:count]
+
+
+def _named(arch: Arch, name: str) -> Arch:
+    return Arch(arch.space, arch.ops, name)
+
+
+def summarise(work: Path, targets: list[float], matched: dict, records: dict, args: argparse.Namespace) -> dict:
+    rows = []
+    for t in targets:
+        for name in matched["chosen"][f"{t:g}"]:
+            seeds = args.seeds if (t == targets[0] and not name.startswith("random")) else 1
+            results = [json.loads((work / "train" / f"{name}_seed{s}" / "result.json").read_text()) for s in range(seeds)]
+            top1 = [r["test_top1"] for r in results]
+            epochs = [_epoch_seconds(work / "train" / f"{name}_seed{s}") for s in range(seeds)]
+            rows.append({
+                "target_ms": t, "net": name, "kind": name.split("_")[0],
+                "measured_ms": matched["measured"][name]["mean_ms"], "measured_std_ms": matched["measured"][name]["std_ms"],
+                "off_target": matched["measured"][name]["mean_ms"] / t - 1,
+                "params": results[0]["params"], "macs": results[0]["macs"],
+                "top1": top1, "top1_mean": statistics.mean(top1), "top1_spread": (max(top1) - min(top1)) / 2,
+                "train_s": [records[f"train_{name}_seed{s}"]["wall_s"] for s in range(seeds)],
+                "train_max_rss_mb": records[f"train_{name}_seed0"]["max_rss_mb"],
+                "epoch_s": statistics.mean(epochs),
+            })
+    return rows
+
+
+def _epoch_seconds(run_dir: Path) -> float:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return statistics.median(line["epoch_seconds"] for line in lines)
+
+
+def search_cost(work: Path, targets: list[float], rows: list[dict], records: dict) -> list[dict]:
+    base = baseline_rss_mb()
+    costs = []
+    for t in targets:
+        search = records[f"search_{t:g}ms"]
+        trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
+        costs.append({
+            "target_ms": t, "search_s": search["wall_s"], "epoch_s": trained["epoch_s"],
+            "search_in_epochs": search["wall_s"] / trained["epoch_s"],
+            "train_s": trained["train_s"][0], "search_over_train": search["wall_s"] / trained["train_s"][0],
+            "search_rss_mb": search["max_rss_mb"], "train_rss_mb": trained["train_max_rss_mb"], "import_rss_mb": base,
+            "rss_ratio": search["max_rss_mb"] / trained["train_max_rss_mb"],
+            "rss_ratio_above_imports": (search["max_rss_mb"] - base) / (trained["train_max_rss_mb"] - base),
+            "resumed": search["resumed"],
+        })
+    return costs
+
+
+def plot(rows: list[dict], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    style = {"mbv2": ("MobileNetV2 (width-matched)", "s", "tab:gray"), "random": ("random from the space", "o", "tab:blue"),
+             "searched": ("searched (proxyless)", "*", "tab:red")}
+    for kind, (label, marker, colour) in style.items():
+        mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["measured_ms"])
+        if not mine:
+            continue
+        xs, ys = [r["measured_ms"] for r in mine], [100 * r["top1_mean"] for r in mine]
+        yerr = [100 * r["top1_spread"] for r in mine]
+        ax.errorbar(xs, ys, yerr=yerr, fmt=marker, color=colour, label=label, markersize=11 if marker == "*" else 7,
+                    linestyle="-" if kind != "random" else "none", capsize=3)
+    for t in sorted({r["target_ms"] for r in rows}):
+        ax.axvspan(t * (1 - BAND), t * (1 + BAND), color="0.92", zorder=0)
+    ax.set_xlabel("measured latency (ms per batch)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def markdown(rows, costs, matched, info, args) -> str:
+    def fmt_top1(r):
+        spread = f" ± {100 * r['top1_spread']:.1f}" if len(r["top1"]) > 1 else ""
+        return f"{100 * r['top1_mean']:.1f}{spread} (n={len(r['top1'])})"
+
+    table = "\n".join(
+        f"| {r['target_ms']:g} | {r['net']} | {r['measured_ms']:.1f} ± {r['measured_std_ms']:.1f} ({r['off_target']:+.1%}) | "
+        f"{r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.1f}M | {fmt_top1(r)} |" for r in rows)
+    cost = "\n".join(
+        f"| {c['target_ms']:g} | {c['search_s']:.0f} s | {c['epoch_s']:.0f} s | **{c['search_in_epochs']:.1f}** | "
+        f"{c['train_s']:.0f} s | {c['search_over_train']:.2f} | {c['search_rss_mb']:.0f} / {c['train_rss_mb']:.0f} MB | "
+        f"**{c['rss_ratio']:.2f}** ({c['rss_ratio_above_imports']:.2f} above the {c['import_rss_mb']:.0f} MB of imports) |"
+        for c in costs)
+    return (
+        f"# Searched vs MobileNetV2 and random networks at equal measured latency ({args.space})\n\n"
+        f"{info['data']}. Latency: {info['latency']}. Every net trained from scratch with the same recipe: "
+        f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr} (SGD-Nesterov, cosine, label smoothing 0.1); "
+        f"search: {args.search_epochs} epochs ({args.search_warmup} warmup), weight lr {args.search_lr}, α lr {args.arch_lr}, an arch step every "
+        f"{args.arch_every} weight steps, 20% of the training subset held out for α. Jobs ran two at a time, one thread each.\n\n"
+        "| target (ms) | net | measured latency (ms) | params | MACs | test top-1 % (mean ± half-range over seeds) |\n"
+        "|---|---|---|---|---|---|\n" + table + "\n\n"
+        f"Random nets: {matched['random_candidates']} drawn with predicted latency within ±2.5% of the first target, "
+        f"{matched['random_in_band']} of them measured within ±{matched['band']:.0%}.\n\n"
+        "## Search cost (same run, same images)\n\n"
+        "| target (ms) | search wall | one training epoch of the derived net | search / epoch | training (all epochs) | "
+        "search / training | peak RSS search / training | ratio |\n|---|---|---|---|---|---|---|---|\n" + cost + "\n\n"
+        f"![latency vs accuracy](search_vs_baselines{info['suffix']}.png)\n\n"
+        f"Reproduce: `{info['command']}`\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/")
+    parser.add_argument("--target-latency", type=float, nargs="+", required=True, metavar="MS",
+                        help="targets in ms on the table's device; the first gets the full comparison")
+    parser.add_argument("--lut", type=Path, default=DEFAULT_LUT)
+    parser.add_argument("--space", default="proxyless-cifar")
+    parser.add_argument("--per-class", type=int, default=500, help="training images per class (fixed subset)")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs of every net")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--search-epochs", type=int, default=16)
+    parser.add_argument("--search-warmup", type=int, default=6)
+    parser.add_argument("--search-lr", type=float, default=0.01, help="weight lr of the supernet")
+    parser.add_argument("--arch-lr", type=float, default=0.03)
+    parser.add_argument("--arch-every", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2, help="training seeds for the searched and MobileNetV2 nets")
+    parser.add_argument("--random", type=int, default=3, help="random nets at the first target")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random-net draw")
+    parser.add_argument("--lanes", type=int, default=2, help="jobs at a time (one thread each)")
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-search-vs-baselines"))
+    parser.add_argument("--quick", action="store_true", help="tiny subset and runs, to check the script")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.quick:
+        args.per_class, args.epochs, args.search_epochs, args.search_warmup, args.seeds = 10, 1, 2, 1, 2
+        args.batch_size, args.random = 16, 1
+    targets = args.target_latency
+    work = args.work
+    counts = link_subset(args.data, work / "data", args.per_class, 10 if args.quick else None)
+    records_dir = work / "jobs"
+
+    print("1/3 searches", flush=True)
+    run_jobs([search_job(work, t, args) for t in targets], args.lanes, records_dir)
+    print("2/3 measuring derived, MobileNetV2 and random nets together", flush=True)
+    matched = match_baselines(work, targets, args)
+    print("3/3 training every kept net", flush=True)
+    jobs = []
+    for t in targets:
+        for name in matched["chosen"][f"{t:g}"]:
+            seeds = args.seeds if (t == targets[0] and not name.startswith("random")) else 1
+            jobs += [train_job(work, name, s, args) for s in range(seeds)]
+    records = run_jobs([search_job(work, t, args) for t in targets] + jobs, args.lanes, records_dir)
+    rows = summarise(work, targets, matched, records, args)
+    costs = search_cost(work, targets, rows, records)
+
+    header = load_lut(args.lut).header
+    suffix = "_quick" if args.quick else ""
+    info = {
+        "data": f"CIFAR-10 from {args.data.name}: {counts['train']} training images (the first {args.per_class} of each "
+                f"class by file name), {counts['test']} test images",
+        "latency": f"{header['backend']}, batch {header['batch']}, {header.get('threads')} thread(s), "
+                   f"table {args.lut.name} (calibrated; validated to 3.3% MAPE on this space)",
+        "suffix": suffix,
+        "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "
+                   + " ".join(f"{t:g}" for t in targets) + (" --quick" if args.quick else ""),
+    }
+    title = f"{args.space}, {info['latency'].split(', table')[0]}; {counts['train']} train images, {args.epochs} epochs"
+    args.results.mkdir(parents=True, exist_ok=True)
+    plot(rows, args.results / f"search_vs_baselines{suffix}.png", title)
+    text = markdown(rows, costs, matched, info, args)
+    data = {"environment": environment(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "info": info, "rows": rows, "search_cost": costs, "matched": matched}
+    write_results(f"search_vs_baselines{suffix}", data, text, args.results)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""`proxyless report RUN_DIR`: a search run as one Markdown page with its figures.
+
+The page holds the settings, the derived architecture (one row per layer with its shape, op, final
+probability and entropy), the latency against the target (predicted, the argmax's, measured), the
+per-epoch metrics, and two figures written next to it: `arch.png` (the architecture diagram) and
+`alpha.png` (how each layer's probabilities and entropy evolved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from proxyless.arch import Arch, load_arch
+from proxyless.atomic import atomic_write_text
+from proxyless.cli.common import add_command
+from proxyless.errors import UserError
+from proxyless.figures import draw_alpha, draw_archs
+from proxyless.ops import format_op
+
+EXAMPLES = """\
+  proxyless report runs/search-proxyless-cifar            # writes RUN_DIR/report.md, arch.png, alpha.png
+  proxyless report runs/cifar --out docs/cifar_search.md  # the page elsewhere (figures beside it)
+"""
+
+
+def register(subparsers) -> None:
+    parser = add_command(subparsers, "report", "Write a Markdown report (tables and figures) of a search run.", EXAMPLES)
+    parser.add_argument("run_dir", help="search run directory (with arch.json and arch_history.jsonl)")
+    parser.add_argument("--out", help="Markdown file to write (default: RUN_DIR/report.md)")
+    parser.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / "report.md"
+    path = write_report(run_dir, out)
+    print(f"wrote {path} with {out.parent / 'arch.png'} and {out.parent / 'alpha.png'}")
+    return 0
+
+
+def write_report(run_dir: Path, out: Path) -> Path:
+    """Read a search run's files and write the Markdown page and its two figures to `out`'s folder."""
+    if not run_dir.is_dir():
+        raise UserError(f"run directory '{run_dir}' does not exist; pass the --out of a `proxyless search`")
+    if not (run_dir / "arch.json").is_file():
+        raise UserError(f"'{run_dir}' has no arch.json: the search has not finished; resume it "
+                        f"(`proxyless search --resume {run_dir}`) or derive one (`proxyless derive {run_dir}`)")
+    arch = load_arch(run_dir / "arch.json")
+    history = _jsonl(run_dir / "arch_history.jsonl")
+    metrics = _jsonl(run_dir / "metrics.jsonl")
+    if not history:
+        raise UserError(f"'{run_dir}/arch_history.jsonl' is missing or empty; is '{run_dir}' a search run?")
+    settings = _json(run_dir / "args.json")
+    latency = _json(run_dir / "latency.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    candidates = [[format_op(op) for op in slot.candidates] for slot in arch.space.layers()]
+    draw_archs([(run_dir.name, arch)], out.parent / "arch.png", title=f"derived architecture ({arch.space.name})")
+    draw_alpha(history, arch.op_strings(), candidates, out.parent / "alpha.png", title=f"α over the search {run_dir.name}")
+    sections = [f"# Search report: {run_dir.name}\n", _settings(settings), _arch_table(arch, history[-1], candidates),
+                "![architecture](arch.png)\n", _latency(latency), _metrics(metrics), "![alpha](alpha.png)\n"]
+    return atomic_write_text(out, "\n".join(s for s in sections if s))
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    keys = ("space", "data", "strategy", "mode", "epochs", "warmup_epochs", "batch_size", "lr", "arch_lr",
+            "arch_every", "seed", "lut", "target_latency", "latency_loss")
+    rows = [f"| {key} | {settings[key]} |" for key in keys if settings.get(key) is not None]
+    return "## Settings\n\n| setting | value |\n|---|---|\n" + "\n".join(rows) + "\n" if rows else ""
+
+
+def _arch_table(arch: Arch, last: dict[str, Any], candidates: list[list[str]]) -> str:
+    rows = []
+    for slot, op, probs, entropy, names in zip(arch.space.layers(), arch.op_strings(), last["probs"], last["entropy"],
+                                               candidates):
+        rows.append(f"| {slot.index} | {slot.stage} | {slot.input_size} px, {slot.in_channels}→{slot.out_channels}, "
+                    f"s{slot.stride} | {op} | {probs[names.index(op)]:.2f} | {entropy:.2f} / {math.log(len(names)):.2f} |")
+    return ("## Derived architecture\n\n"
+            "| layer | stage | input, channels, stride | op | p(op) | entropy / uniform |\n|---|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+
+
+def _latency(latency: dict[str, Any]) -> str:
+    if not latency:
+        return "## Latency\n\nNo latency target in this search (no `--lut`/`--target-latency`).\n"
+    lines = [f"- target: {latency['target_ms']:g} ms ({latency['loss']} loss)",
+             f"- predicted: {latency['predicted_ms']:.2f} ms ({latency['error']:+.1%}, "
+             f"{'on target' if latency['on_target'] else 'missed'}); derived by {latency['derived_by']}",
+             f"- the argmax architecture would take {latency['argmax_predicted_ms']:.2f} ms (predicted)"]
+    if latency.get("measured_ms") is not None:
+        lines.append(f"- measured: {latency['measured_ms']:.2f} ± {latency['measured_std_ms']:.2f} ms "
+                     f"({latency['backend']}, {latency['measured_ms'] / latency['target_ms'] - 1:+.1%} of the target)")
+    elif latency.get("not_measured"):
+        lines.append(f"- not measured: {latency['not_measured']}")
+    else:
+        lines.append("- not measured (`--no-measure`); time it with `proxyless latency measure --arch`")
+    return "## Latency\n\n" + "\n".join(lines) + "\n"
+
+
+def _metrics(metrics: list[dict[str, Any]]) -> str:
+    if not metrics:
+        return ""
+    columns = [("epoch", "{:d}"), ("train_loss", "{:.3f}"), ("train_top1", "{:.3f}"), ("valid_top1_argmax", "{:.3f}"),
+               ("mean_entropy", "{:.3f}"), ("argmax_latency_ms", "{:.2f}"), ("expected_latency_ms", "{:.2f}"),
+               ("latency_weight", "{:.3g}")]
+    shown = [(name, form) for name, form in columns if any(name in row for row in metrics)]
+    head = "| " + " | ".join(name for name, _ in shown) + " |\n|" + "---|" * len(shown) + "\n"
+    body = "\n".join("| " + " | ".join(form.format(row[name]) if name in row else "" for name, form in shown) + " |"
+                     for row in metrics)
+    return "## Per epoch\n\n" + head + body + "\n"

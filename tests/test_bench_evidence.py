@@ -1,0 +1,68 @@
+"""Smoke tests of the evidence benchmarks (`--quick`): real CIFAR-style JPEGs, real searches, real trainings.
+
+The images are a few dozen JPEGs written from the embedded CIFAR-10 sample into the ImageFolder
+layout the benchmarks expect (`DIR/train/<class>/`, `DIR/test/<class>/`).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from proxyless.data.sample import load_sample
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+MOBILE_YAML = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mobile_trim.yaml"
+
+
+@pytest.fixture(scope="module")
+def jpeg_tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cifar-jpg")
+    sample = load_sample()
+    for split, part in (("train", sample.train), ("test", sample.test)):
+        for label, name in enumerate(sample.classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in np.flatnonzero(part.labels == label)[:12]:
+                Image.fromarray(part.images[index]).save(folder / f"{index:04d}.jpg")
+    return root
+
+
+def run(script: str, *argv: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", *argv],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
+    out = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46",
+              "--work", str(tmp_path / "work"), "--results", str(tmp_path))
+    result = json.loads((tmp_path / "search_vs_baselines_quick.json").read_text())
+    kinds = {row["kind"] for row in result["rows"]}
+    assert kinds == {"searched", "mbv2", "random"}, kinds
+    searched = next(row for row in result["rows"] if row["kind"] == "searched")
+    assert len(searched["top1"]) == 2 and 0 <= searched["top1_mean"] <= 1 and searched["measured_ms"] > 0
+    (cost,) = result["search_cost"]
+    assert cost["search_in_epochs"] > 0 and cost["rss_ratio"] > 0
+    assert (tmp_path / "search_vs_baselines_quick.png").stat().st_size > 0
+    assert "search / epoch" in out
+    # a rerun finds every job done and only rewrites the results
+    rerun = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46",
+                "--work", str(tmp_path / "work"), "--results", str(tmp_path))
+    assert "started" not in rerun
+
+
+def test_hardware_specialisation_quick(jpeg_tree, tmp_path):
+    if not MOBILE_YAML.is_file():
+        pytest.skip(f"the Pixel 1 table {MOBILE_YAML} is not present (it lives outside the repository)")
+    run("hardware_specialisation.py", "--data", str(jpeg_tree), "--pixel-lut", str(MOBILE_YAML),
+        "--work", str(tmp_path / "work"), "--results", str(tmp_path))
+    result = json.loads((tmp_path / "hardware_specialisation_quick.json").read_text())
+    assert set(result["archs"]) == {"torch-cpu", "onnxruntime", "pixel1"}
+    assert all(len(ops) == 21 for ops in result["archs"].values())
+    assert (tmp_path / "hardware_specialisation_quick.png").stat().st_size > 0
