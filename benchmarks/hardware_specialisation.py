@@ -54,6 +54,21 @@ def summary(arch, model: LatencyModel) -> dict:
     }
 
 
+RATIOS = {"k5/k3": ("mb_k5_e6", "mb_k3_e6"), "k7/k3": ("mb_k7_e6", "mb_k3_e6"), "e6/e3": ("mb_k3_e6", "mb_k3_e3")}
+
+
+def cost_ratios(model: LatencyModel) -> dict[str, float]:
+    """How much dearer a bigger kernel or expansion is on this device: per-layer cost ratios, averaged."""
+    ratios = {}
+    for label, (big, small) in RATIOS.items():
+        values = []
+        for slot, costs in zip(model.space.layers(), model.per_layer):
+            names = [format_op(op) for op in slot.candidates]
+            values.append(float(costs[names.index(big)] / costs[names.index(small)]))
+        ratios[label] = sum(values) / len(values)
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/")
@@ -92,6 +107,7 @@ def main() -> None:
     # every derived net priced on every device: the diagonal is what each search optimised
     cross = {d: {m: models[m].of_arch(archs[d]) for m in luts} for d in luts}
     summaries = {d: summary(archs[d], models[d]) for d in luts}
+    ratios = {d: cost_ratios(models[d]) for d in luts}
     suffix = "_quick" if args.quick else ""
     args.results.mkdir(parents=True, exist_ok=True)
     draw_archs([(f"{d} ({targets[d]:.1f} ms)", archs[d]) for d in luts], args.results / f"hardware_specialisation{suffix}.png",
@@ -108,12 +124,15 @@ def main() -> None:
         f"target at {args.fraction:.0%} of each table's reachable range.\n\n"
         "| latency model | target (ms) | predicted (ms) | depth | k3 / k5 / k7 | e6 | "
         + " | ".join(f"on {m} (ms)" for m in luts) + " | search |\n|" + "---|" * (8 + len(luts) - 1) + "\n" + rows + "\n\n"
+        "What each device charges for a bigger op (the table's cost ratio, averaged over the 21 layers):\n\n"
+        "| latency model | " + " | ".join(RATIOS) + " |\n|---|" + "---|" * len(RATIOS) + "\n"
+        + "\n".join(f"| {d} | " + " | ".join(f"{ratios[d][r]:.2f}" for r in RATIOS) + " |" for d in luts) + "\n\n"
         f"![derived architectures](hardware_specialisation{suffix}.png)\n\n"
         "| layer | " + " | ".join(luts) + " |\n|---|" + "---|" * len(luts) + "\n" + ops + "\n\n"
         f"Reproduce: `python benchmarks/hardware_specialisation.py --data DIR --pixel-lut mobile_trim.yaml"
         f"{' --quick' if args.quick else ''}`\n")
     data = {"environment": environment(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "targets": targets, "latency": latency, "cross_ms": cross, "summaries": summaries,
+            "targets": targets, "cost_ratios": ratios, "latency": latency, "cross_ms": cross, "summaries": summaries,
             "archs": {d: a.op_strings() for d, a in archs.items()}, "records": records}
     write_results(f"hardware_specialisation{suffix}", data, markdown, args.results)
     print(markdown)
