@@ -107,6 +107,21 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
     rounds = dict(min_rounds=3, max_rounds=3) if args.quick else {}
     stats = measure_archs(list(candidates.values()), table.header["backend"], network_config(table.header, **rounds))
     measured = {name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(candidates, stats)}
+    # a target between two grid widths' latencies (channels round to multiples of 8, so latency jumps):
+    # try the widths in between, 0.01 apart, in a second measurement
+    refine = {}
+    for t in targets:
+        if not any(abs(measured[n]["mean_ms"] / t - 1) <= BAND for n in mbv2):
+            below = max((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] < t), default=widths[0])
+            above = min((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] > t), default=widths[-1])
+            for step in range(1, round((above - below) / 0.01)):
+                w = round(below + 0.01 * step, 2)
+                refine[f"mbv2_{w:g}"] = _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes), f"mbv2_{w:g}")
+    if refine:
+        stats = measure_archs(list(refine.values()), table.header["backend"], network_config(table.header, **rounds))
+        measured.update({name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(refine, stats)})
+        mbv2.update(refine)
+        candidates.update(refine)
     chosen: dict[str, list[str]] = {}
     for t in targets:
         closest = min(mbv2, key=lambda n: abs(measured[n]["mean_ms"] - t))

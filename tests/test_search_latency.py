@@ -134,6 +134,10 @@ def test_search_with_a_measured_table_reports_predicted_and_measured(tmp_path, c
     for figure in ("arch.png", "alpha.png"):
         with Image.open(out / figure) as image:
             assert image.size[0] > 300 and image.size[1] > 100
+    # derived again in place: latency.json follows, and drops the timing of a net it no longer describes
+    assert main(["derive", str(out)]) == 0
+    again = json.loads((out / "latency.json").read_text())
+    assert again["predicted_ms"] == pytest.approx(result["predicted_ms"]) and "measured_ms" not in again
 
 
 def test_report_of_an_unfinished_run_names_the_fix(tmp_path, capsys):

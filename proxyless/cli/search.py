@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
-from proxyless.arch import save_arch
+from proxyless.arch import Arch, save_arch
+from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, save_weights
 from proxyless.cli.common import add_command, prepare_run_dir
 from proxyless.cli.search_latency import add_latency_flags, latency_objective, report_latency, reward_for
@@ -140,13 +141,25 @@ def _strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObject
     return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode, arch_loss=objective)
 
 
-def _derive_rule(run_dir: Path, supernet: SuperNet):
-    """The search's own rule: under its latency target when it had one (see `objective.derive`), else argmax."""
+def _search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:
+    """The search's latency objective when it had a target (rebuilt from its args.json), else None."""
     saved = run_dir / "args.json"
     values = json.loads(saved.read_text()) if saved.is_file() else {}
     if values.get("lut") and values.get("target_latency"):
-        return latency_objective(argparse.Namespace(**values), supernet, get_space(values["space"])).derive
-    return argmax_rule
+        return latency_objective(argparse.Namespace(**values), supernet, get_space(values["space"]))
+    return None
+
+
+def _update_latency_report(run_dir: Path, objective: LatencyObjective, arch, how: str) -> None:
+    """Re-derived in place: latency.json gets the new net's prediction; a measurement of the old net is dropped."""
+    path = run_dir / "latency.json"
+    report = json.loads(path.read_text()) if path.is_file() else {"target_ms": objective.target}
+    for stale in ("measured_ms", "measured_std_ms", "backend", "not_measured"):
+        report.pop(stale, None)
+    predicted = objective.model.of_arch(Arch(objective.model.space, arch.ops))
+    report.update(predicted_ms=predicted, error=predicted / objective.target - 1, on_target=objective.on_target(predicted),
+                  derived_by=how)
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
 
 
 def run_derive(args: argparse.Namespace) -> int:
@@ -156,11 +169,14 @@ def run_derive(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
     supernet = SuperNet(SearchSpace.from_dict(state["space"], where=str(run_dir)))
     supernet.load_state_dict(state["supernet"])
-    indices, how = _derive_rule(run_dir, supernet)(supernet)
+    objective = _search_objective(run_dir, supernet)
+    indices, how = (objective.derive if objective else argmax_rule)(supernet)
     arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
     print(f"derived by {how}")
     out = Path(args.out) if args.out else run_dir / "arch.json"
     save_arch(arch, out)
+    if objective and not args.out:
+        _update_latency_report(run_dir, objective, arch, how)
     print(arch.summary())
     print(f"wrote {out}")
     if args.inherit_weights:
