@@ -153,7 +153,9 @@ def _search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | N
 def _update_latency_report(run_dir: Path, objective: LatencyObjective, arch, how: str) -> None:
     """Re-derived in place: latency.json gets the new net's prediction; a measurement of the old net is dropped."""
     path = run_dir / "latency.json"
-    report = json.loads(path.read_text()) if path.is_file() else {"target_ms": objective.target}
+    if not path.is_file():  # the search stopped before writing one; `proxyless search --resume` will
+        return
+    report = json.loads(path.read_text())
     for stale in ("measured_ms", "measured_std_ms", "backend", "not_measured"):
         report.pop(stale, None)
     predicted = objective.model.of_arch(Arch(objective.model.space, arch.ops))
