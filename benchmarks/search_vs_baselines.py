@@ -145,6 +145,11 @@ def near_target(space, model: LatencyModel, target: float, count: int, seed: int
     return [arch for arch in pool if abs(model.of_arch(arch) / target - 1) < BAND / 2][:count]
 
 
+def seeds_for(name: str, target: float, targets: list[float], args: argparse.Namespace) -> int:
+    """Training seeds of a kept net: `--seeds` for the searched and MobileNetV2 nets of the first target, else 1."""
+    return args.seeds if (target == targets[0] and not name.startswith("random")) else 1
+
+
 def _named(arch: Arch, name: str) -> Arch:
     return Arch(arch.space, arch.ops, name)
 
@@ -153,7 +158,7 @@ def summarise(work: Path, targets: list[float], matched: dict, records: dict, ar
     rows = []
     for t in targets:
         for name in matched["chosen"][f"{t:g}"]:
-            seeds = args.seeds if (t == targets[0] and not name.startswith("random")) else 1
+            seeds = seeds_for(name, t, targets, args)
             results = [json.loads((work / "train" / f"{name}_seed{s}" / "result.json").read_text()) for s in range(seeds)]
             top1 = [r["test_top1"] for r in results]
             epochs = [_epoch_seconds(work / "train" / f"{name}_seed{s}") for s in range(seeds)]
@@ -293,7 +298,7 @@ def main() -> None:
     jobs = []
     for t in targets:
         for name in matched["chosen"][f"{t:g}"]:
-            seeds = args.seeds if (t == targets[0] and not name.startswith("random")) else 1
+            seeds = seeds_for(name, t, targets, args)
             jobs += [train_job(work, name, s, args) for s in range(seeds)]
     records = run_jobs([search_job(work, t, args) for t in targets] + jobs, args.lanes, records_dir)
     rows = summarise(work, targets, matched, records, args)
