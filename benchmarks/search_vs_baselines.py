@@ -5,13 +5,15 @@ On an ImageFolder copy of CIFAR-10 (`DIR/train/<class>/*.jpg`, `DIR/test/<class>
 1. a fixed subset of the training images (the first `--per-class` files of each class, by name) and
    the whole test split are linked into `WORK/data`;
 2. one `proxyless search --lut LUT --target-latency T` per target (gradient strategy);
-3. in one quiet, interleaved measurement on the table's backend, batch and threads: the derived nets,
+3. each derived net re-derived against this machine (`proxyless derive --measured-derive`: timed, and
+   when more than 2.5% off the target, derived again with the table corrected by that measurement);
+4. in one quiet, interleaved measurement on the table's backend, batch and threads: the derived nets,
    MobileNetV2 over a grid of width multipliers, and random nets of the space whose predicted
    latency is near the first target; the MobileNetV2 width and the random nets whose *measured*
    latency lies within ±5% of each target are kept;
-4. every kept net trained from scratch with the same recipe (`proxyless train`, same epochs, batch,
+5. every kept net trained from scratch with the same recipe (`proxyless train`, same epochs, batch,
    lr, seeds), evaluated on the test split;
-5. results: test top-1 (mean and spread over seeds), measured latency, params, MACs, the wall time
+6. results: test top-1 (mean and spread over seeds), measured latency, params, MACs, the wall time
    and peak memory of the search against one training epoch and the training of the derived net.
 
 Jobs run two at a time with one thread each (`benchmarks/lanes.py`); everything lands in `--work`,
@@ -28,8 +30,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,6 +91,36 @@ def train_job(work: Path, name: str, seed: int, args: argparse.Namespace) -> Job
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
              "--seed", str(seed)]
     return Job(f"train_{name}_seed{seed}", flags, out, ["train", *flags[1:], "--out", str(out), "--resume", "--no-progress"])
+
+
+def derive_on_this_machine(work: Path, targets: list[float]) -> None:
+    """`proxyless derive --measured-derive` for each search, one at a time (nothing else running). A net
+    that changes makes its trainings and the joint measurement stale: they are removed, to be redone."""
+    for t in targets:
+        run = work / f"search_{t:g}ms"
+        if "measured_derive" in json.loads((run / "latency.json").read_text()):
+            continue
+        before, start = load_arch(run / "arch.json").ops, time.perf_counter()
+        subprocess.run([sys.executable, "-m", "proxyless", "derive", str(run), "--measured-derive"], check=True,
+                       stdout=subprocess.DEVNULL)
+        atomic_write_text(work / "jobs" / f"derive_{t:g}ms.json", json.dumps({"wall_s": time.perf_counter() - start}))
+        if load_arch(run / "arch.json").ops != before:
+            for stale in (work / "train").glob(f"searched_{t:g}ms_seed*"):
+                shutil.rmtree(stale)
+            for stale in (work / "jobs").glob(f"train_searched_{t:g}ms_seed*.json"):
+                stale.unlink()
+            (work / "matched.json").unlink(missing_ok=True)
+
+
+def derive_notes(work: Path, targets: list[float]) -> list[dict]:
+    """Per target: the nets `--measured-derive` timed, the table correction kept, and how long it took."""
+    notes = []
+    for t in targets:
+        report = json.loads((work / f"search_{t:g}ms" / "latency.json").read_text())
+        wall = json.loads((work / "jobs" / f"derive_{t:g}ms.json").read_text())["wall_s"]
+        notes.append({"target_ms": t, "timed": report["measured_derive"], "table_scale": report["table_scale"],
+                      "wall_s": wall})
+    return notes
 
 
 def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) -> dict:
@@ -228,6 +263,12 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
     return path
 
 
+def _derive_note(note: dict) -> str:
+    timed = ", ".join(f"{r['predicted_ms']:.1f} predicted → {r['measured_ms']:.1f} measured" for r in note["timed"])
+    return (f"{note['target_ms']:g} ms: {len(note['timed'])} net(s) timed ({timed}), "
+            f"table scale {note['table_scale']:.3f} kept, {note['wall_s']:.0f} s")
+
+
 def markdown(rows, costs, matched, info, args) -> str:
     def fmt_top1(r):
         spread = f" ± {100 * r['top1_spread']:.1f}" if len(r["top1"]) > 1 else ""
@@ -249,6 +290,8 @@ def markdown(rows, costs, matched, info, args) -> str:
         f"{args.arch_every} weight steps, 20% of the training subset held out for α. Jobs ran two at a time, one thread each.\n\n"
         "| target (ms) | net | measured latency (ms) | params | MACs | test top-1 % (mean ± half-range over seeds) |\n"
         "|---|---|---|---|---|---|\n" + table + "\n\n"
+        "Each searched net was derived against this machine (`proxyless derive --measured-derive`): "
+        + "; ".join(map(_derive_note, info["derive"])) + ".\n\n"
         f"Random nets: {matched['random_candidates']} drawn with predicted latency within ±2.5% of the first target, "
         f"{matched['random_in_band']} of them measured within ±{matched['band']:.0%}.\n\n"
         "## Search cost (same run, same images)\n\n"
@@ -290,11 +333,13 @@ def main() -> None:
     counts = link_subset(args.data, work / "data", args.per_class, 10 if args.quick else None)
     records_dir = work / "jobs"
 
-    print("1/3 searches", flush=True)
+    print("1/4 searches", flush=True)
     run_jobs([search_job(work, t, args) for t in targets], args.lanes, records_dir)
-    print("2/3 measuring derived, MobileNetV2 and random nets together", flush=True)
+    print("2/4 deriving each searched net against this machine (--measured-derive)", flush=True)
+    derive_on_this_machine(work, targets)
+    print("3/4 measuring derived, MobileNetV2 and random nets together", flush=True)
     matched = match_baselines(work, targets, args)
-    print("3/3 training every kept net", flush=True)
+    print("4/4 training every kept net", flush=True)
     jobs = []
     for t in targets:
         for name in matched["chosen"][f"{t:g}"]:
@@ -312,6 +357,7 @@ def main() -> None:
         "latency": f"{header['backend']}, batch {header['batch']}, {header.get('threads')} thread(s), "
                    f"table {args.lut.name} (calibrated; validated to 3.3% MAPE on this space)",
         "suffix": suffix,
+        "derive": derive_notes(work, targets),
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "
                    + " ".join(f"{t:g}" for t in targets) + (" --quick" if args.quick else ""),
     }

@@ -138,6 +138,14 @@ def test_search_with_a_measured_table_reports_predicted_and_measured(tmp_path, c
     assert main(["derive", str(out)]) == 0
     again = json.loads((out / "latency.json").read_text())
     assert again["predicted_ms"] == pytest.approx(result["predicted_ms"]) and "measured_ms" not in again
+    # --measured-derive times the derived net here and records every net it timed
+    assert main(["derive", str(out), "--measured-derive"]) == 0
+    assert "latency: derived net measured" in capsys.readouterr().out
+    timed = json.loads((out / "latency.json").read_text())
+    assert 1 <= len(timed["measured_derive"]) <= 3 and timed["measured_ms"] > 0 and timed["backend"] == "torch-cpu"
+    assert timed["measured_ms"] in [r["measured_ms"] for r in timed["measured_derive"]]
+    assert timed["table_scale"] in [r["table_scale"] for r in timed["measured_derive"]]
+    assert timed["derived_by"].startswith(("argmax", "most probable"))
 
 
 def test_report_of_an_unfinished_run_names_the_fix(tmp_path, capsys):
@@ -153,6 +161,7 @@ def test_report_of_an_unfinished_run_names_the_fix(tmp_path, capsys):
     (["--lut", "LUT", "--target-latency", "0.000001ms"], "out of reach"),
     (["--lut", "LUT", "--target-latency", "abc"], "positive number of milliseconds"),
     (["--lut", "LUT", "--target-latency", "1ms", "--latency-weight", "0"], "--latency-weight must be positive"),
+    (["--lut", "LUT", "--target-latency", "2ms", "--measured-derive", "--no-measure"], "cannot go with --no-measure"),
 ])
 def test_search_latency_bad_input(extra, message, tmp_path, capsys):
     save_lut(synthetic_table(), tmp_path / "lut.json")

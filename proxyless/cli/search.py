@@ -15,7 +15,14 @@ from proxyless.arch import Arch, save_arch
 from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, save_weights
 from proxyless.cli.common import add_command, prepare_run_dir
-from proxyless.cli.search_latency import add_latency_flags, latency_objective, report_latency, reward_for
+from proxyless.cli.search_latency import (
+    add_latency_flags,
+    add_measured_derive_flag,
+    derive_on_device,
+    latency_objective,
+    report_latency,
+    reward_for,
+)
 from proxyless.cli.train import add_data_flags
 from proxyless.data import load_splits
 from proxyless.device import resolve_device
@@ -73,6 +80,7 @@ def register(subparsers) -> None:
     derive.add_argument("--out", help="where to write the arch.json (default: RUN_DIR/arch.json)")
     derive.add_argument("--inherit-weights", action="store_true",
                         help="also write the kept paths' supernet weights as derived_weights.safetensors")
+    add_measured_derive_flag(derive)
     derive.set_defaults(handler=run_derive)
 
 
@@ -98,10 +106,16 @@ def run_search(args: argparse.Namespace) -> int:
         (run_dir / "args.json").write_text(json.dumps(vars(args), default=str, indent=2) + "\n")
     log.info("searching %s on %s (%d train / %d valid images) -> %s", space.name, source, len(train), len(valid), run_dir)
     result = searcher.run(run_dir, resume=bool(args.resume))
+    measured = derive_on_device(objective, supernet) if objective is not None and args.measured_derive else None
+    if measured is not None:  # the table corrected by measurement: the kept net may differ from the search's
+        arch = supernet.arch_of(measured.indices, name=result["arch"].name)
+        save_arch(arch, run_dir / "arch.json")
+        result.update(arch=arch, derived_by=measured.how)
+        atomic_write_text(run_dir / "result.json", json.dumps({**result, "arch": arch.op_strings()}, indent=2) + "\n")
     print(result["arch"].summary())
     if objective is not None:
         argmax_ms = objective.model.of_indices(supernet.argmax())
-        report_latency(objective, result["arch"], result["derived_by"], argmax_ms, run_dir, not args.no_measure)
+        report_latency(objective, result["arch"], result["derived_by"], argmax_ms, run_dir, not args.no_measure, measured)
     print(f"wrote {result['arch_json']}  (train it: proxyless train --arch {result['arch_json']} --data {args.data})")
     return 0
 
@@ -172,12 +186,21 @@ def run_derive(args: argparse.Namespace) -> int:
     supernet = SuperNet(SearchSpace.from_dict(state["space"], where=str(run_dir)))
     supernet.load_state_dict(state["supernet"])
     objective = _search_objective(run_dir, supernet)
-    indices, how = (objective.derive if objective else argmax_rule)(supernet)
+    if args.measured_derive and objective is None:
+        raise UserError(f"--measured-derive needs a search with a latency target; {run_dir} had no --lut/--target-latency")
+    measured = derive_on_device(objective, supernet) if args.measured_derive else None
+    if measured is not None:
+        indices, how = measured.indices, measured.how
+    else:
+        indices, how = (objective.derive if objective else argmax_rule)(supernet)
     arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
     print(f"derived by {how}")
     out = Path(args.out) if args.out else run_dir / "arch.json"
     save_arch(arch, out)
-    if objective and not args.out:
+    if measured is not None and not args.out:
+        argmax_ms = objective.model.of_indices(supernet.argmax())
+        report_latency(objective, arch, how, argmax_ms, run_dir, measure=False, measured=measured)
+    elif objective and not args.out:
         _update_latency_report(run_dir, objective, arch, how)
     print(arch.summary())
     print(f"wrote {out}")

@@ -13,11 +13,12 @@ from proxyless.arch import Arch
 from proxyless.atomic import atomic_write_text
 from proxyless.errors import UserError
 from proxyless.latency.loss import KINDS, LatencyLoss
-from proxyless.latency.lut import load_lut
+from proxyless.latency.lut import Stat, load_lut
 from proxyless.latency.measure import measure_archs
 from proxyless.latency.predict import LatencyModel
 from proxyless.latency.runners import BACKENDS, BackendUnavailable, check_backend
 from proxyless.latency.validate import network_config
+from proxyless.search.measured_derive import MeasuredDerive, derive_measured
 from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyReward
 from proxyless.search.supernet import SuperNet
 from proxyless.space import SearchSpace
@@ -37,6 +38,13 @@ def add_latency_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reward-latency", choices=("predicted", "measured"), default="predicted",
                        help="reinforce: the latency in the reward, from the table or timed on this machine")
     group.add_argument("--no-measure", action="store_true", help="do not time the derived net after the search")
+    add_measured_derive_flag(group)
+
+
+def add_measured_derive_flag(parser) -> None:
+    parser.add_argument("--measured-derive", action="store_true",
+                        help="time the derived net on this machine and, when it is more than 2.5%% off the target, "
+                             "correct the table by that measurement and derive again (up to 3 nets)")
 
 
 def parse_target(text: str) -> float:
@@ -62,6 +70,10 @@ def latency_objective(args: argparse.Namespace, supernet: SuperNet, space: Searc
         raise UserError(f"--target-latency {loss.target:g}ms is out of reach: on this table the nets of {space.name} "
                         f"take {fastest:.2f} to {slowest:.2f} ms; choose a target in that range")
     measured = _measured_latency(model, args) if args.reward_latency == "measured" else None
+    if getattr(args, "measured_derive", False):
+        if getattr(args, "no_measure", False):
+            raise UserError("--measured-derive times the derived net; it cannot go with --no-measure")
+        _local_backend(model.header, "--measured-derive times nets on this machine; derive from the table alone")
     return LatencyObjective(supernet, model, loss, args.latency_adapt_rate, reward_latency=measured)
 
 
@@ -75,9 +87,27 @@ def reachable(model: LatencyModel) -> tuple[float, float]:
             model.of_indices([int(lat.argmax()) for lat in model.per_layer]))
 
 
+def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> MeasuredDerive:
+    """`derive_measured` with nets timed on the table's backend, batch and threads (this machine)."""
+    backend = _local_backend(objective.model.header, "--measured-derive times nets on this machine")
+    config = network_config(objective.model.header, max_rounds=15)
+
+    def measure(indices: list[int]) -> Stat:
+        deployed = Arch(objective.model.space, supernet.arch_of(indices).ops)
+        (stat,) = measure_archs([deployed], backend, config, progress=False)
+        print(f"latency: derived net measured {stat.mean:.2f} ms, predicted {objective.model.of_arch(deployed):.2f} ms "
+              f"(target {objective.target:g} ms)")
+        return stat
+
+    result = derive_measured(objective, supernet, measure)
+    result.kept["backend"] = backend
+    return result
+
+
 def report_latency(objective: LatencyObjective, arch: Arch, derived_by: str, argmax_ms: float, run_dir: Path,
-                   measure: bool) -> dict[str, Any]:
-    """Predicted (and, when possible, measured) latency of the derived `arch` vs the target -> latency.json."""
+                   measure: bool, measured: MeasuredDerive | None = None) -> dict[str, Any]:
+    """Predicted (and, when possible, measured) latency of the derived `arch` vs the target -> latency.json;
+    `measured`: the derive already timed it (`--measured-derive`)."""
     deployed = Arch(objective.model.space, arch.ops, arch.name)  # the table's task (its classes), the searched ops
     predicted, target = objective.model.of_arch(deployed), objective.target
     on_target = objective.on_target(predicted)
@@ -88,7 +118,12 @@ def report_latency(objective: LatencyObjective, arch: Arch, derived_by: str, arg
     print(f"latency: predicted {predicted:.2f} ms for a target of {target:g} ms ({predicted / target - 1:+.1%}; "
           f"{'on target' if on_target else 'MISSED'}: {band}); derived by {derived_by}; "
           f"the argmax would take {argmax_ms:.2f} ms")
-    if measure:
+    if measured is not None:
+        result.update({k: measured.kept[k] for k in ("measured_ms", "measured_std_ms", "backend", "table_scale")},
+                      measured_derive=measured.trail)
+        print(f"latency: measured {measured.kept['measured_ms']:.2f} ms "
+              f"({measured.kept['measured_ms'] / target - 1:+.1%} of the target; {len(measured.trail)} net(s) timed)")
+    elif measure:
         result.update(_measure(deployed, objective))
     atomic_write_text(run_dir / "latency.json", json.dumps(result, indent=2) + "\n")
     return result

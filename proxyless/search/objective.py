@@ -65,16 +65,17 @@ class LatencyObjective:
             return latency <= self.target
         return abs(latency - self.target) <= TOLERANCE * self.target
 
-    def derive(self, supernet: SuperNet) -> tuple[list[int], str]:
-        """The indices to keep, and how they were chosen."""
+    def derive(self, supernet: SuperNet, scale: float = 1.0) -> tuple[list[int], str]:
+        """The indices to keep, and how they were chosen; `scale` corrects the table's predictions
+        (measured / predicted near the net, see `search.measured_derive`)."""
         argmax = supernet.argmax()
-        if self.on_target(self.model.of_indices(argmax)):
+        if self.on_target(scale * self.model.of_indices(argmax)):
             return argmax, "argmax"
         # a slightly narrower band: the dynamic programme rounds latencies to its bins
         low = 0.0 if self.loss.kind == "hinge" else self.target * (1 - DERIVE_BAND)
         high = self.target if self.loss.kind == "hinge" else self.target * (1 + DERIVE_BAND)
-        inside = most_probable_within(self.model, supernet.probs(), low, high)
-        if inside is not None and self.on_target(self.model.of_indices(inside)):
+        inside = most_probable_within(self.model, supernet.probs(), low / scale, high / scale)
+        if inside is not None and self.on_target(scale * self.model.of_indices(inside)):
             return inside, "most probable architecture within the target band (the argmax was off target)"
         return argmax, "argmax (no architecture of the space is within the target band)"
 
