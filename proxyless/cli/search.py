@@ -155,7 +155,7 @@ def _strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObject
     return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode, arch_loss=objective)
 
 
-def _search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:
+def search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:
     """The search's latency objective when it had a target (rebuilt from its args.json), else None."""
     saved = run_dir / "args.json"
     values = json.loads(saved.read_text()) if saved.is_file() else {}
@@ -185,7 +185,7 @@ def run_derive(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
     supernet = SuperNet(SearchSpace.from_dict(state["space"], where=str(run_dir)))
     supernet.load_state_dict(state["supernet"])
-    objective = _search_objective(run_dir, supernet)
+    objective = search_objective(run_dir, supernet)
     if args.measured_derive and objective is None:
         raise UserError(f"--measured-derive needs a search with a latency target; {run_dir} had no --lut/--target-latency")
     measured = derive_on_device(objective, supernet) if args.measured_derive else None
