@@ -8,14 +8,17 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from proxyless.atomic import atomic_write_text
 from proxyless.cli.common import add_command, resolve_arch
 from proxyless.errors import UserError
+from proxyless.export import format_of, read_exported, recorded_input_size
 from proxyless.latency.keys import arch_keys
 from proxyless.latency.lut import load_lut, save_lut
 from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs, trimmed_stat
 from proxyless.latency.predict import predict_latency
-from proxyless.latency.runners import onnx_timer
+from proxyless.latency.runners import loaded_timer, onnx_timer
 from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut
 from proxyless.space import get_space
 
@@ -28,6 +31,7 @@ EXAMPLES = """\
   proxyless lut validate --lut lut_cifar.json --samples 50 --calibrate 20 --out lut_cifar_validation
   proxyless latency measure --arch runs/search/arch.json --backend onnxruntime --batch-size 32
   proxyless latency measure --onnx model.onnx --input-size 32 --batch-size 32
+  proxyless latency measure --exported model.pt2 --batch-size 32   # .onnx, .pt2 or TorchScript from `proxyless export`
 """
 
 
@@ -64,13 +68,15 @@ def register(subparsers) -> None:
     predict.add_argument("--zoo", help="zoo model name")
     predict.add_argument("--lut", required=True, help="latency table (.json, or the original mobile .yaml)")
     predict.set_defaults(handler=run_predict)
-    measure = actions.add_parser("measure", help="time a whole network (arch.json, zoo name or .onnx file)")
+    measure = actions.add_parser("measure", help="time a whole network (arch.json, zoo name or exported file)")
     measure.add_argument("--arch", help="arch.json")
     measure.add_argument("--zoo", help="zoo model name")
     measure.add_argument("--onnx", help="an exported .onnx file, timed in onnxruntime")
-    measure.add_argument("--backend", default="torch-cpu", help=f"one of: {', '.join(BACKENDS)} (ignored for --onnx)")
+    measure.add_argument("--exported", help="a file from `proxyless export`: .onnx (timed in onnxruntime), "
+                         ".pt2 (torch.export) or TorchScript (both in PyTorch on the CPU)")
+    measure.add_argument("--backend", default="torch-cpu", help=f"one of: {', '.join(BACKENDS)} (ignored for --onnx/--exported)")
     measure.add_argument("--batch-size", type=int, default=1)
-    measure.add_argument("--input-size", type=int, help="image size (default: the architecture's; needed for --onnx)")
+    measure.add_argument("--input-size", type=int, help="image size (default: the architecture's, or the one in export.json beside an exported file)")
     measure.add_argument("--threads", type=int, default=0, help="threads (0: torch's default)")
     measure.add_argument("--rounds", type=int, default=10, help="rounds of 5 calls each")
     measure.set_defaults(handler=run_measure)
@@ -137,14 +143,8 @@ def run_measure(args: argparse.Namespace) -> int:
         raise UserError("--batch-size and --rounds must be positive and --threads not negative")
     config = replace(NETWORK_MEASURE, batch=args.batch_size, threads=args.threads,
                      min_rounds=args.rounds, max_rounds=args.rounds)
-    if args.onnx is not None:
-        if args.arch or args.zoo or args.input_size is None:
-            raise UserError("--onnx takes no --arch/--zoo and needs --input-size (the exported model's image size)")
-        timer = onnx_timer(args.onnx, (args.batch_size, 3, args.input_size, args.input_size), args.threads)
-        stat = trimmed_stat([timer(config.calls_per_sample) for _ in range(args.rounds)])  # as measure_archs does
-        print(f"{Path(args.onnx).name}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms (onnxruntime, batch "
-              f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls)")
-        return 0
+    if args.onnx is not None or args.exported is not None:
+        return _measure_exported(args, config)
     arch, adaptable = resolve_arch(args.arch, args.zoo)
     if args.input_size is not None:
         if not adaptable and args.input_size != arch.space.input_size:
@@ -153,4 +153,27 @@ def run_measure(args: argparse.Namespace) -> int:
     (stat,) = measure_archs([arch], args.backend, config, progress=False)
     print(f"{arch.name or 'network'}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({args.backend}, batch "
           f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, input {arch.space.input_size} px)")
+    return 0
+
+
+def _measure_exported(args: argparse.Namespace, config: MeasureConfig) -> int:
+    """Time an exported file: ONNX in onnxruntime, TorchScript and torch.export in PyTorch on the CPU."""
+    if args.arch or args.zoo or (args.onnx and args.exported):
+        raise UserError("give one of --onnx/--exported FILE, or --arch/--zoo: one network at a time")
+    path = args.onnx or args.exported
+    fmt = "onnx" if args.onnx else format_of(path)
+    size = args.input_size or recorded_input_size(path)
+    if size is None:
+        raise UserError(f"--{'onnx' if args.onnx else 'exported'} needs --input-size (the exported model's "
+                        f"image size) when no {Path(path).parent / 'export.json'} records it")
+    shape = (args.batch_size, 3, size, size)
+    if fmt == "onnx":
+        timer, how = onnx_timer(path, shape, args.threads), "onnxruntime"
+    else:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        timer, how = loaded_timer(read_exported(path, fmt), shape), f"{fmt}, torch-cpu"
+    stat = trimmed_stat([timer(config.calls_per_sample) for _ in range(args.rounds)])  # as measure_archs does
+    print(f"{Path(path).name}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({how}, batch "
+          f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, input {size} px)")
     return 0

@@ -100,20 +100,40 @@ def onnx_timer(path: str | Path, input_shape: tuple[int, ...], threads: int = 0,
     return _median_timer(_onnxruntime_call(model, input_shape, threads), _wall_clock, warmup_calls)
 
 
+def loaded_timer(module: Callable[[torch.Tensor], torch.Tensor], input_shape: tuple[int, ...],
+                 warmup_calls: int = 3) -> Timer:
+    """A warmed-up CPU timer of a module loaded from an exported file (TorchScript, torch.export).
+
+    It is called as it was saved, on a contiguous (B, C, H, W) input: a torch.export program cannot
+    change mode or memory layout after export, so neither kind is put into eval mode or channels-last."""
+    keep_freed_memory()
+    x = torch.randn(input_shape)
+
+    @torch.inference_mode()
+    def run() -> None:
+        module(x)
+
+    return _median_timer(run, _wall_clock, warmup_calls)
+
+
 def export_onnx(module: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
     """`module` (eval mode) as ONNX bytes, exported by torch's default (dynamo) exporter."""
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     buffer = io.BytesIO()
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # it warns about torchvision ops it cannot register, which we never use
+    # torch.onnx warns about torchvision ops it cannot register, which we never use; onnxscript's
+    # optimizer and onnx_ir log every pass at INFO, which the CLI shows
+    quiet = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(module.eval(), (example,), buffer, input_names=["images"], output_names=["logits"],
                               dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False)
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     return buffer.getvalue()
 
 
@@ -128,7 +148,9 @@ def _torch_call(module: nn.Module, input_shape: tuple[int, ...], device: torch.d
     return run
 
 
-def _onnxruntime_call(model: bytes, input_shape: tuple[int, ...], threads: int) -> Callable[[], None]:
+def onnxruntime_session(model: bytes, threads: int = 0):
+    """A CPU `onnxruntime.InferenceSession` of ONNX bytes with every graph optimisation on (BN folding,
+    fusion): the session both timing and `proxyless export --verify-onnxruntime` run."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -137,9 +159,13 @@ def _onnxruntime_call(model: bytes, input_shape: tuple[int, ...], threads: int) 
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for unreadable models
         raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}") from None
+
+
+def _onnxruntime_call(model: bytes, input_shape: tuple[int, ...], threads: int) -> Callable[[], None]:
+    session = onnxruntime_session(model, threads)
     name = session.get_inputs()[0].name
     feed = {name: torch.randn(input_shape).numpy()}
     return lambda: session.run(None, feed)
