@@ -24,8 +24,8 @@ def register(subparsers) -> None:
     parser.add_argument("--weights", required=True,
                         help="weights.safetensors, or a `proxyless train` checkpoint.pt (read without running code)")
     parser.add_argument("--format", required=True, choices=FORMATS, help="file format")
-    parser.add_argument("--out", help="exported file (default: model" + "|".join(SUFFIXES.values())
-                        + " beside the weights); export.json is written beside it")
+    parser.add_argument("--out", help="exported file (default: model.onnx, model.torchscript.pt or model.pt2 "
+                        "beside the weights); export.json is written beside it")
     parser.add_argument("--batch-size", type=int, default=2,
                         help="batch of the example it is exported with (the batch stays dynamic for onnx and torch-export)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
