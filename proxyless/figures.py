@@ -5,13 +5,17 @@
   ratio, colour per op; a `zero` layer is an empty dashed outline; grey lines separate stages.
 - `draw_alpha`: per epoch, the probability of the op each layer ended up with (heat map) and each
   layer's entropy, with the mean entropy against its uniform maximum.
+- `draw_alpha_heatmap`: one small heat map per layer, candidates × epochs, coloured by p relative to
+  uniform, so that every candidate's probability can be followed, not only the winner's.
+- `draw_curves`: loss and top-1 per epoch of a training or search run.
+- `draw_latency`: a search's expected and argmax latency per epoch against its target.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from proxyless.arch import Arch
 from proxyless.ops import MBConv
@@ -106,3 +110,113 @@ def draw_alpha(history: Sequence[dict], final_ops: Sequence[str], candidates: Se
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def draw_alpha_heatmap(history: Sequence[dict], candidates: Sequence[Sequence[str]], path: str | Path,
+                       title: str = "") -> Path:
+    """p = softmax(α) of every candidate of every layer over a search: one panel per layer (rows:
+    candidates, columns: epochs), titled with the layer's argmax and its p at the last epoch.
+
+    The colour is p relative to uniform (p·K for K candidates: blue below 1, white at 1, red above),
+    so that a short search's small moves away from uniform show as well as a long one's winners,
+    and layers with and without `zero` (K = 7 or 6) read on one scale. The scale runs from 1/m to m,
+    m the largest p·K seen (at least 1.05, so noise stays pale); losers below 1/m are clipped."""
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    ratios = [np.array([row["probs"][layer] for row in history]).T * len(names)  # (candidates, epochs)
+              for layer, names in enumerate(candidates)]
+    top = max(1.05, max(float(r.max()) for r in ratios))
+    norm = TwoSlopeNorm(vmin=1 / top, vcenter=1.0, vmax=top)
+    cols = min(len(candidates), 7)
+    rows = math.ceil(len(candidates) / cols)
+    height = 0.22 * max(len(c) for c in candidates) + 0.9
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols + 1.2, height * rows + 0.8), squeeze=False,
+                             layout="constrained")
+    for layer, ax in enumerate(axes.flat):
+        if layer >= len(candidates):
+            ax.axis("off")
+            continue
+        names, ratio = candidates[layer], ratios[layer]
+        image = ax.imshow(ratio, aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest",
+                          extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(names) - 0.5, -0.5))
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels([_short_op(name) for name in names], fontsize=6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        ax.tick_params(axis="x", labelsize=6)
+        best = int(ratio[:, -1].argmax())
+        ax.set_title(f"layer {layer}: {_short_op(names[best])} (p {ratio[best, -1] / len(names):.2f})", fontsize=7)
+    fig.supxlabel("epoch", fontsize=8)
+    fig.colorbar(image, ax=axes, fraction=0.02, extend="min", label="p relative to uniform (p·K)")
+    fig.suptitle(title or "α per layer over the search", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _short_op(name: str) -> str:
+    """'mb_k3_e6' -> 'k3 e6' (panel labels are small)."""
+    return name.removeprefix("mb_").replace("_", " ")
+
+
+LOSS_CURVES = {"train_loss": "train", "test_loss": "test"}
+TOP1_CURVES = {"train_top1": "train", "test_top1": "test", "valid_top1_argmax": "valid (argmax net)"}
+
+
+def draw_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss (left) and top-1 in % (right) per epoch, for whichever of the known columns the rows have."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    fig, (loss, top1) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, curves, scale in ((loss, LOSS_CURVES, 1.0), (top1, TOP1_CURVES, 100.0)):
+        for column, label in curves.items():
+            points = [(row["epoch"], row[column] * scale) for row in rows if _is_number(row.get(column))]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend(fontsize=8)
+    loss.set_ylabel("cross-entropy loss")
+    top1.set_ylabel("top-1 accuracy (%)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+LATENCY_CURVES = {"expected_latency_ms": "expected under p (E[LAT])", "argmax_latency_ms": "argmax net (predicted)"}
+
+
+def draw_latency(rows: Sequence[dict[str, Any]], target_ms: float | None, path: str | Path, title: str = "") -> Path:
+    """A search's expected and argmax latency per epoch (ms), with the target as a dashed line."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for column, label in LATENCY_CURVES.items():
+        points = [(row["epoch"], row[column]) for row in rows if _is_number(row.get(column))]
+        if points:
+            ax.plot(*zip(*points), marker="o", ms=3, label=label)
+    if target_ms is not None:
+        ax.axhline(target_ms, color="black", ls="--", lw=1, label=f"target {target_ms:g} ms")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("latency (ms)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

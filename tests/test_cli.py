@@ -10,7 +10,7 @@ from proxyless.cli import main
 from proxyless.zoo import get_zoo_arch
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-COMMANDS = ("search", "derive", "zoo", "space", "train", "eval", "lut", "latency")
+COMMANDS = ("search", "derive", "report", "plot", "zoo", "space", "train", "eval", "export", "lut", "latency")
 
 
 def run_cli(capsys, *argv):

@@ -11,11 +11,11 @@ import logging
 import sys
 
 from proxyless import __version__
-from proxyless.cli import evaluate, export, latency, report, search, space, train, zoo
+from proxyless.cli import evaluate, export, latency, plot, report, search, space, train, zoo
 from proxyless.cli.common import OneLineErrorParser
 from proxyless.errors import UserError
 
-COMMANDS = (search, report, zoo, space, train, evaluate, export, latency)
+COMMANDS = (search, report, plot, zoo, space, train, evaluate, export, latency)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,6 @@ per-epoch metrics, and two figures written next to it: `arch.png` (the architect
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from proxyless.cli.common import add_command
 from proxyless.errors import UserError
 from proxyless.figures import draw_alpha, draw_archs
 from proxyless.ops import format_op
+from proxyless.run_files import read_json_object, read_jsonl
 
 EXAMPLES = """\
   proxyless report runs/search-proxyless-cifar            # writes RUN_DIR/report.md, arch.png, alpha.png
@@ -50,12 +50,12 @@ def write_report(run_dir: Path, out: Path) -> Path:
         raise UserError(f"'{run_dir}' has no arch.json: the search has not finished; resume it "
                         f"(`proxyless search --resume {run_dir}`) or derive one (`proxyless derive {run_dir}`)")
     arch = load_arch(run_dir / "arch.json")
-    history = _jsonl(run_dir / "arch_history.jsonl")
-    metrics = _jsonl(run_dir / "metrics.jsonl")
+    history = read_jsonl(run_dir / "arch_history.jsonl")
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
     if not history:
         raise UserError(f"'{run_dir}/arch_history.jsonl' is missing or empty; is '{run_dir}' a search run?")
-    settings = _json(run_dir / "args.json")
-    latency = _json(run_dir / "latency.json")
+    settings = read_json_object(run_dir / "args.json")
+    latency = read_json_object(run_dir / "latency.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     candidates = [[format_op(op) for op in slot.candidates] for slot in arch.space.layers()]
     draw_archs([(run_dir.name, arch)], out.parent / "arch.png", title=f"derived architecture ({arch.space.name})")
@@ -63,16 +63,6 @@ def write_report(run_dir: Path, out: Path) -> Path:
     sections = [f"# Search report: {run_dir.name}\n", _settings(settings), _arch_table(arch, history[-1], candidates),
                 "![architecture](arch.png)\n", _latency(latency), _metrics(metrics), "![alpha](alpha.png)\n"]
     return atomic_write_text(out, "\n".join(s for s in sections if s))
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _settings(settings: dict[str, Any]) -> str:
