@@ -148,12 +148,14 @@ def _bad_inputs(run_dir, tmp_path):
                                      "cannot load it as torch-export"),
         "exported file without its size": (["latency", "measure", "--exported", tmp_path / "junk.pt2"],
                                            "needs --input-size"),
+        "missing exported file": (["latency", "measure", "--exported", tmp_path / "nope.pt2"], "does not exist"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing arch", "missing weights", "weights of another net", "not a weights file",
                                   "checkpoint of another net", "unknown format", "suffix of another format",
-                                  "negative tolerance", "unreadable exported file", "exported file without its size"])
+                                  "negative tolerance", "unreadable exported file", "exported file without its size",
+                                  "missing exported file"])
 def test_bad_input_is_one_line_exit_2(case, run_dir, tmp_path, capsys):
     argv, message = _bad_inputs(run_dir, tmp_path)[case]
     code, _, err = run_cli(capsys, *argv)

@@ -162,6 +162,8 @@ def _measure_exported(args: argparse.Namespace, config: MeasureConfig) -> int:
         raise UserError("give one of --onnx/--exported FILE, or --arch/--zoo: one network at a time")
     path = args.onnx or args.exported
     fmt = "onnx" if args.onnx else format_of(path)
+    if args.exported and not Path(path).is_file():
+        raise UserError(f"exported model {path!r} does not exist; write one with `proxyless export`")
     size = args.input_size or recorded_input_size(path)
     if size is None:
         raise UserError(f"--{'onnx' if args.onnx else 'exported'} needs --input-size (the exported model's "
