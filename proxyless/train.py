@@ -4,6 +4,9 @@ Recipe: SGD + Nesterov, cosine schedule with linear warmup (stepped per batch), 
 no weight decay on BN/biases, channels-last on CPU, optional mixed precision on CUDA.
 A run directory holds `config.json`, `arch.json`, `metrics.{csv,jsonl}`, `checkpoint.pt`
 (written atomically after every epoch), and at the end `weights.safetensors` and `result.json`.
+
+Under torchrun (`proxyless.distributed`) each process trains on its share of every global batch
+through DistributedDataParallel and evaluates a share of the test split; rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from proxyless.arch import Arch, save_arch
@@ -26,6 +30,7 @@ from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, load_state, save_checkpoint, save_weights
 from proxyless.data import Splits, make_loader
 from proxyless.device import resolve_device
+from proxyless.distributed import Dist, restore_rng, rng_states
 from proxyless.errors import UserError, check_positive_flags
 from proxyless.metrics import MetricsLog, topk_correct
 from proxyless.optim import make_scheduler, make_sgd
@@ -70,15 +75,18 @@ class Trainer:
     `run(run_dir)` trains into `run_dir`; `run(run_dir, resume=True)` continues from its `checkpoint.pt`.
     """
 
-    def __init__(self, arch: Arch, net: nn.Module, splits: Splits, config: TrainConfig) -> None:
+    def __init__(self, arch: Arch, net: nn.Module, splits: Splits, config: TrainConfig, dist: Dist | None = None) -> None:
         self.arch, self.splits, self.config = arch, splits, config
-        self.device = resolve_device(config.device)
+        self.dist = dist or Dist(device=resolve_device(config.device))
+        self.device = self.dist.device
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.net = net.to(self.device, memory_format=self.memory_format)
-        self.steps_per_epoch = len(splits.train) // config.batch_size
+        self.model = self.dist.wrap(self.net)  # what the training steps run: DDP under torchrun
+        self.steps_per_epoch = len(splits.train) // (config.batch_size * self.dist.world)
         if self.steps_per_epoch == 0:
             raise UserError(
-                f"--batch-size {config.batch_size} is larger than the {len(splits.train)} training images; lower it"
+                f"--batch-size {config.batch_size} × {self.dist.world} process(es) is larger than the "
+                f"{len(splits.train)} training images; lower it"
             )
         self.optimizer = make_sgd(self.net, config.lr, config.momentum, config.weight_decay)
         total = self.steps_per_epoch * config.epochs
@@ -93,14 +101,16 @@ class Trainer:
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         start_epoch = self._restore() if resume and self.checkpoint_path.exists() else 0
         if start_epoch == 0:
-            torch.manual_seed(self.config.seed)
-            self._write_run_files()
-        metrics = MetricsLog(self.run_dir, completed_epochs=start_epoch)
+            torch.manual_seed(self.config.seed + self.dist.rank)  # each process its own augmentations
+            if self.dist.main:
+                self._write_run_files()
+        metrics = MetricsLog(self.run_dir, completed_epochs=start_epoch) if self.dist.main else None
         started = time.perf_counter()
         for epoch in range(start_epoch, self.config.epochs):
             row = self.train_epoch(epoch)
             row.update({f"test_{k}": v for k, v in self.evaluate().items()})
-            metrics.append(row)
+            if metrics is not None:
+                metrics.append(row)
             self._save(epoch + 1)
             log.info(_format_row(row))
         return self._finish(time.perf_counter() - started)
@@ -108,26 +118,30 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training split; returns the epoch's metrics row."""
         self.net.train()
-        loader = make_loader(self.splits.train, self.config.batch_size, train=True, seed=self.config.seed + epoch)
+        batches = self.dist.shard_indices(self.splits.train, self.config.batch_size, self.config.seed, epoch)
+        loader = DataLoader(self.splits.train, batch_sampler=batches, num_workers=self.config.num_workers,
+                            generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch * 97 + self.dist.rank))
         totals = {"loss": 0.0, "correct": 0, "seen": 0}
         started = time.perf_counter()
-        bar = tqdm(total=len(loader) * self.config.batch_size, unit="img", unit_scale=True,
-                   desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=not self.config.progress, leave=False)
+        bar = tqdm(total=len(loader) * self.config.batch_size * self.dist.world, unit="img", unit_scale=True,
+                   desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False,
+                   disable=not (self.config.progress and self.dist.main))
         with bar:
             for step, (images, targets) in enumerate(loader):
                 loss, correct = self._train_step(images, targets, epoch, step)
                 totals["loss"] += loss * len(targets)
                 totals["correct"] += correct
                 totals["seen"] += len(targets)
-                bar.update(len(targets))
+                bar.update(len(targets) * self.dist.world)
                 bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.4f}")
         seconds = time.perf_counter() - started
+        loss, correct, seen = self.dist.sum([totals["loss"], totals["correct"], totals["seen"]])  # over ranks
         return {
             "epoch": epoch + 1,
-            "train_loss": totals["loss"] / totals["seen"],
-            "train_top1": totals["correct"] / totals["seen"],
+            "train_loss": loss / seen,
+            "train_top1": correct / seen,
             "lr": self.scheduler.get_last_lr()[0],
-            "images_per_s": totals["seen"] / seconds,
+            "images_per_s": seen / seconds,
             "epoch_seconds": seconds,
         }
 
@@ -135,7 +149,7 @@ class Trainer:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)
         with self._autocast():
-            logits = self.net(images)  # (B, classes)
+            logits = self.model(images)  # (B, classes)
             loss = self.criterion(logits, targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -150,8 +164,13 @@ class Trainer:
         return loss.item(), int((logits.argmax(1) == targets).sum())
 
     def evaluate(self) -> dict[str, float]:
-        return evaluate(self.net, self.splits.test, self.config.batch_size, self.device,
-                        self.memory_format, self.config.progress)
+        """Test metrics of rank 0's net, each process evaluating a share of the test split."""
+        self.dist.sync_buffers(self.net)
+        share = Subset(self.splits.test, self.dist.eval_indices(len(self.splits.test)))
+        sums = evaluate_sums(self.net, share, self.config.batch_size, self.device, self.memory_format,
+                             self.config.progress and self.dist.main)
+        loss, top1, top5, seen = self.dist.sum([sums["loss"], sums["top1"], sums["top5"], sums["seen"]])
+        return {"loss": loss / seen, "top1": top1 / seen, "top5": top5 / seen}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.use_amp:
@@ -165,6 +184,9 @@ class Trainer:
         atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
     def _save(self, next_epoch: int) -> None:
+        rng = rng_states(self.dist)  # every rank's, collected on all
+        if not self.dist.main:
+            return
         save_checkpoint(
             {
                 "arch": self.arch.to_dict(),
@@ -173,7 +195,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "epoch": next_epoch,
-                "rng": torch.get_rng_state(),
+                "rng": rng,
                 "config": asdict(self.config),
             },
             self.checkpoint_path,
@@ -185,26 +207,37 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
+        restore_rng(self.dist, state["rng"], str(self.checkpoint_path))
         log.info("resuming %s from epoch %d", self.run_dir, state["epoch"] + 1)
         return int(state["epoch"])
 
     def _finish(self, seconds: float) -> dict[str, Any]:
+        test = {f"test_{k}": v for k, v in self.evaluate().items()}
+        if not self.dist.main:
+            return {"arch": self.arch.name, **test}
         save_weights(self.net, self.run_dir / "weights.safetensors")
         result = {
             "arch": self.arch.name,
-            **{f"test_{k}": v for k, v in self.evaluate().items()},
+            **test,
             **vars(profile(self.net, self.arch.space.input_size)),
             "train_seconds_this_session": seconds,
+            "processes": self.dist.world,
         }
         atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
         return result
 
 
-@torch.no_grad()
 def evaluate(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device,
              memory_format: torch.memory_format = torch.contiguous_format, progress: bool = True) -> dict[str, float]:
     """Loss, top-1 and top-5 accuracy over `dataset` in eval mode."""
+    sums = evaluate_sums(net, dataset, batch_size, device, memory_format, progress)
+    return {"loss": sums["loss"] / sums["seen"], "top1": sums["top1"] / sums["seen"], "top5": sums["top5"] / sums["seen"]}
+
+
+@torch.no_grad()
+def evaluate_sums(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device,
+                  memory_format: torch.memory_format = torch.contiguous_format, progress: bool = True) -> dict[str, float]:
+    """Summed loss, top-1 and top-5 hits and the number of images (to add over processes)."""
     net.eval()
     loader = make_loader(dataset, batch_size, train=False)
     loss, top1, top5, seen = 0.0, 0, 0, 0
@@ -215,7 +248,7 @@ def evaluate(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int,
         loss += nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
         c1, c5 = topk_correct(logits, targets, (1, 5))
         top1, top5, seen = top1 + c1, top5 + c5, seen + len(targets)
-    return {"loss": loss / seen, "top1": top1 / seen, "top5": top5 / seen}
+    return {"loss": loss, "top1": top1, "top5": top5, "seen": seen}
 
 
 def _format_row(row: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from proxyless.cli.search_latency import (
 from proxyless.cli.train import add_data_flags
 from proxyless.data import load_splits
 from proxyless.device import resolve_device
+from proxyless.distributed import Dist
 from proxyless.errors import UserError
 from proxyless.net import build_net
 from proxyless.search.derive import argmax_rule, inherit_weights
@@ -92,20 +93,38 @@ def run_search(args: argparse.Namespace) -> int:
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
     )
-    device = resolve_device(args.device)
+    dist = Dist.from_env(resolve_device(args.device))  # torchrun: this process's rank and device
+    try:
+        return _search(args, config, dist)
+    finally:
+        dist.close()
+
+
+def _search(args: argparse.Namespace, config: SearchConfig, dist: Dist) -> int:
+    if not dist.main:
+        log.setLevel(logging.WARNING)
     deployed_space = get_space(args.space)  # latency is predicted for this space; the data may change its classes
     train, valid, space, source = _search_data(args, deployed_space)
     torch.manual_seed(config.seed)
     supernet = SuperNet(space)
     objective = latency_objective(args, supernet, deployed_space)
-    searcher = Searcher(supernet, _strategy(supernet, config, objective), train, valid, config, device,
-                        derive=objective.derive if objective else None)
-    run_dir = Path(args.resume) if args.resume else prepare_run_dir(args.out, f"search-{space.name}", False, args.overwrite)
-    if not args.resume:
+    searcher = Searcher(supernet, _strategy(supernet, config, objective, dist), train, valid, config, dist.device,
+                        derive=objective.derive if objective else None, dist=dist)
+
+    def make_run_dir() -> str:
+        if args.resume:
+            return args.resume
+        run_dir = prepare_run_dir(args.out, f"search-{space.name}", False, args.overwrite)
         write_search_config(run_dir, config, space.to_dict(), source)
-        (run_dir / "args.json").write_text(json.dumps(vars(args), default=str, indent=2) + "\n")
-    log.info("searching %s on %s (%d train / %d valid images) -> %s", space.name, source, len(train), len(valid), run_dir)
+        atomic_write_text(run_dir / "args.json", json.dumps(vars(args), default=str, indent=2) + "\n")
+        return str(run_dir)
+
+    run_dir = Path(dist.on_main(make_run_dir))
+    log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", space.name, source, len(train),
+             len(valid), dist.world, run_dir)
     result = searcher.run(run_dir, resume=bool(args.resume))
+    if not dist.main:  # the files and the latency report are rank 0's
+        return 0
     measured = derive_on_device(objective, supernet) if objective is not None and args.measured_derive else None
     if measured is not None:  # the table corrected by measurement: the kept net may differ from the search's
         arch = supernet.arch_of(measured.indices, name=result["arch"].name)
@@ -149,10 +168,10 @@ def _search_data(args: argparse.Namespace, space: SearchSpace):
     return train, splits.valid, space, source
 
 
-def _strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObjective | None):
+def _strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObjective | None, dist: Dist):
     if config.strategy == "reinforce":
-        return ReinforceStrategy(supernet, reward=reward_for(objective), lr=config.arch_lr)
-    return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode, arch_loss=objective)
+        return ReinforceStrategy(supernet, reward=reward_for(objective), lr=config.arch_lr, dist=dist)
+    return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode, arch_loss=objective, dist=dist)
 
 
 def search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:

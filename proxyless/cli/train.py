@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import torch
 
 from proxyless.cli.common import add_command, fit_arch_to_data, prepare_run_dir, resolve_arch
 from proxyless.data import load_splits, native_image_size
+from proxyless.device import resolve_device
+from proxyless.distributed import Dist
 from proxyless.net import build_net
 from proxyless.train import TrainConfig, Trainer
 
@@ -75,12 +78,21 @@ def run(args: argparse.Namespace) -> int:
         image_size = native_image_size(args.data) or args.image_size or image_size
     splits = load_splits(args.data, image_size, seed=args.seed, progress=config.progress)
     arch = fit_arch_to_data(arch, adaptable, splits.image_size, len(splits.classes))
-    torch.manual_seed(args.seed)  # the initial weights depend on the seed too
-    trainer = Trainer(arch, build_net(arch), splits, config)
-    run_dir = prepare_run_dir(args.out, f"train-{arch.name or arch.space.name}", args.resume, args.overwrite)
-    log.info("training %s on %s -> %s", arch.name or arch.space.name, splits.source, run_dir)
-    result = trainer.run(run_dir, resume=args.resume)
-    log.info("test top-1 %.4f  top-5 %.4f  params %d  MACs %d", result["test_top1"], result["test_top5"],
-             result["params"], result["macs"])
-    log.info("wrote %s/{checkpoint.pt,weights.safetensors,metrics.csv,result.json}", run_dir)
+    dist = Dist.from_env(resolve_device(args.device))  # torchrun: this process's rank and device
+    try:
+        if not dist.main:
+            log.setLevel(logging.WARNING)
+        torch.manual_seed(args.seed)  # the initial weights depend on the seed too (the same on every rank)
+        trainer = Trainer(arch, build_net(arch), splits, config, dist)
+        name = f"train-{arch.name or arch.space.name}"
+        run_dir = Path(dist.on_main(lambda: str(prepare_run_dir(args.out, name, args.resume, args.overwrite))))
+        log.info("training %s on %s (%d process(es)) -> %s", arch.name or arch.space.name, splits.source, dist.world,
+                 run_dir)
+        result = trainer.run(run_dir, resume=args.resume)
+    finally:
+        dist.close()
+    if dist.main:
+        log.info("test top-1 %.4f  top-5 %.4f  params %d  MACs %d", result["test_top1"], result["test_top5"],
+                 result["params"], result["macs"])
+        log.info("wrote %s/{checkpoint.pt,weights.safetensors,metrics.csv,result.json}", run_dir)
     return 0

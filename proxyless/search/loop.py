@@ -6,7 +6,10 @@ taken mid-epoch, replays exactly what the uninterrupted run would have done:
     path samples       generator seeded by (seed, global step)
     train batch order  permutation seeded by (seed, epoch); a resumed epoch skips the batches done
     valid batch order  permutation seeded by (seed, epoch); arch step j of an epoch uses batch j
-    augmentation       torch's global RNG, saved in the checkpoint
+    augmentation       torch's global RNG of each process, saved in the checkpoint
+
+Under torchrun (`proxyless.distributed`) each global batch of those permutations is split across the
+processes, the paths of every step are checked to be the same on all of them, and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from proxyless.arch import save_arch
 from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, save_checkpoint
+from proxyless.distributed import Dist, restore_rng, rng_states
 from proxyless.errors import UserError, check_positive_flags
 from proxyless.metrics import MetricsLog
 from proxyless.optim import make_scheduler, make_sgd
@@ -76,31 +80,37 @@ def _generator(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def epoch_loader(dataset: Dataset, batch_size: int, key: tuple[int, ...], skip: int, workers: int) -> DataLoader:
-    """Batches of a seeded permutation of `dataset`, starting after the first `skip` batches."""
-    order = torch.randperm(len(dataset), generator=_generator(*key))
-    batches = [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(skip, len(dataset) // batch_size)]
+def epoch_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, skip: int, workers: int,
+                 dist: Dist) -> DataLoader:
+    """This rank's batches of a seeded permutation of `dataset`, starting after the first `skip` batches."""
+    batches = dist.shard_indices(dataset, batch_size, seed, epoch)[skip:]
     # its own generator: otherwise each new iterator draws a base seed from the global RNG, and a
     # resumed epoch (a new iterator mid-epoch) would see different augmentations
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, generator=_generator(*key, 2))
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                      generator=_generator(seed, epoch, 2, dist.rank))
 
 
 class Searcher:
     """Runs a search of `supernet` with `strategy`; construction validates and touches no file."""
 
     def __init__(self, supernet: SuperNet, strategy: ArchStrategy, train: Dataset, valid: Dataset,
-                 config: SearchConfig, device: torch.device, derive: Derive | None = None) -> None:
+                 config: SearchConfig, device: torch.device, derive: Derive | None = None,
+                 dist: Dist | None = None) -> None:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.supernet = supernet.to(device, memory_format=self.memory_format)
+        self.dist = dist or Dist(device=device)
+        # weight steps run through DDP; a step uses one path per layer, so the others are unused
+        self.model = self.dist.wrap(self.supernet, find_unused_parameters=True)
         self.strategy, self.train, self.valid = strategy, train, valid
         self.derive = derive or argmax_rule
         self.config, self.device = config, device
-        self.steps_per_epoch = len(train) // config.batch_size
-        self.valid_batches = len(valid) // config.batch_size
+        self.global_batch = config.batch_size * self.dist.world
+        self.steps_per_epoch = len(train) // self.global_batch
+        self.valid_batches = len(valid) // self.global_batch
         if self.steps_per_epoch == 0 or self.valid_batches == 0:
             raise UserError(
-                f"--batch-size {config.batch_size} is larger than the training ({len(train)}) or valid "
-                f"({len(valid)}) split; lower --batch-size or use more data"
+                f"--batch-size {config.batch_size} × {self.dist.world} process(es) is larger than the training "
+                f"({len(train)}) or valid ({len(valid)}) split; lower --batch-size or use more data"
             )
         self.optimizer = make_sgd_for(supernet, config)
         # weights: half an epoch of linear warmup, then cosine decay over the whole search
@@ -115,14 +125,18 @@ class Searcher:
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
         if (epoch, step) == (0, 0):
-            torch.manual_seed(self.config.seed)
-        metrics = MetricsLog(self.run_dir, completed_epochs=epoch)
-        history = MetricsLog(self.run_dir, completed_epochs=epoch, name="arch_history", csv=False)
+            torch.manual_seed(self.config.seed + self.dist.rank)
+        main = self.dist.main
+        metrics = MetricsLog(self.run_dir, completed_epochs=epoch) if main else None
+        history = MetricsLog(self.run_dir, completed_epochs=epoch, name="arch_history", csv=False) if main else None
         for epoch in range(epoch, self.config.epochs):
+            checks = self.dist.checks
             totals = self.search_epoch(epoch, step, totals)
             row, arch_row = self.end_of_epoch(epoch, totals)
-            metrics.append(row)
-            history.append(arch_row)
+            row["path_checks"] = self.dist.checks - checks  # steps whose paths were compared across ranks
+            if main:
+                metrics.append(row)
+                history.append(arch_row)
             self._save(epoch + 1, 0, None)
             step, totals = 0, None
             log.info(_summary(row))
@@ -132,9 +146,10 @@ class Searcher:
         """Weight steps (and, after warmup, arch steps) from batch `start` to the end of the epoch."""
         cfg = self.config
         totals = totals or {"loss": 0.0, "correct": 0, "seen": 0, "arch_steps": 0}
-        loader = epoch_loader(self.train, cfg.batch_size, (cfg.seed, epoch), start, cfg.num_workers)
-        bar = tqdm(total=self.steps_per_epoch * cfg.batch_size, initial=start * cfg.batch_size, unit="img",
-                   unit_scale=True, desc=f"search {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        loader = epoch_loader(self.train, cfg.batch_size, cfg.seed, epoch, start, cfg.num_workers, self.dist)
+        bar = tqdm(total=self.steps_per_epoch * self.global_batch, initial=start * self.global_batch, unit="img",
+                   unit_scale=True, desc=f"search {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (cfg.progress and self.dist.main))
         with bar:
             for step, (images, targets) in enumerate(loader, start=start):
                 generator = _generator(cfg.seed, epoch * self.steps_per_epoch + step)
@@ -144,7 +159,7 @@ class Searcher:
                 if epoch >= cfg.warmup_epochs and (step + 1) % cfg.arch_every == 0:
                     report = self.arch_step(epoch, (step + 1) // cfg.arch_every - 1, generator)
                     totals.update(arch_steps=totals["arch_steps"] + 1, last_arch_step=report)
-                bar.update(len(targets))
+                bar.update(len(targets) * self.dist.world)
                 bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}")
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
                     self._save(epoch, step + 1, totals)
@@ -155,8 +170,9 @@ class Searcher:
         """One sampled path per layer: only its ops run, get gradients, and are updated."""
         self.supernet.train()
         plan = self.supernet.sample_single(generator, uniform=uniform)
+        self.dist.check_same(plan, "the paths of a weight step")
         images, targets = self._to_device(images), targets.to(self.device)
-        logits = self.supernet(images, plan)  # (B, classes)
+        logits = self.model(images, plan)  # (B, classes)
         loss = self.criterion(logits, targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"search loss became {loss.item()}; lower --lr (the last checkpoint is intact)")
@@ -167,10 +183,10 @@ class Searcher:
         return loss.item(), int((logits.argmax(1) == targets).sum())
 
     def arch_step(self, epoch: int, index: int, generator: torch.Generator) -> dict[str, float]:
-        """Architecture step `index` of `epoch` on its valid batch."""
+        """Architecture step `index` of `epoch` on its valid batch (this rank's share of it)."""
         order = torch.randperm(len(self.valid), generator=_generator(self.config.seed, epoch, 1))
-        start = (index % self.valid_batches) * self.config.batch_size
-        rows = order[start:start + self.config.batch_size].tolist()
+        start = (index % self.valid_batches) * self.global_batch
+        rows = order[start:start + self.global_batch][self.dist.rank::self.dist.world].tolist()
         images = self._to_device(torch.stack([self.valid[i][0] for i in rows]))
         targets = torch.tensor([int(self.valid[i][1]) for i in rows], device=self.device)
         self.supernet.train()
@@ -178,7 +194,9 @@ class Searcher:
 
     @torch.no_grad()
     def end_of_epoch(self, epoch: int, totals: dict) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The metrics row and the arch-history row of a finished epoch."""
+        """The metrics row and the arch-history row of a finished epoch (totals added over ranks)."""
+        loss, correct, seen = self.dist.sum([totals["loss"], totals["correct"], totals["seen"]])
+        totals = {**totals, "loss": loss, "correct": correct, "seen": seen}
         probs = self.supernet.probs()
         argmax = self.supernet.argmax()
         arch = self.supernet.arch_of(argmax)
@@ -200,12 +218,14 @@ class Searcher:
 
     @torch.no_grad()
     def evaluate_plan(self, plan: list[int]) -> float:
-        """Top-1 of one single-path plan on the valid split (BN in eval mode)."""
+        """Top-1 of one single-path plan on the valid split (BN in eval mode), each rank a share of it."""
+        self.dist.sync_buffers(self.supernet)
         self.supernet.eval()
-        loader = DataLoader(self.valid, batch_size=self.config.batch_size * 2)
+        share = Subset(self.valid, self.dist.eval_indices(len(self.valid)))
+        loader = DataLoader(share, batch_size=self.config.batch_size * 2)
         correct = sum(int((self.supernet(self._to_device(x), plan).argmax(1) == y.to(self.device)).sum())
                       for x, y in loader)
-        return correct / len(self.valid)
+        return self.dist.sum([correct])[0] / len(self.valid)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device).contiguous(memory_format=self.memory_format)  # (B, 3, H, W)
@@ -213,14 +233,18 @@ class Searcher:
     # -- files --------------------------------------------------------------------------------------
 
     def finish(self) -> dict[str, Any]:
-        indices, how = self.derive(self.supernet)
+        indices, how = self.derive(self.supernet)  # the same on every rank: α is
         arch = self.supernet.arch_of(indices, name=f"searched-{self.run_dir.name}")
-        save_arch(arch, self.run_dir / "arch.json")
         result = {"arch": arch.op_strings(), "arch_json": str(self.run_dir / "arch.json"), "derived_by": how}
-        atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+        if self.dist.main:
+            save_arch(arch, self.run_dir / "arch.json")
+            atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
         return {**result, "arch": arch}
 
     def _save(self, epoch: int, step: int, totals: dict | None) -> None:
+        rng, totals = rng_states(self.dist), self.dist.gather(totals)  # every rank's, collected on all
+        if not self.dist.main:
+            return
         save_checkpoint({
             "kind": "search",
             "space": self.supernet.space.to_dict(),
@@ -231,7 +255,7 @@ class Searcher:
             "epoch": epoch,
             "step": step,
             "totals": totals,
-            "rng": torch.get_rng_state(),
+            "rng": rng,
             "config": asdict(self.config),
         }, self.checkpoint_path)
 
@@ -244,9 +268,10 @@ class Searcher:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.strategy.load_state_dict(state["strategy"])
-        torch.set_rng_state(state["rng"])
+        restore_rng(self.dist, state["rng"], str(self.checkpoint_path))
         log.info("resuming %s at epoch %d, step %d", self.run_dir, state["epoch"] + 1, state["step"])
-        return int(state["epoch"]), int(state["step"]), state["totals"]
+        totals = state["totals"]
+        return int(state["epoch"]), int(state["step"]), totals[self.dist.rank] if isinstance(totals, list) else totals
 
 
 def make_sgd_for(supernet: SuperNet, config: SearchConfig) -> torch.optim.SGD:

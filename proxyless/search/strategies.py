@@ -12,6 +12,9 @@ The gradient strategy takes `arch_loss(supernet, ce) -> loss`, the architecture 
 cross-entropy of the step and any differentiable term on α (see `objective.LatencyObjective`; without
 it the loss is CE); REINFORCE takes a `reward`. Whatever either reports in a `last` dict is logged,
 and its `state_dict`, if it has one (an adapted latency weight), is checkpointed with the strategy's.
+
+Under torchrun both take the run's `Dist`: the sampled paths are checked to agree across processes,
+α gradients are averaged over them, and REINFORCE scores a sample by its accuracy over all of them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from proxyless.arch import Arch
+from proxyless.distributed import Dist
 from proxyless.search.mixed_op import TwoPaths
 from proxyless.search.supernet import SuperNet
 
@@ -65,10 +69,11 @@ def entropy(p: torch.Tensor) -> float:
 class GradientStrategy:
     """ProxylessNAS-G: `mode='two'` (binarized, memory of one path) or `mode='full'` (all paths)."""
 
-    def __init__(self, supernet: SuperNet, lr: float = 1e-3, mode: str = "two", arch_loss: ArchLoss | None = None):
+    def __init__(self, supernet: SuperNet, lr: float = 1e-3, mode: str = "two", arch_loss: ArchLoss | None = None,
+                 dist: Dist | None = None):
         if mode not in ("two", "full"):
             raise ValueError(f"mode must be 'two' or 'full', got {mode!r}")
-        self.mode, self.arch_loss = mode, arch_loss
+        self.mode, self.arch_loss, self.dist = mode, arch_loss, dist or Dist()
         self.optimizer = make_arch_optimizer(supernet, lr)
         self.criterion = nn.CrossEntropyLoss()
 
@@ -76,12 +81,16 @@ class GradientStrategy:
              generator: torch.Generator) -> dict[str, float]:
         # 1. sample the paths: two per layer, or all of them
         plan = supernet.sample_two(generator) if self.mode == "two" else [None] * len(supernet.blocks)
+        if self.mode == "two":
+            self.dist.check_same([i for paths in plan for i in (paths.active, paths.inactive)],
+                                 "the paths of an architecture step")
         self.optimizer.zero_grad(set_to_none=True)
         # 2. forward and backward with frozen weights: only α (and activations) get gradients
         with frozen(supernet.weight_parameters()):
             ce = self.criterion(supernet(images, plan), targets)
             loss = self.arch_loss(supernet, ce) if self.arch_loss else ce
             loss.backward()
+        self.dist.average_gradients(supernet.arch_parameters())  # the mean over ranks' shares of the batch
         # 3. update α; for two paths, keep the probability mass of the unsampled candidates
         old = [alpha.detach().clone() for alpha in supernet.arch_parameters()]
         self.optimizer.step()
@@ -126,8 +135,9 @@ class ReinforceStrategy:
     """ProxylessNAS-R: ∇α = (R − b)·∇log p(sampled arch), b a moving average of R."""
 
     def __init__(self, supernet: SuperNet, reward: Reward | None = None, lr: float = 1e-3,
-                 baseline_decay: float = 0.9):
+                 baseline_decay: float = 0.9, dist: Dist | None = None):
         self.reward = reward or (lambda arch, accuracy: accuracy)
+        self.dist = dist or Dist()
         self.baseline_decay = baseline_decay
         self.baseline: float | None = None
         self.optimizer = make_arch_optimizer(supernet, lr)
@@ -136,8 +146,9 @@ class ReinforceStrategy:
              generator: torch.Generator) -> dict[str, float]:
         # 1. sample a whole architecture and score it on the valid batch (no gradients needed)
         indices = supernet.sample_single(generator)
+        self.dist.check_same(indices, "the architecture REINFORCE sampled")
         with torch.no_grad():
-            accuracy = float((supernet(images, indices).argmax(1) == targets).float().mean())
+            accuracy = self.dist.mean(float((supernet(images, indices).argmax(1) == targets).float().mean()))
         reward = float(self.reward(supernet.arch_of(indices), accuracy))
         if not math.isfinite(reward):
             raise ValueError(f"the reward function returned {reward}; it must be a finite number")

@@ -1,0 +1,187 @@
+"""Data-parallel runs under torchrun: one process per device, on PyTorch's own engine.
+
+`torchrun --nproc-per-node N -m proxyless search|train ...` sets RANK, WORLD_SIZE and LOCAL_RANK;
+`Dist.from_env(device)` then starts the process group (nccl on CUDA, gloo on CPU) and gives each
+process its GPU. A lone process gets `Dist()` (rank 0 of 1), whose collectives return their input, so
+the loops call them unconditionally: there is no distributed mode to switch on.
+
+N processes with a batch of B each behave like one process with a batch of N·B:
+    data       `DistributedSampler` splits every global batch of one seeded permutation across ranks
+    weights    DistributedDataParallel averages their gradients
+    α          `average_gradients` after the architecture backward; REINFORCE averages the accuracy
+    metrics    counts and sums are added over ranks (`sum`)
+    paths      every rank draws the same paths from a generator seeded by (seed, step), and
+               `check_same` compares them across ranks at every step (it counts the checks)
+Only rank 0 writes files, logs and draws progress bars. BatchNorm uses each rank's own batch (there is
+no CPU SyncBatchNorm), the one way N processes differ from one with the N-fold batch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from torch.utils.data import Dataset, DistributedSampler
+
+from proxyless.errors import UserError
+
+
+class RanksDisagree(RuntimeError):
+    """Ranks were about to compute with different paths (or other values that must be shared)."""
+
+
+class Dist:
+    """This process's place in a data-parallel run (rank 0 of 1 when alone)."""
+
+    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, device: torch.device | None = None) -> None:
+        self.rank, self.world, self.local_rank = rank, world, local_rank
+        self.device = device or torch.device("cpu")  # where collective tensors live (nccl: the GPU)
+        self.checks = 0  # `check_same` calls that found every rank in agreement
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> Dist:
+        """The run torchrun started (its environment variables), or a lone process."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls(device=device)
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            if local_rank >= torch.cuda.device_count():
+                raise UserError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
+                                "use --nproc-per-node at most the number of GPUs")
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not torch_dist.is_initialized():
+            torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world, local_rank, device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    # -- collectives (each returns its input, or does nothing, when alone) ----------------------------
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Each value added over ranks."""
+        if not self.active:
+            return [float(v) for v in values]
+        tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        torch_dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def mean(self, value: float) -> float:
+        return self.sum([value])[0] / self.world
+
+    def average_gradients(self, params: Sequence[nn.Parameter]) -> None:
+        """Replace each parameter's gradient by its mean over ranks (None stays None everywhere)."""
+        if not self.active:
+            return
+        with_grad = [p for p in params if p.grad is not None]
+        if not with_grad:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in with_grad])
+        torch_dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in with_grad:
+            p.grad.copy_(flat[offset:offset + p.grad.numel()].view_as(p.grad))
+            offset += p.grad.numel()
+
+    def sync_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank. Each process updates its own
+        from its share of the batch; evaluating with rank 0's is evaluating what rank 0 saves."""
+        if self.active:
+            for buffer in module.buffers():
+                torch_dist.broadcast(buffer, src=0)
+
+    def check_same(self, values: Sequence[int], what: str) -> None:
+        """Raise `RanksDisagree` unless every rank passed the same integers (e.g. the paths of a step)."""
+        if self.active:
+            mine = torch.tensor(list(values), dtype=torch.int64, device=self.device)
+            everyone = [torch.empty_like(mine) for _ in range(self.world)]
+            torch_dist.all_gather(everyone, mine)
+            if any(not torch.equal(other, mine) for other in everyone):
+                raise RanksDisagree(f"rank {self.rank}: {what} differ across ranks: "
+                                    + "; ".join(str(t.tolist()) for t in everyone))
+        self.checks += 1
+
+    def on_main(self, work: Callable[[], Any]) -> Any:
+        """`work()` run by rank 0 only (e.g. creating the run directory), its result on every rank; a
+        UserError there is raised on every rank, so none is left waiting."""
+        result, error = None, None
+        if self.main:
+            try:
+                result = work()
+            except UserError as err:
+                error = str(err)
+        result, error = self.broadcast((result, error))
+        if error is not None:
+            raise UserError(error)
+        return result
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (any picklable object: only plain data is sent)."""
+        if not self.active:
+            return value
+        box = [value]
+        torch_dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order."""
+        if not self.active:
+            return [value]
+        boxes: list[Any] = [None] * self.world
+        torch_dist.all_gather_object(boxes, value)
+        return boxes
+
+    def barrier(self) -> None:
+        if self.active:
+            torch_dist.barrier()
+
+    def close(self) -> None:
+        if self.active and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+    # -- data and models --------------------------------------------------------------------------------
+
+    def shard_indices(self, dataset: Dataset, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+        """This rank's batches of an epoch: the global batches (N·B) of a permutation seeded by
+        (seed, epoch), each split across the ranks; the last incomplete global batch is dropped."""
+        sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=seed,
+                                     drop_last=True)
+        sampler.set_epoch(epoch)
+        mine = list(sampler)
+        return [mine[i * batch_size:(i + 1) * batch_size] for i in range(len(mine) // batch_size)]
+
+    def eval_indices(self, size: int) -> list[int]:
+        """This rank's share of an evaluation set of `size` items (every item exactly once overall)."""
+        return list(range(self.rank, size, self.world))
+
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """DistributedDataParallel around `model` (the model itself when alone)."""
+        if not self.active:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+
+def rng_states(dist: Dist) -> list[torch.Tensor]:
+    """Every rank's global torch RNG state (each draws its own augmentations), for a checkpoint."""
+    return dist.gather(torch.get_rng_state())
+
+
+def restore_rng(dist: Dist, states: list[torch.Tensor] | torch.Tensor, where: str) -> None:
+    """Set this rank's RNG state from a checkpoint taken with the same number of processes."""
+    states = [states] if isinstance(states, torch.Tensor) else list(states)
+    if len(states) != dist.world:
+        raise UserError(f"{where} was saved by {len(states)} process(es), this run has {dist.world}; "
+                        f"resume with --nproc-per-node {len(states)}")
+    torch.set_rng_state(states[dist.rank])
