@@ -17,6 +17,15 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
     return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
 
 
+def run_logs(run_dir: str | Path, completed_epochs: int, tensorboard: bool, name: str = "metrics") -> list:
+    """Where a run's per-epoch rows go: metrics.{jsonl,csv}, and a TensorBoard event file if asked for."""
+    logs: list = [MetricsLog(run_dir, completed_epochs, name)]
+    if tensorboard:
+        from proxyless.tensorboard import TensorBoardLog  # an optional dependency
+        logs.append(TensorBoardLog(run_dir, completed_epochs))
+    return logs
+
+
 class MetricsLog:
     """Appends one row per epoch to `<name>.jsonl` (and `<name>.csv`) in a run directory.
 
@@ -35,6 +44,9 @@ class MetricsLog:
         if not self.jsonl.exists():
             return []
         return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def close(self) -> None:
+        """Every row is on disk already; here for the same interface as `TensorBoardLog`."""
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)

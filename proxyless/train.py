@@ -32,7 +32,7 @@ from proxyless.data import Splits, make_loader
 from proxyless.device import resolve_device
 from proxyless.distributed import Dist, restore_rng, rng_states
 from proxyless.errors import UserError, check_positive_flags
-from proxyless.metrics import MetricsLog, topk_correct
+from proxyless.metrics import run_logs, topk_correct
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.profile import profile
 
@@ -54,6 +54,7 @@ class TrainConfig:
     channels_last: bool = True
     num_workers: int = 0
     progress: bool = True
+    tensorboard: bool = False  # also write the metrics rows as a TensorBoard event file
 
     def __post_init__(self) -> None:
         check_positive_flags(self, "epochs", "batch_size")
@@ -104,15 +105,17 @@ class Trainer:
             torch.manual_seed(self.config.seed + self.dist.rank)  # each process its own augmentations
             if self.dist.main:
                 self._write_run_files()
-        metrics = MetricsLog(self.run_dir, completed_epochs=start_epoch) if self.dist.main else None
+        logs = run_logs(self.run_dir, start_epoch, self.config.tensorboard) if self.dist.main else []
         started = time.perf_counter()
         for epoch in range(start_epoch, self.config.epochs):
             row = self.train_epoch(epoch)
             row.update({f"test_{k}": v for k, v in self.evaluate().items()})
-            if metrics is not None:
+            for metrics in logs:
                 metrics.append(row)
             self._save(epoch + 1)
             log.info(_format_row(row))
+        for metrics in logs:
+            metrics.close()
         return self._finish(time.perf_counter() - started)
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:

@@ -52,3 +52,23 @@ def test_missing_package_names_the_extra(monkeypatch, tmp_path):
     with pytest.raises(TensorBoardUnavailable, match=r'pip install "proxyless\[tensorboard\]"'):
         TensorBoardLog(tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_train_and_search_write_event_files_with_tensorboard(tmp_path):
+    import json
+
+    from proxyless.arch import Arch, save_arch
+    from proxyless.cli import main
+    from test_search_latency import SPACE
+
+    save_arch(Arch(SPACE, (SPACE.layers()[0].candidates[0],) * SPACE.num_layers, "tiny"), tmp_path / "arch.json")
+    assert main(["train", "--arch", str(tmp_path / "arch.json"), "--epochs", "2", "--batch-size", "64",
+                 "--no-progress", "--tensorboard", "--out", str(tmp_path / "train")]) == 0
+    board = read_scalars(tmp_path / "train")
+    assert [step for step, _ in board["test_top1"]] == [1, 2] and "train_loss" in board
+    (tmp_path / "space.json").write_text(json.dumps(SPACE.to_dict()))
+    assert main(["search", "--space", str(tmp_path / "space.json"), "--epochs", "2", "--warmup-epochs", "1",
+                 "--batch-size", "32", "--limit-images", "128", "--valid-size", "0.2", "--no-progress",
+                 "--tensorboard", "--out", str(tmp_path / "search")]) == 0
+    board = read_scalars(tmp_path / "search")
+    assert [step for step, _ in board["mean_entropy"]] == [1, 2] and "valid_top1_argmax" in board

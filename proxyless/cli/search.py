@@ -74,6 +74,8 @@ def register(subparsers) -> None:
     runs.add_argument("--resume", metavar="RUN_DIR", help="continue the search in RUN_DIR with its saved settings")
     runs.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     runs.add_argument("--no-progress", action="store_true", help="no progress bars")
+    runs.add_argument("--tensorboard", action="store_true",
+                      help="also log the per-epoch metrics as TensorBoard scalars in the run directory")
     parser.set_defaults(handler=run_search)
 
     derive = add_command(subparsers, "derive", "Derive arch.json from a search run (path-level pruning).", EXAMPLES)
@@ -92,6 +94,7 @@ def run_search(args: argparse.Namespace) -> int:
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
+        tensorboard=args.tensorboard,
     )
     dist = Dist.from_env(resolve_device(args.device))  # torchrun: this process's rank and device
     try:

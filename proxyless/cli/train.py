@@ -62,6 +62,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group.add_argument("--tensorboard", action="store_true",
+                       help="also log the per-epoch metrics as TensorBoard scalars in the run directory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs, seed=args.seed,
         device=args.device, amp=args.amp, channels_last=not args.channels_first,
-        num_workers=args.workers, progress=not args.no_progress,
+        num_workers=args.workers, progress=not args.no_progress, tensorboard=args.tensorboard,
     )
     # a zoo net follows the data's image size; an arch.json fixes it (and the data must fit)
     image_size = arch.space.input_size

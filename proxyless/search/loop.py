@@ -30,7 +30,7 @@ from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, save_checkpoint
 from proxyless.distributed import Dist, restore_rng, rng_states
 from proxyless.errors import UserError, check_positive_flags
-from proxyless.metrics import MetricsLog
+from proxyless.metrics import MetricsLog, run_logs
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
 from proxyless.search.strategies import ArchStrategy, entropy
@@ -58,6 +58,7 @@ class SearchConfig:
     channels_last: bool = True
     num_workers: int = 0
     progress: bool = True
+    tensorboard: bool = False  # also write the metrics rows as a TensorBoard event file
 
     def __post_init__(self) -> None:
         check_positive_flags(self, "epochs", "batch_size", "arch_every")
@@ -127,19 +128,22 @@ class Searcher:
         if (epoch, step) == (0, 0):
             torch.manual_seed(self.config.seed + self.dist.rank)
         main = self.dist.main
-        metrics = MetricsLog(self.run_dir, completed_epochs=epoch) if main else None
+        logs = run_logs(self.run_dir, epoch, self.config.tensorboard) if main else []
         history = MetricsLog(self.run_dir, completed_epochs=epoch, name="arch_history", csv=False) if main else None
         for epoch in range(epoch, self.config.epochs):
             checks = self.dist.checks
             totals = self.search_epoch(epoch, step, totals)
             row, arch_row = self.end_of_epoch(epoch, totals)
             row["path_checks"] = self.dist.checks - checks  # steps whose paths were compared across ranks
-            if main:
+            for metrics in logs:
                 metrics.append(row)
+            if main:
                 history.append(arch_row)
             self._save(epoch + 1, 0, None)
             step, totals = 0, None
             log.info(_summary(row))
+        for metrics in logs:
+            metrics.close()
         return self.finish()
 
     def search_epoch(self, epoch: int, start: int, totals: dict | None) -> dict[str, float]:
