@@ -70,10 +70,7 @@ def draw_archs(archs: Sequence[tuple[str, Arch]], path: str | Path, title: str =
     ax.legend(handles=handles, ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.38), frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=130, bbox_inches="tight")
 
 
 def draw_alpha(history: Sequence[dict], final_ops: Sequence[str], candidates: Sequence[Sequence[str]],
@@ -106,10 +103,7 @@ def draw_alpha(history: Sequence[dict], final_ops: Sequence[str], candidates: Se
     right.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def draw_alpha_heatmap(history: Sequence[dict], candidates: Sequence[Sequence[str]], path: str | Path,
@@ -185,10 +179,7 @@ def draw_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
     top1.set_ylabel("top-1 accuracy (%)")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 LATENCY_CURVES = {"expected_latency_ms": "expected under p (E[LAT])", "argmax_latency_ms": "argmax net (predicted)"}
@@ -212,9 +203,14 @@ def draw_latency(rows: Sequence[dict[str, Any]], target_ms: float | None, path: 
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path, dpi: int = 120, **options: Any) -> Path:
+    """Lay out, write and close `fig`."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=dpi, **options)
+    _pyplot().close(fig)
     return Path(path)
 
 

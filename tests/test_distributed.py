@@ -63,6 +63,18 @@ def torchrun(*argv: str, nproc: int = 2) -> subprocess.CompletedProcess:
                            "-m", "proxyless", *argv], capture_output=True, text=True, timeout=300, env=env)
 
 
+def kill_at_first_checkpoint(argv, out):
+    """Start `torchrun ... proxyless ARGV --out OUT` and SIGKILL the whole job once a checkpoint exists."""
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                            "-m", "proxyless", *argv, "--out", str(out)], start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+
+
 def search_argv(tmp_path, out, batch):
     """A tiny latency-targeted search (synthetic table: the target pulls α the same way in any run)."""
     return ["search", "--space", str(tmp_path / "space.json"), "--lut", str(tmp_path / "lut.json"),
@@ -114,14 +126,7 @@ def test_torchrun_train_resumes_after_a_kill_to_the_uninterrupted_result(tmp_pat
     assert len(torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["rng"]) == 2  # per process
     # kill the whole torchrun job once the first epoch is checkpointed, then resume it
     killed = tmp_path / "killed"
-    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                            "-m", "proxyless", *argv, "--out", str(killed)], start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 240
-    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.1)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
+    kill_at_first_checkpoint(argv, killed)
     assert (killed / "checkpoint.pt").exists() and not (killed / "result.json").exists()
     resumed = torchrun(*argv, "--out", str(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -141,14 +146,7 @@ def test_torchrun_search_killed_mid_epoch_resumes_to_the_uninterrupted_result(tm
     straight = torchrun(*argv, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr[-3000:]
     killed = tmp_path / "killed"
-    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                            "-m", "proxyless", *argv, "--out", str(killed)], start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 240
-    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.05)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
+    kill_at_first_checkpoint(argv, killed)
     assert not (killed / "result.json").exists()
     resumed = torchrun("search", "--resume", str(killed), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
