@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as torch_dist
 from torch import nn
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from proxyless.errors import UserError
 
@@ -152,6 +152,15 @@ class Dist:
 
     # -- data and models --------------------------------------------------------------------------------
 
+    def epoch_loader(self, dataset: Dataset, batch_size: int, seed: int, epoch: int, skip: int = 0,
+                     workers: int = 0) -> DataLoader:
+        """This rank's batches of epoch `epoch` (see `shard_indices`), after the first `skip` of them."""
+        batches = self.shard_indices(dataset, batch_size, seed, epoch)[skip:]
+        # its own generator: otherwise each new iterator draws a base seed from the global RNG, and a
+        # resumed epoch (a new iterator mid-epoch) would see different augmentations in its workers
+        return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                          generator=keyed_generator(seed, epoch, 2, self.rank))
+
     def shard_indices(self, dataset: Dataset, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
         """This rank's batches of an epoch: the global batches (N·B) of a permutation seeded by
         (seed, epoch), each split across the ranks; the last incomplete global batch is dropped."""
@@ -171,6 +180,14 @@ class Dist:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+
+def keyed_generator(*key: int) -> torch.Generator:
+    """A generator seeded by a tuple of ints (seed, step, ...): the same on every rank for the same key."""
+    seed = 0
+    for part in key:
+        seed = (seed * 1_000_003 + part) % (2**63)
+    return torch.Generator().manual_seed(seed)
 
 
 def rng_states(dist: Dist) -> list[torch.Tensor]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from tqdm import tqdm
 
 from proxyless.arch import Arch, save_arch
@@ -107,23 +107,24 @@ class Trainer:
                 self._write_run_files()
         logs = run_logs(self.run_dir, start_epoch, self.config.tensorboard) if self.dist.main else []
         started = time.perf_counter()
+        test = None  # the last epoch's test metrics: the final weights', unless no epoch is left to run
         for epoch in range(start_epoch, self.config.epochs):
             row = self.train_epoch(epoch)
-            row.update({f"test_{k}": v for k, v in self.evaluate().items()})
+            test = self.evaluate()
+            row.update({f"test_{k}": v for k, v in test.items()})
             for metrics in logs:
                 metrics.append(row)
             self._save(epoch + 1)
             log.info(_format_row(row))
         for metrics in logs:
             metrics.close()
-        return self._finish(time.perf_counter() - started)
+        return self._finish(time.perf_counter() - started, test or self.evaluate())
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training split; returns the epoch's metrics row."""
         self.net.train()
-        batches = self.dist.shard_indices(self.splits.train, self.config.batch_size, self.config.seed, epoch)
-        loader = DataLoader(self.splits.train, batch_sampler=batches, num_workers=self.config.num_workers,
-                            generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch * 97 + self.dist.rank))
+        loader = self.dist.epoch_loader(self.splits.train, self.config.batch_size, self.config.seed, epoch,
+                                        workers=self.config.num_workers)
         totals = {"loss": 0.0, "correct": 0, "seen": 0}
         started = time.perf_counter()
         bar = tqdm(total=len(loader) * self.config.batch_size * self.dist.world, unit="img", unit_scale=True,
@@ -214,8 +215,8 @@ class Trainer:
         log.info("resuming %s from epoch %d", self.run_dir, state["epoch"] + 1)
         return int(state["epoch"])
 
-    def _finish(self, seconds: float) -> dict[str, Any]:
-        test = {f"test_{k}": v for k, v in self.evaluate().items()}
+    def _finish(self, seconds: float, metrics: dict[str, float]) -> dict[str, Any]:
+        test = {f"test_{k}": v for k, v in metrics.items()}
         if not self.dist.main:
             return {"arch": self.arch.name, **test}
         save_weights(self.net, self.run_dir / "weights.safetensors")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from proxyless.arch import save_arch
 from proxyless.atomic import atomic_write_text
 from proxyless.checkpoint import load_checkpoint, save_checkpoint
-from proxyless.distributed import Dist, restore_rng, rng_states
+from proxyless.distributed import Dist, keyed_generator, restore_rng, rng_states
 from proxyless.errors import UserError, check_positive_flags
 from proxyless.metrics import MetricsLog, run_logs
 from proxyless.optim import make_scheduler, make_sgd
@@ -72,23 +72,6 @@ class SearchConfig:
             raise UserError(f"--mode must be two or full, got {self.mode!r}")
         if self.checkpoint_every < 0:
             raise UserError("--checkpoint-every must not be negative")
-
-
-def _generator(*key: int) -> torch.Generator:
-    seed = 0
-    for part in key:
-        seed = (seed * 1_000_003 + part) % (2**63)
-    return torch.Generator().manual_seed(seed)
-
-
-def epoch_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, skip: int, workers: int,
-                 dist: Dist) -> DataLoader:
-    """This rank's batches of a seeded permutation of `dataset`, starting after the first `skip` batches."""
-    batches = dist.shard_indices(dataset, batch_size, seed, epoch)[skip:]
-    # its own generator: otherwise each new iterator draws a base seed from the global RNG, and a
-    # resumed epoch (a new iterator mid-epoch) would see different augmentations
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                      generator=_generator(seed, epoch, 2, dist.rank))
 
 
 class Searcher:
@@ -150,13 +133,13 @@ class Searcher:
         """Weight steps (and, after warmup, arch steps) from batch `start` to the end of the epoch."""
         cfg = self.config
         totals = totals or {"loss": 0.0, "correct": 0, "seen": 0, "arch_steps": 0}
-        loader = epoch_loader(self.train, cfg.batch_size, cfg.seed, epoch, start, cfg.num_workers, self.dist)
+        loader = self.dist.epoch_loader(self.train, cfg.batch_size, cfg.seed, epoch, start, cfg.num_workers)
         bar = tqdm(total=self.steps_per_epoch * self.global_batch, initial=start * self.global_batch, unit="img",
                    unit_scale=True, desc=f"search {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and self.dist.main))
         with bar:
             for step, (images, targets) in enumerate(loader, start=start):
-                generator = _generator(cfg.seed, epoch * self.steps_per_epoch + step)
+                generator = keyed_generator(cfg.seed, epoch * self.steps_per_epoch + step)
                 loss, correct = self.weight_step(images, targets, generator, uniform=epoch < cfg.warmup_epochs)
                 totals.update(loss=totals["loss"] + loss * len(targets), correct=totals["correct"] + correct,
                               seen=totals["seen"] + len(targets))
@@ -188,7 +171,7 @@ class Searcher:
 
     def arch_step(self, epoch: int, index: int, generator: torch.Generator) -> dict[str, float]:
         """Architecture step `index` of `epoch` on its valid batch (this rank's share of it)."""
-        order = torch.randperm(len(self.valid), generator=_generator(self.config.seed, epoch, 1))
+        order = torch.randperm(len(self.valid), generator=keyed_generator(self.config.seed, epoch, 1))
         start = (index % self.valid_batches) * self.global_batch
         rows = order[start:start + self.global_batch][self.dist.rank::self.dist.world].tolist()
         images = self._to_device(torch.stack([self.valid[i][0] for i in rows]))
