@@ -26,10 +26,16 @@ from typing import Mapping
 
 from torch import nn
 
+from proxyless.errors import UserError
 from proxyless.layers import InvertedResidual
 
 KERNEL_SIZES = (3, 5, 7)
 EXPAND_RATIOS = (1, 3, 6)
+
+
+class OpError(UserError):
+    """Text that names no candidate op; the message lists the known ones."""
+
 
 @dataclass(frozen=True)
 class MBConv:
@@ -39,10 +45,11 @@ class MBConv:
     expand: int
 
     def __post_init__(self) -> None:
-        if self.kernel not in KERNEL_SIZES:
-            raise ValueError(f"MBConv kernel must be one of {KERNEL_SIZES}, got {self.kernel}")
-        if self.expand not in EXPAND_RATIOS:
-            raise ValueError(f"MBConv expand ratio must be one of {EXPAND_RATIOS}, got {self.expand}")
+        # `type(...) is int`: 3.0 and True compare equal to 3 and 1 but would format as 'mb_k3.0_eTrue'
+        if type(self.kernel) is not int or self.kernel not in KERNEL_SIZES:
+            raise ValueError(f"MBConv kernel must be one of {KERNEL_SIZES}, got {self.kernel!r}")
+        if type(self.expand) is not int or self.expand not in EXPAND_RATIOS:
+            raise ValueError(f"MBConv expand ratio must be one of {EXPAND_RATIOS}, got {self.expand!r}")
 
     def __str__(self) -> str:
         return f"mb_k{self.kernel}_e{self.expand}"
@@ -86,12 +93,12 @@ CANDIDATE_OPS: Mapping[str, OpSpec] = _make_registry(
 def parse_op(text: str) -> OpSpec:
     """'mb_k3_e6' -> MBConv(kernel=3, expand=6); 'zero' -> Zero().
 
-    Raises ValueError naming the known ops for anything else.
+    Raises OpError (a ValueError) naming the known ops for anything else.
     """
     op = CANDIDATE_OPS.get(text.strip()) if isinstance(text, str) else None
     if op is None:
         known = ", ".join(CANDIDATE_OPS)
-        raise ValueError(f"unknown op {text!r}; known ops: {known}")
+        raise OpError(f"unknown op {text!r}; known ops: {known}")
     return op
 
 
