@@ -36,12 +36,12 @@ class Arch:
     name: str = ""
 
     def __post_init__(self) -> None:
-        slots = self.space.layers()
-        if len(self.ops) != len(slots):
+        if len(self.ops) != self.space.num_layers:  # before laying out the layers, which may be many
             raise ArchError(
-                f"architecture has {len(self.ops)} ops but space {self.space.name!r} has {len(slots)} searchable layers"
+                f"architecture has {len(self.ops)} ops but space {self.space.name!r} has "
+                f"{self.space.num_layers} searchable layers"
             )
-        for slot, op in zip(slots, self.ops):
+        for slot, op in zip(self.space.layers(), self.ops):
             if op not in slot.candidates:
                 allowed = ", ".join(format_op(c) for c in slot.candidates)
                 why = " ('zero' needs a block that keeps its shape)" if format_op(op) == "zero" else ""

@@ -31,6 +31,11 @@ class SpaceError(UserError):
     """A search space definition is invalid; the message names the field."""
 
 
+#: The largest size, width, depth or width multiplier a space accepts: far above any real network,
+#: and small enough that channel arithmetic (width * width_mult) cannot overflow.
+MAX_SIZE = 2**20
+
+
 @dataclass(frozen=True)
 class Stage:
     width: int
@@ -40,8 +45,7 @@ class Stage:
     def __post_init__(self) -> None:
         _check_positive_int("stage width", self.width)
         _check_positive_int("stage depth", self.depth)
-        if self.stride not in (1, 2):
-            raise SpaceError(f"stage stride must be 1 or 2, got {self.stride!r}")
+        _check_stride("stage stride", self.stride)
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,7 @@ class SearchSpace:
             raise SpaceError("space 'name' must be a non-empty string")
         for name in ("input_size", "stem_channels", "first_block_channels", "feature_mix_channels", "num_classes"):
             _check_positive_int(name, getattr(self, name))
-        if self.stem_stride not in (1, 2):
-            raise SpaceError(f"'stem_stride' must be 1 or 2, got {self.stem_stride!r}")
+        _check_stride("stem_stride", self.stem_stride)
         if not self.stages:
             raise SpaceError("'stages' must list at least one stage")
         if not self.candidates:
@@ -98,10 +101,12 @@ class SearchSpace:
             raise SpaceError("do not list 'zero' in 'candidates'; set 'zero_when_shape_kept: true' instead")
         if len(set(self.candidates)) != len(self.candidates):
             raise SpaceError("'candidates' lists an op twice")
-        if not (isinstance(self.width_mult, (int, float)) and self.width_mult > 0):
-            raise SpaceError(f"'width_mult' must be a positive number, got {self.width_mult!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+        if not (_is_number(self.width_mult) and 0 < self.width_mult <= MAX_SIZE):
+            raise SpaceError(f"'width_mult' must be a positive number up to {MAX_SIZE}, got {self.width_mult!r}")
+        if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
             raise SpaceError(f"'dropout' must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.zero_when_shape_kept, bool):
+            raise SpaceError(f"'zero_when_shape_kept' must be true or false, got {self.zero_when_shape_kept!r}")
 
     # -- derived layout -------------------------------------------------------------------------
 
@@ -157,17 +162,20 @@ class SearchSpace:
             raise SpaceError(f"{where}: expected a mapping of fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         required = {f.name for f in fields(cls) if f.default is MISSING}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(name) for name in set(data) - known)  # YAML keys need not be strings
         if unknown:
             raise SpaceError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
         missing = sorted(required - set(data))
         if missing:
             raise SpaceError(f"{where}: missing field(s) {missing}")
+        for name in ("stages", "candidates"):
+            if not isinstance(data[name], (list, tuple)):
+                raise SpaceError(f"{where}: '{name}' must be a list, got {type(data[name]).__name__}")
         values = dict(data)
         try:
             values["stages"] = tuple(_stage_from(item) for item in data["stages"])
             values["candidates"] = tuple(parse_op(str(op)) for op in data["candidates"])
-        except (TypeError, ValueError) as err:
+        except ValueError as err:
             raise SpaceError(f"{where}: {err}") from None
         try:
             return cls(**values)
@@ -210,16 +218,35 @@ def _drop_first_stride(space: SearchSpace) -> SearchSpace | None:
     return None
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise SpaceError(f"'{name}' must be a positive integer, got {value!r}")
+    if not (_is_int(value) and 0 < value <= MAX_SIZE):
+        raise SpaceError(f"'{name}' must be a positive integer up to {MAX_SIZE}, got {value!r}")
+
+
+def _check_stride(name: str, value: Any) -> None:
+    if not (_is_int(value) and value in (1, 2)):
+        raise SpaceError(f"'{name}' must be 1 or 2, got {value!r}")
+
+
+_STAGE_FIELDS = ("width", "depth", "stride")
 
 
 def _stage_from(item: Any) -> Stage:
     if isinstance(item, dict):
-        unknown = set(item) - {"width", "depth", "stride"}
+        unknown = sorted(str(name) for name in set(item) - set(_STAGE_FIELDS))
         if unknown:
-            raise SpaceError(f"stage has unknown field(s) {sorted(unknown)}; use width, depth, stride")
+            raise SpaceError(f"stage has unknown field(s) {unknown}; use width, depth, stride")
+        missing = [name for name in _STAGE_FIELDS if name not in item]
+        if missing:
+            raise SpaceError(f"stage {item!r} lacks {missing}; a stage is {{width, depth, stride}}")
         return Stage(**item)
     if isinstance(item, (list, tuple)) and len(item) == 3:
         return Stage(*item)
@@ -276,12 +303,15 @@ def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"search space file {str(path)!r} does not exist")
-    text = path.read_text()
+    kind = path.suffix[1:].upper()
     try:
+        text = path.read_text()
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not a text file; expected a search space in {kind}") from None
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as err:  # RecursionError: nested too deeply
         first_line = str(err).splitlines()[0]
-        raise SpaceError(f"{path}: not valid {path.suffix[1:].upper()}: {first_line}") from None
+        raise SpaceError(f"{path}: not valid {kind}: {first_line}") from None
     return SearchSpace.from_dict(data, where=str(path))
 
 
