@@ -10,7 +10,7 @@ dropout + linear; `input_size` is the map it pools).  `zero` ops have no key: th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 from proxyless.arch import Arch
@@ -18,6 +18,7 @@ from proxyless.ops import MBConv, OpSpec, Zero
 from proxyless.space import LayerSlot, SearchSpace
 
 KINDS = ("stem", "mbconv", "feature_mix", "classifier")
+_SIZE_FIELDS = ("input_size", "in_channels", "out_channels", "kernel", "expand", "stride", "batch")
 
 
 @dataclass(frozen=True, order=True)
@@ -37,6 +38,16 @@ class OpKey:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"latency key kind must be one of {KINDS}, got {self.kind!r}")
+        # typed fields, so that keys read from a file compare (and sort) with the keys of a space
+        for name in _SIZE_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"latency key field '{name}' must be a positive integer, got {value!r}")
+        if not isinstance(self.shortcut, bool):
+            raise ValueError(f"latency key field 'shortcut' must be true or false, got {self.shortcut!r}")
+        if not (isinstance(self.dtype, str) and isinstance(self.backend, str)):
+            raise ValueError(f"latency key fields 'dtype' and 'backend' must be strings, "
+                             f"got {self.dtype!r} and {self.backend!r}")
 
     @property
     def output_size(self) -> int:
@@ -46,10 +57,13 @@ class OpKey:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OpKey:
-        known = {f.name for f in fields(cls)}
-        if not isinstance(data, dict) or set(data) - known or "kind" not in data:
-            raise ValueError(f"a latency key is an object with fields {sorted(known)}, got {data!r}")
+    def from_dict(cls, data: Any) -> OpKey:
+        """The inverse of `to_dict`; raises ValueError for anything but an object of OpKey fields."""
+        known = [f.name for f in fields(cls)]
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        if not isinstance(data, dict) or set(data) - set(known) or not set(required) <= set(data):
+            raise ValueError(f"a latency key is an object with fields {known} (the first {len(required)} "
+                             f"required), got {data!r}")
         return cls(**data)
 
     def describe(self) -> str:

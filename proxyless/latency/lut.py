@@ -32,6 +32,21 @@ class LatencyTableError(UserError):
     """A latency table is missing, malformed, or does not cover what it is asked for."""
 
 
+def is_count(x: Any) -> bool:
+    """An integer >= 1 (not a bool)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def is_finite(x: Any) -> bool:
+    """A finite number (not a bool)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def is_nonnegative(x: Any) -> bool:
+    """A finite number >= 0 (not a bool)."""
+    return is_finite(x) and x >= 0
+
+
 @dataclass(frozen=True)
 class Stat:
     """Latency statistics of one op, in milliseconds."""
@@ -89,17 +104,51 @@ class LatencyTable:
         if not isinstance(data, dict) or data.get("format") != LUT_FORMAT:
             raise LatencyTableError(f"{where}: not a proxyless latency table (no '{LUT_FORMAT}' format marker)")
         header = data.get("header")
-        if not isinstance(header, dict) or "backend" not in header:
+        if not isinstance(header, dict) or not isinstance(header.get("backend"), str):
             raise LatencyTableError(f"{where}: the header must name its 'backend'")
+        _check_header(header, where)
+        items = data.get("entries", [])
+        if not isinstance(items, list):
+            raise LatencyTableError(f"{where}: 'entries' must be a list, got {type(items).__name__}")
         entries: dict[OpKey, Stat] = {}
-        for i, item in enumerate(data.get("entries", [])):
+        for i, item in enumerate(items):
             try:
-                entries[OpKey.from_dict(item["key"])] = Stat(float(item["mean"]), float(item.get("var", 0.0)),
-                                                            int(item.get("count", 1)))
-            except (KeyError, TypeError, ValueError) as err:
+                key, stat = _entry_from(item)
+            except ValueError as err:
                 raise LatencyTableError(f"{where}: entry {i} is malformed ({err})") from None
+            entries[key] = stat
         return cls(header, entries)
 
+
+def _entry_from(item: Any) -> tuple[OpKey, Stat]:
+    """{'key': {...OpKey fields...}, 'mean': 0.41, 'var': 0.002, 'count': 40} -> (OpKey, Stat); var and count
+    are optional."""
+    if not isinstance(item, dict) or "key" not in item or "mean" not in item:
+        raise ValueError(f"expected {{key: {{...}}, mean: ms, var: ms^2, count: n}}, got {item!r}")
+    mean, var, count = item["mean"], item.get("var", 0.0), item.get("count", 1)
+    if not (is_nonnegative(mean) and is_nonnegative(var) and is_count(count)):
+        raise ValueError(f"mean and var must be finite numbers >= 0 and count an integer >= 1, "
+                         f"got mean {mean!r}, var {var!r}, count {count!r}")
+    return OpKey.from_dict(item["key"]), Stat(float(mean), float(var), count)
+
+
+def _check_header(header: dict[str, Any], where: str) -> None:
+    """Raise unless the optional header fields that the commands read have their types."""
+
+    def wrong(name: str, what: str) -> LatencyTableError:
+        return LatencyTableError(f"{where}: header field '{name}' must be {what}, got {header[name]!r}")
+
+    if not is_count(header.get("batch", 1)):
+        raise wrong("batch", "an integer >= 1")
+    threads = header.get("threads", 0)
+    if not (isinstance(threads, int) and is_nonnegative(threads)):
+        raise wrong("threads", "an integer >= 0")
+    for name in ("dtype", "space"):
+        if not isinstance(header.get(name, ""), str):
+            raise wrong(name, "a string")
+    calibration = header.get("calibration") or {}
+    if not (isinstance(calibration, dict) and all(is_finite(calibration.get(k, 0.0)) for k in ("scale", "offset"))):
+        raise wrong("calibration", "{scale, offset} finite numbers")
 
 def save_lut(table: LatencyTable, path: str | Path) -> Path:
     return atomic_write_text(path, json.dumps(table.to_dict(), indent=1) + "\n")
@@ -112,8 +161,11 @@ def load_lut(path: str | Path) -> LatencyTable:
         from proxyless.latency.mobile import table_from_mobile_yaml
 
         try:
-            return table_from_mobile_yaml(yaml.safe_load(path.read_text()), where=str(path))
-        except yaml.YAMLError as err:
+            data = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError:
+            raise LatencyTableError(f"{path}: not a text file; expected the mobile table in YAML") from None
+        except (yaml.YAMLError, RecursionError) as err:  # RecursionError: nested too deeply
             raise LatencyTableError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        return table_from_mobile_yaml(data, where=str(path))
     data = read_json(path, LatencyTableError, "latency table")
     return LatencyTable.from_dict(data, where=str(path))

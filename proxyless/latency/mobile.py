@@ -13,12 +13,11 @@ The file maps one string per op (TFLite, batch 1, 224x224 input, milliseconds) t
 
 from __future__ import annotations
 
-import math
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from proxyless.latency.keys import Context, OpKey
-from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat
+from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, is_count, is_nonnegative
 
 MOBILE_CONTEXT = Context(batch=1, dtype="float32", backend="pixel1-tflite")
 MOBILE_DEVICE = "Google Pixel 1 (table published with ProxylessNAS)"
@@ -134,6 +133,21 @@ def parse_key(text: str, context: Context = MOBILE_CONTEXT) -> OpKey:
         raise ValueError(f"{err} (expected {form})") from None
 
 
+def format_key(key: OpKey) -> str:
+    """OpKey('feature_mix', 7, 320, 1280) -> 'Conv_1-input:7x7x320-output:7x7x1280': the inverse of `parse_key`
+    (the batch, dtype and backend are the table's, not the key string's)."""
+    size, out = key.input_size, key.output_size
+    maps = f"input:{size}x{size}x{key.in_channels}-output:{out}x{out}x{key.out_channels}"
+    if key.kind == "stem":
+        return f"Conv-{maps}"
+    if key.kind == "feature_mix":
+        return f"Conv_1-{maps}"
+    if key.kind == "classifier":
+        return f"Logits-input:{size}x{size}x{key.in_channels}-output:{key.out_channels}"
+    return (f"expanded_conv-{maps}-expand:{key.expand}-kernel:{key.kernel}-stride:{key.stride}"
+            f"-idskip:{int(key.shortcut)}")
+
+
 # -- values -> Stat -----------------------------------------------------------------------------
 
 
@@ -143,17 +157,9 @@ def parse_stat(value: Any) -> Stat:
     if not isinstance(value, dict) or set(value) != set(STAT_FIELDS):
         raise ValueError(f"{expected}, got {value!r}")
     count, mean, var = (value[name] for name in STAT_FIELDS)
-    if not (_is_count(count) and _is_nonnegative(mean) and _is_nonnegative(var)):
+    if not (is_count(count) and is_nonnegative(mean) and is_nonnegative(var)):
         raise ValueError(f"{expected}, got {value!r}")
     return Stat(float(mean), float(var), count)
-
-
-def _is_count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
-
-
-def _is_nonnegative(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
 
 
 # -- the table ----------------------------------------------------------------------------------
