@@ -134,6 +134,10 @@ class Dist:
         torch_dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is set on any rank (e.g. a stop signal that reached only some processes)."""
+        return bool(self.sum([int(flag)])[0]) if self.active else flag
+
     def gather(self, value: Any) -> list[Any]:
         """Every rank's `value`, in rank order."""
         if not self.active:

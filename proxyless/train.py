@@ -3,7 +3,8 @@
 Recipe: SGD + Nesterov, cosine schedule with linear warmup (stepped per batch), label smoothing,
 no weight decay on BN/biases, channels-last on CPU, optional mixed precision on CUDA.
 A run directory holds `config.json`, `arch.json`, `metrics.{csv,jsonl}`, `checkpoint.pt`
-(written atomically after every epoch), and at the end `weights.safetensors` and `result.json`.
+(written atomically after every epoch, every `checkpoint_every` steps, and on Ctrl-C or SIGTERM before
+stopping), and at the end `weights.safetensors` and `result.json`.
 
 Under torchrun (`proxyless.distributed`) each process trains on its share of every global batch
 through DistributedDataParallel and evaluates a share of the test split; rank 0 writes the files.
@@ -26,12 +27,13 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 from proxyless.arch import Arch, save_arch
-from proxyless.atomic import atomic_write_text
+from proxyless.atomic import atomic_write_text, remove_stale_temps
 from proxyless.checkpoint import load_checkpoint, load_state, save_checkpoint, save_weights
 from proxyless.data import Splits, make_loader
 from proxyless.device import resolve_device
 from proxyless.distributed import Dist, restore_rng, rng_states
 from proxyless.errors import UserError, check_positive_flags
+from proxyless.interrupt import StopSignals, stop_signals
 from proxyless.metrics import run_logs, topk_correct
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.profile import profile
@@ -55,6 +57,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     tensorboard: bool = False  # also write the metrics rows as a TensorBoard event file
+    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
 
     def __post_init__(self) -> None:
         check_positive_flags(self, "epochs", "batch_size")
@@ -62,8 +65,8 @@ class TrainConfig:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.num_workers < 0:
-            raise UserError("--weight-decay, --warmup-epochs and --workers must not be negative")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.num_workers < 0 or self.checkpoint_every < 0:
+            raise UserError("--weight-decay, --warmup-epochs, --workers and --checkpoint-every must not be negative")
 
 
 class NonFiniteLossError(UserError):
@@ -100,44 +103,55 @@ class Trainer:
     def run(self, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
-        start_epoch = self._restore() if resume and self.checkpoint_path.exists() else 0
-        if start_epoch == 0:
+        start_epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
+        if (start_epoch, step) == (0, 0):
             torch.manual_seed(self.config.seed + self.dist.rank)  # each process its own augmentations
             if self.dist.main:
                 self._write_run_files()
         logs = run_logs(self.run_dir, start_epoch, self.config.tensorboard) if self.dist.main else []
         started = time.perf_counter()
         test = None  # the last epoch's test metrics: the final weights', unless no epoch is left to run
-        for epoch in range(start_epoch, self.config.epochs):
-            row = self.train_epoch(epoch)
-            test = self.evaluate()
-            row.update({f"test_{k}": v for k, v in test.items()})
-            for metrics in logs:
-                metrics.append(row)
-            self._save(epoch + 1)
-            log.info(_format_row(row))
+        with stop_signals() as stop:  # Ctrl-C: a checkpoint after the current step, then Interrupted
+            for epoch in range(start_epoch, self.config.epochs):
+                row = self.train_epoch(epoch, step, totals, stop)
+                step, totals = 0, None
+                test = self.evaluate()
+                row.update({f"test_{k}": v for k, v in test.items()})
+                for metrics in logs:
+                    metrics.append(row)
+                self._save(epoch + 1)
+                log.info(_format_row(row))
+                if epoch + 1 < self.config.epochs:
+                    stop.check(lambda: self._save(epoch + 1), self.dist.any)
         for metrics in logs:
             metrics.close()
         return self._finish(time.perf_counter() - started, test or self.evaluate())
 
-    def train_epoch(self, epoch: int) -> dict[str, Any]:
-        """One pass over the training split; returns the epoch's metrics row."""
+    def train_epoch(self, epoch: int, start: int = 0, totals: dict | None = None,
+                    stop: StopSignals | None = None) -> dict[str, Any]:
+        """Epoch `epoch` from batch `start` (with the `totals` of the batches before it); returns the
+        epoch's metrics row. On a stop signal: a checkpoint after the current step, then `Interrupted`."""
         self.net.train()
-        loader = self.dist.epoch_loader(self.splits.train, self.config.batch_size, self.config.seed, epoch,
-                                        workers=self.config.num_workers)
-        totals = {"loss": 0.0, "correct": 0, "seen": 0}
-        started = time.perf_counter()
-        bar = tqdm(total=len(loader) * self.config.batch_size * self.dist.world, unit="img", unit_scale=True,
-                   desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False,
-                   disable=not (self.config.progress and self.dist.main))
+        cfg, stop = self.config, stop or StopSignals()
+        loader = self.dist.epoch_loader(self.splits.train, cfg.batch_size, cfg.seed, epoch, start, cfg.num_workers)
+        totals = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
+        started = time.perf_counter() - totals["seconds"]  # the time of the steps before a resume counts too
+        global_batch = cfg.batch_size * self.dist.world
+        bar = tqdm(total=self.steps_per_epoch * global_batch, initial=start * global_batch, unit="img",
+                   unit_scale=True, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (cfg.progress and self.dist.main))
         with bar:
-            for step, (images, targets) in enumerate(loader):
+            for step, (images, targets) in enumerate(loader, start=start):
                 loss, correct = self._train_step(images, targets, epoch, step)
                 totals["loss"] += loss * len(targets)
                 totals["correct"] += correct
                 totals["seen"] += len(targets)
+                totals["seconds"] = time.perf_counter() - started
                 bar.update(len(targets) * self.dist.world)
                 bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.4f}")
+                stop.check(lambda: self._save(epoch, step + 1, totals), self.dist.any)
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
+                    self._save(epoch, step + 1, totals)
         seconds = time.perf_counter() - started
         loss, correct, seen = self.dist.sum([totals["loss"], totals["correct"], totals["seen"]])  # over ranks
         return {
@@ -187,10 +201,12 @@ class Trainer:
         config = {"train": asdict(self.config), "data": self.splits.source, "torch": torch.__version__}
         atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
-    def _save(self, next_epoch: int) -> None:
-        rng = rng_states(self.dist)  # every rank's, collected on all
+    def _save(self, epoch: int, step: int = 0, totals: dict | None = None) -> str:
+        """Everything a resume needs to continue epoch `epoch` (0-based) at batch `step`; says what it saved."""
+        rng, totals = rng_states(self.dist), self.dist.gather(totals)  # every rank's, collected on all
+        saved = f"saved {self.checkpoint_path} at epoch {epoch + 1}, step {step}"
         if not self.dist.main:
-            return
+            return saved
         save_checkpoint(
             {
                 "arch": self.arch.to_dict(),
@@ -198,22 +214,28 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
-                "epoch": next_epoch,
+                "epoch": epoch,
+                "step": step,
+                "totals": totals,
                 "rng": rng,
                 "config": asdict(self.config),
             },
             self.checkpoint_path,
         )
+        return saved
 
-    def _restore(self) -> int:
+    def _restore(self) -> tuple[int, int, dict | None]:
+        if self.dist.main and remove_stale_temps(self.checkpoint_path):
+            log.info("removed the half-written checkpoint a killed run left in %s", self.run_dir)
         state = load_checkpoint(self.checkpoint_path, self.arch)
         load_state(self.net, state["model"], str(self.checkpoint_path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         restore_rng(self.dist, state["rng"], str(self.checkpoint_path))
-        log.info("resuming %s from epoch %d", self.run_dir, state["epoch"] + 1)
-        return int(state["epoch"])
+        step, totals = int(state.get("step", 0)), state.get("totals")
+        log.info("resuming %s at epoch %d, step %d", self.run_dir, state["epoch"] + 1, step)
+        return int(state["epoch"]), step, totals[self.dist.rank] if isinstance(totals, list) else totals
 
     def _finish(self, seconds: float, metrics: dict[str, float]) -> dict[str, Any]:
         test = {f"test_{k}": v for k, v in metrics.items()}

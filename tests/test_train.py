@@ -1,9 +1,12 @@
+import signal
+
 import pytest
 import torch
 from torch.utils.data import Subset
 
 from proxyless.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from proxyless.data import Splits, load_splits
+from proxyless.interrupt import Interrupted
 from proxyless.net import build_net
 from proxyless.optim import WarmupCosine, param_groups
 from proxyless.train import NonFiniteLossError, TrainConfig, Trainer
@@ -72,10 +75,10 @@ def test_resume_continues_to_the_same_weights(tmp_path, tiny_splits, monkeypatch
 
     original = Trainer.train_epoch
 
-    def stop_in_second_epoch(self, epoch):
+    def stop_in_second_epoch(self, epoch, *args):
         if epoch == 1:
             raise KeyboardInterrupt
-        return original(self, epoch)
+        return original(self, epoch, *args)
 
     monkeypatch.setattr(Trainer, "train_epoch", stop_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -91,13 +94,45 @@ def test_resume_continues_to_the_same_weights(tmp_path, tiny_splits, monkeypatch
     assert len((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, tiny_splits):
-    trainer = Trainer(ARCH, build_net(ARCH), tiny_splits, config(epochs=1))
-    with torch.no_grad():
-        trainer.net.classifier.weight.fill_(float("nan"))
-    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1, step 0; lower --lr"):
-        trainer.run(tmp_path)
-    assert not (tmp_path / "checkpoint.pt").exists()
+def test_ctrl_c_mid_epoch_checkpoints_that_step_and_resumes_exactly(tmp_path, tiny_splits, monkeypatch):
+    """A real SIGINT during a step: the step finishes, a checkpoint of it is written, Interrupted is
+    raised, and the resumed run ends with the uninterrupted run's weights."""
+    Trainer(ARCH, seeded_net(), tiny_splits, config()).run(tmp_path / "straight")
+    original = Trainer._train_step
+
+    def ctrl_c_at_epoch_2_step_1(self, images, targets, epoch, step):
+        if (epoch, step) == (1, 1):
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        return original(self, images, targets, epoch, step)
+
+    monkeypatch.setattr(Trainer, "_train_step", ctrl_c_at_epoch_2_step_1)
+    previous_handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted, match=r"checkpoint.pt at epoch 2, step 2") as stopped:
+        Trainer(ARCH, seeded_net(), tiny_splits, config()).run(tmp_path / "resumed")
+    assert stopped.value.exit_code == 130 and signal.getsignal(signal.SIGINT) is previous_handler
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    state = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert (state["epoch"], state["step"], state["totals"][0]["seen"]) == (1, 2, 2 * 64)
+    Trainer(ARCH, seeded_net(seed=1), tiny_splits, config()).run(tmp_path / "resumed", resume=True)
+
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["model"]
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+    rows = [(tmp_path / run / "metrics.csv").read_text().splitlines() for run in ("straight", "resumed")]
+    assert [r.split(",")[:3] for r in rows[0]] == [r.split(",")[:3] for r in rows[1]]  # epoch, loss, top-1
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_splits):
+    Trainer(ARCH, seeded_net(), tiny_splits, config(epochs=1)).run(tmp_path)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    trainer = Trainer(ARCH, seeded_net(), tiny_splits, config(epochs=2))
+    original = trainer.criterion
+    trainer.criterion = lambda logits, targets: original(logits, targets) * float("nan")
+    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 2, step 0; lower --lr"):
+        trainer.run(tmp_path, resume=True)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved  # the last good checkpoint, untouched
+    assert all(torch.isfinite(p).all() for p in trainer.net.parameters())  # no step was taken on it
 
 
 def test_checkpoint_errors(tmp_path):

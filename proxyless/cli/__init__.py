@@ -1,7 +1,8 @@
 """The `proxyless` command line: a thin layer that maps subcommands to library functions.
 
 Each command group lives in its own module with `register(subparsers)`; every handler takes the
-parsed arguments and returns an exit code.  User errors print one line and exit with code 2.
+parsed arguments and returns an exit code.  User errors print one line and exit with code 2; a run
+stopped by Ctrl-C or SIGTERM saves its progress, prints one line and exits with 128 + the signal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from proxyless import __version__
 from proxyless.cli import evaluate, export, latency, plot, report, search, space, train, zoo
 from proxyless.cli.common import OneLineErrorParser
 from proxyless.errors import UserError
+from proxyless.interrupt import Interrupted
 
 COMMANDS = (search, report, plot, zoo, space, train, evaluate, export, latency)
 
@@ -44,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"proxyless {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except Interrupted as stopped:  # a stop signal, after the run saved its progress
+        again = getattr(args, "resume_hint", "run the same command again to continue")
+        print(f"proxyless {args.command}: interrupted by {stopped.signal_name}; {stopped}; {again}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a resumable loop: the last save is intact
         print(f"proxyless {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -76,7 +76,7 @@ def register(subparsers) -> None:
     runs.add_argument("--no-progress", action="store_true", help="no progress bars")
     runs.add_argument("--tensorboard", action="store_true",
                       help="also log the per-epoch metrics as TensorBoard scalars in the run directory")
-    parser.set_defaults(handler=run_search)
+    parser.set_defaults(handler=run_search, resume_hint="continue with `proxyless search --resume RUN_DIR`")
 
     derive = add_command(subparsers, "derive", "Derive arch.json from a search run (path-level pruning).", EXAMPLES)
     derive.add_argument("run_dir", help="search run directory (with checkpoint.pt)")

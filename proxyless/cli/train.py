@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     recipe.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     recipe.add_argument("--channels-first", action="store_true", help="disable channels-last memory format")
     add_run_flags(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, resume_hint="continue by running the same command with --resume")
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +60,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run directory")
     group.add_argument("--out", help="run directory (default: runs/<command>-<name>, numbered if taken)")
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    group.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                       help="also checkpoint every STEPS steps inside an epoch (0: end of epoch only)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--tensorboard", action="store_true",
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs, seed=args.seed,
         device=args.device, amp=args.amp, channels_last=not args.channels_first,
         num_workers=args.workers, progress=not args.no_progress, tensorboard=args.tensorboard,
+        checkpoint_every=args.checkpoint_every,
     )
     # a zoo net follows the data's image size; an arch.json fixes it (and the data must fit)
     image_size = arch.space.input_size

@@ -4,12 +4,13 @@ Both time their items in *rounds*: each round visits every unfinished item once,
 and records the median of a few calls (see `runners` for the backends). Interleaving spreads the noise
 of a shared machine over all items alike. An item is done once it has `min_rounds` samples and the
 standard error of its mean is below `rel_error` of the mean (or after `max_rounds`). `build_lut` saves
-the table atomically after every round with running statistics, so an interrupted build resumes where
-it stopped.
+the table atomically after every round with running statistics (and on Ctrl-C or SIGTERM, after the
+current sample), so an interrupted or killed build resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import logging
 import platform
 import random
 from dataclasses import dataclass
@@ -22,12 +23,16 @@ from torch import nn
 from tqdm import tqdm
 
 from proxyless.arch import Arch
+from proxyless.atomic import remove_stale_temps
+from proxyless.interrupt import stop_signals
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
 from proxyless.latency.runners import BACKENDS, Timer, check_backend, make_timer
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
 from proxyless.net import build_net
 from proxyless.space import SearchSpace
+
+log = logging.getLogger("proxyless")
 
 __all__ = ["BACKENDS", "MeasureConfig", "build_lut", "measure_archs", "module_for_key"]
 
@@ -82,7 +87,8 @@ def is_done(stat: Stat | None, config: MeasureConfig) -> bool:
 
 
 def interleave(items: Sequence[Hashable], timer_for: Callable[[Hashable], Timer], stats: dict,
-               config: MeasureConfig, bar: tqdm, after_round: Callable[[], None] = lambda: None) -> dict:
+               config: MeasureConfig, bar: tqdm, after_round: Callable[[], None] = lambda: None,
+               after_sample: Callable[[], None] = lambda: None) -> dict:
     """Time `items` in shuffled rounds until each is done; `stats` (item -> Stat) is updated in place."""
     rng = random.Random(config.seed)
     timers: dict = {}
@@ -92,6 +98,7 @@ def interleave(items: Sequence[Hashable], timer_for: Callable[[Hashable], Timer]
         for item in todo:  # 1. one sample of every unfinished item, in a shuffled order
             timer = timers.get(item) or timers.setdefault(item, timer_for(item))
             stats[item] = merge(stats.get(item), timer(config.calls_per_sample))
+            after_sample()  # e.g. stop on Ctrl-C
         bar.update(sum(is_done(stats[item], config) for item in todo))
         after_round()  # 2. e.g. save: a killed build resumes from here
     return stats
@@ -123,9 +130,16 @@ def build_lut(space: SearchSpace, out: str | Path, backend: str = "torch-cpu", c
     table = _existing(out, context) if resume else None
     table = table or LatencyTable(header_for(backend, config, space))
     keys = all_keys(space, context)
-    with tqdm(total=len(keys), desc=f"lut {backend}", unit="op", disable=not progress) as bar:
+
+    def save_progress() -> str:
+        save_lut(table, out)
+        done = sum(is_done(table.entries.get(key), config) for key in keys)
+        return f"saved {out} with {done} of {len(keys)} ops measured to the end"
+
+    with tqdm(total=len(keys), desc=f"lut {backend}", unit="op", disable=not progress) as bar, \
+            stop_signals() as stop:  # Ctrl-C: the samples so far are saved, then Interrupted
         interleave(keys, lambda key: key_timer(key, config), table.entries, config, bar,
-                   after_round=lambda: save_lut(table, out))
+                   after_round=save_progress, after_sample=lambda: stop.check(save_progress))
     save_lut(table, out)
     return table
 
@@ -174,6 +188,8 @@ def trimmed_stat(values: Sequence[float], keep: float = 0.75) -> Stat:
 
 
 def _existing(out: str | Path, context: Context) -> LatencyTable | None:
+    if remove_stale_temps(out):
+        log.info("removed the half-written table a killed build left beside %s", out)
     if not Path(out).exists():
         return None
     table = load_lut(out)

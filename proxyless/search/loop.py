@@ -26,10 +26,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from proxyless.arch import save_arch
-from proxyless.atomic import atomic_write_text
+from proxyless.atomic import atomic_write_text, remove_stale_temps
 from proxyless.checkpoint import load_checkpoint, save_checkpoint
 from proxyless.distributed import Dist, keyed_generator, restore_rng, rng_states
 from proxyless.errors import UserError, check_positive_flags
+from proxyless.interrupt import StopSignals, stop_signals
 from proxyless.metrics import MetricsLog, run_logs
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
@@ -113,25 +114,30 @@ class Searcher:
         main = self.dist.main
         logs = run_logs(self.run_dir, epoch, self.config.tensorboard) if main else []
         history = MetricsLog(self.run_dir, completed_epochs=epoch, name="arch_history", csv=False) if main else None
-        for epoch in range(epoch, self.config.epochs):
-            checks = self.dist.checks
-            totals = self.search_epoch(epoch, step, totals)
-            row, arch_row = self.end_of_epoch(epoch, totals)
-            row["path_checks"] = self.dist.checks - checks  # steps whose paths were compared across ranks
-            for metrics in logs:
-                metrics.append(row)
-            if main:
-                history.append(arch_row)
-            self._save(epoch + 1, 0, None)
-            step, totals = 0, None
-            log.info(_summary(row))
+        with stop_signals() as stop:  # Ctrl-C: a checkpoint after the current step, then Interrupted
+            for epoch in range(epoch, self.config.epochs):
+                checks = self.dist.checks
+                totals = self.search_epoch(epoch, step, totals, stop)
+                row, arch_row = self.end_of_epoch(epoch, totals)
+                row["path_checks"] = self.dist.checks - checks  # steps whose paths were compared across ranks
+                for metrics in logs:
+                    metrics.append(row)
+                if main:
+                    history.append(arch_row)
+                self._save(epoch + 1, 0, None)
+                step, totals = 0, None
+                log.info(_summary(row))
+                if epoch + 1 < self.config.epochs:
+                    stop.check(lambda: self._save(epoch + 1), self.dist.any)
         for metrics in logs:
             metrics.close()
         return self.finish()
 
-    def search_epoch(self, epoch: int, start: int, totals: dict | None) -> dict[str, float]:
-        """Weight steps (and, after warmup, arch steps) from batch `start` to the end of the epoch."""
-        cfg = self.config
+    def search_epoch(self, epoch: int, start: int, totals: dict | None,
+                     stop: StopSignals | None = None) -> dict[str, float]:
+        """Weight steps (and, after warmup, arch steps) from batch `start` to the end of the epoch;
+        on a stop signal, a checkpoint after the current step and `Interrupted`."""
+        cfg, stop = self.config, stop or StopSignals()
         totals = totals or {"loss": 0.0, "correct": 0, "seen": 0, "arch_steps": 0}
         loader = self.dist.epoch_loader(self.train, cfg.batch_size, cfg.seed, epoch, start, cfg.num_workers)
         bar = tqdm(total=self.steps_per_epoch * self.global_batch, initial=start * self.global_batch, unit="img",
@@ -148,6 +154,7 @@ class Searcher:
                     totals.update(arch_steps=totals["arch_steps"] + 1, last_arch_step=report)
                 bar.update(len(targets) * self.dist.world)
                 bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}")
+                stop.check(lambda: self._save(epoch, step + 1, totals), self.dist.any)
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
                     self._save(epoch, step + 1, totals)
         return totals
@@ -228,10 +235,12 @@ class Searcher:
             atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
         return {**result, "arch": arch}
 
-    def _save(self, epoch: int, step: int, totals: dict | None) -> None:
+    def _save(self, epoch: int, step: int = 0, totals: dict | None = None) -> str:
+        """Everything a resume needs to continue epoch `epoch` (0-based) at batch `step`; says what it saved."""
         rng, totals = rng_states(self.dist), self.dist.gather(totals)  # every rank's, collected on all
+        saved = f"saved {self.checkpoint_path} at epoch {epoch + 1}, step {step}"
         if not self.dist.main:
-            return
+            return saved
         save_checkpoint({
             "kind": "search",
             "space": self.supernet.space.to_dict(),
@@ -245,8 +254,11 @@ class Searcher:
             "rng": rng,
             "config": asdict(self.config),
         }, self.checkpoint_path)
+        return saved
 
     def _restore(self) -> tuple[int, int, dict | None]:
+        if self.dist.main and remove_stale_temps(self.checkpoint_path):
+            log.info("removed the half-written checkpoint a killed run left in %s", self.run_dir)
         state = load_checkpoint(self.checkpoint_path)
         if state.get("kind") != "search" or state.get("space") != self.supernet.space.to_dict():
             raise UserError(f"{self.checkpoint_path}: not a checkpoint of a search over this space; "
