@@ -31,11 +31,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TEST_DIRS = ("test", "val")
 HOLDOUT_FRACTION = 0.1
 HOLDOUT_SEED = 0  # fixed, so the held-out test set does not move with the training seed
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit grey PNGs scaled to 8 bits (version 1 stored them clipped to white)
 DECODE_CHUNK = 256
 # What PIL raises on damaged or non-image files (its plugins are not consistent about it).
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error,
                  Image.DecompressionBombError)
+SIXTEEN_BIT_GREY = ("I", "I;16", "I;16B", "I;16L")  # how PIL opens 16-bit greyscale PNGs
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def decode_image(path: Path, spec: DecodeSpec) -> np.ndarray:
         img.draft("RGB", (side, side))  # JPEG only: decode at a reduced scale >= side, much faster
         if img.mode == "P" and "transparency" in img.info:
             img = img.convert("RGBA")
+        if img.mode in SIXTEEN_BIT_GREY:  # keep the top 8 bits; convert("RGB") would clip them to white
+            img = img.convert("I").point(lambda v: v / 256).convert("L")
         img = img.convert("RGB")
     if spec.squash:
         img = img.resize((side, side), Image.Resampling.BILINEAR)  # PIL resize antialiases
