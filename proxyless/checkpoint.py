@@ -42,13 +42,23 @@ def load_checkpoint(path: str | Path, arch: Arch | None = None) -> dict[str, Any
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{path}: refused to load (not a plain-data checkpoint: {first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first}); use an earlier one or start over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a proxyless checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     if arch is not None and state.get("arch") != arch.to_dict():
-        raise CheckpointError(f"{path}: checkpoint was saved for a different architecture; pass the matching --arch")
+        raise CheckpointError(f"{path}: checkpoint was saved for a different architecture than {_arch_name(arch)}; "
+                              f"pass the matching --arch{_beside(path)}")
     return state
+
+
+def _arch_name(arch: Arch) -> str:
+    return repr(arch.name) if arch.name else "the given one"
+
+
+def _beside(path: Path) -> str:
+    """', e.g. --arch RUN/arch.json' when the checkpoint's run directory holds its arch.json."""
+    return f", e.g. --arch {path.parent / 'arch.json'}" if (path.parent / "arch.json").is_file() else ""
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -69,9 +79,25 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
-    """load_state_dict with a one-line error when the shapes or names do not fit the model."""
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as err:
-        detail = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise CheckpointError(f"{where}: weights do not fit this architecture ({detail}); pass the matching --arch") from None
+    """load_state_dict, refusing in one short line tensors whose names or shapes do not fit the model."""
+    shapes = {name: tuple(t.shape) if isinstance(t, torch.Tensor) else None for name, t in state_dict.items()}
+    problem = misfit(model, shapes)
+    if problem:
+        raise CheckpointError(f"{where}: weights of another architecture ({problem}); pass the matching --arch")
+    model.load_state_dict(state_dict)
+
+
+def misfit(model: nn.Module, shapes: dict[str, tuple[int, ...] | None]) -> str | None:
+    """None when tensors of these names and shapes fit `model`; else how many do not, and the first of them
+    (load_state_dict would list every one)."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    differ = sorted(name for name in expected.keys() | shapes.keys() if expected.get(name) != shapes.get(name))
+    if not differ:
+        return None
+    first = differ[0]
+    return (f"{len(differ)} tensors missing, extra or of another shape, first {first}: "
+            f"{_shape(shapes.get(first))} in the file, {_shape(expected.get(first))} in the network")
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "none" if shape is None else "×".join(map(str, shape)) or "scalar"

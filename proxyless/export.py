@@ -31,12 +31,11 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from proxyless.arch import Arch
 from proxyless.atomic import atomic_write, atomic_write_text
-from proxyless.checkpoint import CheckpointError, load_checkpoint, load_state, load_weights
+from proxyless.checkpoint import load_checkpoint, load_state, load_weights
 from proxyless.errors import UserError
 from proxyless.latency.runners import check_backend, export_onnx, onnxruntime_session
 from proxyless.net import ProxylessNet, build_net
@@ -89,27 +88,12 @@ def load_trained(arch: Arch, weights: str | Path) -> ProxylessNet:
     path = Path(weights)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        _check_tensors_fit(net, path)
         load_weights(net, path)
     elif suffix in (".pt", ".pth"):
         load_state(net, load_checkpoint(path, arch)["model"], str(path))
     else:
         raise UserError(f"--weights {path.name}: expected weights.safetensors or a training checkpoint.pt")
     return net.eval()
-
-
-def _check_tensors_fit(net: nn.Module, path: Path) -> None:
-    """Refuse weights of another architecture in one short line (load_state_dict lists every key)."""
-    try:
-        with safe_open(str(path), framework="pt") as tensors:
-            shapes = {name: tuple(tensors.get_slice(name).get_shape()) for name in tensors.keys()}
-    except Exception:  # missing or unreadable: load_weights says which
-        return
-    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
-    differ = sorted(name for name in expected.keys() | shapes.keys() if expected.get(name) != shapes.get(name))
-    if differ:
-        raise CheckpointError(f"{path}: weights of another architecture ({len(differ)} tensors missing, extra or "
-                              f"of another shape, first {differ[0]}); pass the arch.json they were trained with")
 
 
 def _onnx_bytes(net: nn.Module, example: torch.Tensor) -> bytes:
