@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem and pointing at --help."""
 
     def error(self, message: str) -> NoReturn:
+        flag = re.fullmatch(r"argument (--[\w-]+): expected one argument", message)
+        if flag:  # also `--target-latency -3ms`: argparse takes a value that starts with '-' for a flag
+            message += f"; give it a value, written {flag.group(1)}=VALUE when it starts with '-'"
         print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
 

@@ -111,7 +111,8 @@ def run_predict(args: argparse.Namespace) -> int:
         listed = "; ".join(key.describe() for key in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise UserError(f"the table ({table.header.get('backend')}) lacks {len(missing)} of the ops of "
-                        f"{arch.name or 'this network'}: {listed}{more}")
+                        f"{arch.name or 'this network'}: {listed}{more}; use a table built for its space "
+                        f"({arch.space.name}, {arch.space.input_size} px) with `proxyless lut build`")
     print(f"{arch.name or 'network'}: predicted {predict_latency(arch, table):.2f} ms on "
           f"{table.header.get('device', table.header['backend'])} (batch {table.context.batch})")
     return 0
