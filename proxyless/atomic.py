@@ -58,3 +58,5 @@ def read_json(path: Path, error: type[Exception], what: str) -> object:
         raise error(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); check the file") from None
     except UnicodeDecodeError:
         raise error(f"{path}: not a text file; expected a {what} in JSON") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to be a {what}; check the file") from None

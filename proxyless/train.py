@@ -32,7 +32,7 @@ from proxyless.checkpoint import load_checkpoint, load_state, save_checkpoint, s
 from proxyless.data import Splits, make_loader
 from proxyless.device import resolve_device
 from proxyless.distributed import Dist, restore_rng, rng_states
-from proxyless.errors import UserError, check_positive_flags
+from proxyless.errors import UserError, check_field_types, check_positive_flags
 from proxyless.interrupt import StopSignals, stop_signals
 from proxyless.metrics import run_logs, topk_correct
 from proxyless.optim import make_scheduler, make_sgd
@@ -60,6 +60,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         check_positive_flags(self, "epochs", "batch_size")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")

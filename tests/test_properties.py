@@ -10,7 +10,7 @@ A parse that succeeds must also give something usable: the layers of an accepted
 sizes, an accepted latency table can be read and saved again.
 
 Runs are reproducible (derandomized, no example database) and take about 10 s.  Bugs the properties
-found in files outside this change are pinned at the end as strict xfails.
+found are pinned at the end as regression cases.
 """
 
 from __future__ import annotations
@@ -457,8 +457,7 @@ def test_config_validation(case: tuple[type, dict[str, Any]]) -> None:
     user_error_or(lambda: config(**values))
 
 
-# Found by the properties above but not fixed here (the files belong to other changes): each case
-# fails today; when it is fixed, XPASS(strict) asks to drop its marker.
+# Regressions: bugs the properties above found (each crashed or was accepted before its fix).
 CONFIG_BUGS = [
     # TypeError: values compared before their type is checked; --resume reads them from args.json
     pytest.param(SearchConfig, {"warmup_epochs": None}, id="search-warmup_epochs-None"),
@@ -472,29 +471,22 @@ CONFIG_BUGS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="config validation in proxyless/train.py and proxyless/search/loop.py")
 @pytest.mark.parametrize("config,values", CONFIG_BUGS)
 def test_config_bugs(config: type, values: dict[str, Any]) -> None:
     with pytest.raises(UserError):
         config(**values)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="proxyless/zoo/legacy.py: float(dropout_rate) outside "
-                   "the try that turns malformed fields into ArchError")
 def test_legacy_config_with_text_dropout() -> None:
     config = copy.deepcopy(LEGACY_DICT)
     config["classifier"]["dropout_rate"] = "x"
     user_error_or(lambda: arch_from_legacy(config))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="proxyless/data/sources.py quotes the source "
-                   "with '{source}', not {source!r}: a newline in it splits the message")
 def test_data_source_with_newline() -> None:
     user_error_or(lambda: parse_source("\n"))
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="read_json in proxyless/atomic.py lets RecursionError through for deeply nested JSON")
 @pytest.mark.parametrize("load", [load_arch, load_lut])
 def test_deeply_nested_json_files(workdir, load: Callable) -> None:
     path = workdir / "deep.json"

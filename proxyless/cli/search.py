@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Subset
 
 from proxyless.arch import Arch, save_arch
-from proxyless.atomic import atomic_write_text
+from proxyless.atomic import atomic_write_text, read_json
 from proxyless.checkpoint import load_checkpoint, save_weights
 from proxyless.cli.common import add_command, prepare_run_dir
 from proxyless.cli.search_latency import (
@@ -147,7 +147,9 @@ def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
     saved = Path(args.resume) / "args.json"
     if not saved.is_file():
         raise UserError(f"--resume {args.resume}: no args.json there; is it a `proxyless search` run directory?")
-    values = json.loads(saved.read_text())
+    values = read_json(saved, UserError, "search's saved arguments")
+    if not isinstance(values, dict):
+        raise UserError(f"{saved}: expected the search's arguments as a JSON object; the run directory is damaged")
     # flags added since the run started keep their defaults
     return argparse.Namespace(**{**vars(args), **values, "resume": args.resume, "no_progress": args.no_progress})
 

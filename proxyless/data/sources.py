@@ -42,12 +42,12 @@ def parse_source(source: str) -> Source:
     if source.startswith(DOWNLOAD_PREFIX):
         directory = source[len(DOWNLOAD_PREFIX):]
         if not directory:
-            raise DataError(f"'{source}' names no directory; write cifar10:DIR, e.g. cifar10:data")
+            raise DataError(f"{source!r} names no directory; write cifar10:DIR, e.g. cifar10:data")
         found = find_batches_dir(Path(directory))
         return Source("cifar", found) if found else Source("cifar-download", Path(directory))
     path = Path(source).expanduser()
     if not path.is_dir():
-        raise DataError(f"data source '{source}' is not a directory; {SOURCE_FORMS}")
+        raise DataError(f"data source {source!r} is not a directory; {SOURCE_FORMS}")
     found = find_batches_dir(path)
     return Source("cifar", found) if found else Source("folder", path)
 

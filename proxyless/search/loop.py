@@ -29,7 +29,7 @@ from proxyless.arch import save_arch
 from proxyless.atomic import atomic_write_text, remove_stale_temps
 from proxyless.checkpoint import load_checkpoint, save_checkpoint
 from proxyless.distributed import Dist, keyed_generator, restore_rng, rng_states
-from proxyless.errors import UserError, check_positive_flags
+from proxyless.errors import UserError, check_field_types, check_positive_flags
 from proxyless.interrupt import StopSignals, stop_signals
 from proxyless.metrics import MetricsLog, run_logs
 from proxyless.optim import make_scheduler, make_sgd
@@ -62,6 +62,7 @@ class SearchConfig:
     tensorboard: bool = False  # also write the metrics rows as a TensorBoard event file
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         check_positive_flags(self, "epochs", "batch_size", "arch_every")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise UserError(f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} of {self.epochs}")

@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from proxyless.arch import Arch, ArchError
+from proxyless.errors import UserError
 from proxyless.layers import BN_EPS, BN_MOMENTUM, ConvBNAct, InvertedResidual, Residual
 from proxyless.net import ProxylessNet
 from proxyless.ops import MBConv, OpSpec, Zero
@@ -64,7 +65,9 @@ def arch_from_legacy(config: dict[str, Any], name: str = "", input_size: int = 2
             num_classes=config["classifier"]["out_features"],
             dropout=float(config["classifier"].get("dropout_rate", 0.0)),
         )
-    except (KeyError, TypeError, IndexError) as err:
+    except UserError:
+        raise
+    except (KeyError, TypeError, IndexError, ValueError) as err:  # ValueError: e.g. float("x")
         raise ArchError(f"not a ProxylessNAS network config: missing or malformed field {err}") from None
     return Arch(space, tuple(ops), name)
 
