@@ -14,6 +14,11 @@ class UserError(ValueError):
     """Bad user input; the message names the problem and, where there is one, the fix."""
 
 
+class NonFiniteLossError(UserError):
+    """A loss became NaN or infinite (too high a learning rate, bad data); the step that computed it
+    was not taken, so the weights, α and the last checkpoint on disk are as they were."""
+
+
 def check_positive_flags(source: object, *names: str) -> None:
     """Raise a UserError naming the flag (`batch_size` -> `--batch-size`) of the first attribute of
     `source` that is set but not a positive integer; None (unset) passes."""

@@ -32,7 +32,7 @@ from proxyless.checkpoint import load_checkpoint, load_state, save_checkpoint, s
 from proxyless.data import Splits, make_loader
 from proxyless.device import resolve_device
 from proxyless.distributed import Dist, restore_rng, rng_states
-from proxyless.errors import UserError, check_field_types, check_positive_flags
+from proxyless.errors import NonFiniteLossError, UserError, check_field_types, check_positive_flags
 from proxyless.interrupt import StopSignals, stop_signals
 from proxyless.metrics import run_logs, topk_correct
 from proxyless.optim import make_scheduler, make_sgd
@@ -68,10 +68,6 @@ class TrainConfig:
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0 or self.warmup_epochs < 0 or self.num_workers < 0 or self.checkpoint_every < 0:
             raise UserError("--weight-decay, --warmup-epochs, --workers and --checkpoint-every must not be negative")
-
-
-class NonFiniteLossError(UserError):
-    """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
 
 
 class Trainer:
@@ -170,7 +166,7 @@ class Trainer:
         with self._autocast():
             logits = self.model(images)  # (B, classes)
             loss = self.criterion(logits, targets)
-        if not torch.isfinite(loss):
+        if self.dist.any(not torch.isfinite(loss)):  # every rank stops, not only the one that saw it
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower --lr "
                 f"(the last checkpoint, {self.checkpoint_path}, is intact)"

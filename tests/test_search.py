@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from proxyless.errors import NonFiniteLossError
 from proxyless.ops import Zero, parse_op
 from proxyless.search.derive import derive_arch, inherit_weights
 from proxyless.search.loop import SearchConfig, Searcher
@@ -206,3 +207,36 @@ def test_both_strategies_find_the_known_best_path(strategy_name):
         rows = torch.randint(0, len(x), (64,), generator=generator)
         strategy.step(net, x[rows], y[rows], generator)
     assert net.argmax() == best, [p.tolist() for p in net.probs()]
+
+
+def test_non_finite_losses_stop_the_search_before_anything_is_updated(tmp_path):
+    """NaN in a weight step, an architecture step or a REINFORCE reward: NonFiniteLossError before the
+    step touches weights or α, and the last checkpoint on disk stays loadable and finite."""
+    net = tiny_supernet()
+    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 8, 8), torch.randint(0, 4, (32,)))
+    config = SearchConfig(epochs=2, warmup_epochs=0, batch_size=8, arch_every=1, checkpoint_every=2,
+                          progress=False, channels_last=False)
+    searcher = Searcher(net, GradientStrategy(net), data, data, config, torch.device("cpu"))
+    criterion, calls = searcher.criterion, []
+
+    def nan_on_the_sixth_weight_step(logits, targets):
+        calls.append(1)
+        return criterion(logits, targets) * (float("nan") if len(calls) == 6 else 1.0)
+
+    searcher.criterion = nan_on_the_sixth_weight_step
+    with pytest.raises(NonFiniteLossError, match="search loss became nan in a weight step; lower --lr"):
+        searcher.run(tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 0)  # the last save before the sixth step (of 4 per epoch)
+    assert all(torch.isfinite(t).all() for t in state["supernet"].values())
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+    x, y = batch(n=8)
+    before = [p.detach().clone() for p in net.parameters()]
+    gradient = GradientStrategy(net, arch_loss=lambda supernet, ce: ce * float("inf"))
+    with pytest.raises(NonFiniteLossError, match="architecture loss became"):
+        gradient.step(net, x, y, torch.Generator().manual_seed(0))
+    reinforce = ReinforceStrategy(net, reward=lambda arch, accuracy: float("nan"))
+    with pytest.raises(NonFiniteLossError, match="the reward function returned nan"):
+        reinforce.step(net, x, y, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

@@ -9,7 +9,8 @@ from proxyless.data import Splits, load_splits
 from proxyless.interrupt import Interrupted
 from proxyless.net import build_net
 from proxyless.optim import WarmupCosine, param_groups
-from proxyless.train import NonFiniteLossError, TrainConfig, Trainer
+from proxyless.errors import NonFiniteLossError
+from proxyless.train import TrainConfig, Trainer
 from proxyless.zoo import get_zoo_arch
 
 ARCH = get_zoo_arch("mobilenetv2_0.35").with_task(32, 10)

@@ -29,14 +29,13 @@ from proxyless.arch import save_arch
 from proxyless.atomic import atomic_write_text, remove_stale_temps
 from proxyless.checkpoint import load_checkpoint, save_checkpoint
 from proxyless.distributed import Dist, keyed_generator, restore_rng, rng_states
-from proxyless.errors import UserError, check_field_types, check_positive_flags
+from proxyless.errors import NonFiniteLossError, UserError, check_field_types, check_positive_flags
 from proxyless.interrupt import StopSignals, stop_signals
 from proxyless.metrics import MetricsLog, run_logs
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
-from proxyless.train import NonFiniteLossError
 
 log = logging.getLogger("proxyless")
 Derive = Callable[[SuperNet], tuple[list[int], str]]  # supernet -> (kept index per layer, how they were chosen)
@@ -169,8 +168,9 @@ class Searcher:
         images, targets = self._to_device(images), targets.to(self.device)
         logits = self.model(images, plan)  # (B, classes)
         loss = self.criterion(logits, targets)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"search loss became {loss.item()}; lower --lr (the last checkpoint is intact)")
+        if self.dist.any(not torch.isfinite(loss)):  # every rank stops, not only the one that saw it
+            raise NonFiniteLossError(f"search loss became {loss.item()} in a weight step; lower --lr "
+                                     f"(the last checkpoint, {self.checkpoint_path}, is intact)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

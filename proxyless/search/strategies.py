@@ -28,6 +28,7 @@ from torch import nn
 
 from proxyless.arch import Arch
 from proxyless.distributed import Dist
+from proxyless.errors import NonFiniteLossError
 from proxyless.search.mixed_op import TwoPaths
 from proxyless.search.supernet import SuperNet
 
@@ -89,6 +90,9 @@ class GradientStrategy:
         with frozen(supernet.weight_parameters()):
             ce = self.criterion(supernet(images, plan), targets)
             loss = self.arch_loss(supernet, ce) if self.arch_loss else ce
+            if self.dist.any(not torch.isfinite(loss)):  # before α is touched, on every rank
+                raise NonFiniteLossError(f"architecture loss became {loss.item()}; lower --arch-lr "
+                                         "(α and the last checkpoint are intact)")
             loss.backward()
         self.dist.average_gradients(supernet.arch_parameters())  # the mean over ranks' shares of the batch
         # 3. update α; for two paths, keep the probability mass of the unsampled candidates
@@ -150,8 +154,9 @@ class ReinforceStrategy:
         with torch.no_grad():
             accuracy = self.dist.mean(float((supernet(images, indices).argmax(1) == targets).float().mean()))
         reward = float(self.reward(supernet.arch_of(indices), accuracy))
-        if not math.isfinite(reward):
-            raise ValueError(f"the reward function returned {reward}; it must be a finite number")
+        if not math.isfinite(reward):  # the same on every rank: so is the accuracy it is computed from
+            raise NonFiniteLossError(f"the reward function returned {reward}; it must be a finite number "
+                                     "(α and the last checkpoint are intact)")
         # 2. advantage against the moving-average baseline (the first sample sets the baseline)
         baseline = reward if self.baseline is None else self.baseline
         advantage = reward - baseline
