@@ -101,6 +101,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         start_epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
+        log.info("training %s on %s (%d process(es)) -> %s", self.arch.name or self.arch.space.name,
+                 self.splits.source, self.dist.world, self.run_dir)
         if (start_epoch, step) == (0, 0):
             torch.manual_seed(self.config.seed + self.dist.rank)  # each process its own augmentations
             if self.dist.main:

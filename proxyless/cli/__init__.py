@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from proxyless import __version__
 from proxyless.cli import evaluate, export, latency, plot, report, search, space, train, zoo
@@ -41,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", force=True)
+    with warnings.catch_warnings():  # warnings as one line each, like errors (restored on return)
+        warnings.showwarning = lambda message, *_, **__: print(f"proxyless {args.command}: warning: {message}",
+                                                                file=sys.stderr)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's handler; user errors and interruptions become one line and an exit code."""
     try:
         return args.handler(args)
     except UserError as err:

@@ -88,6 +88,8 @@ def register(subparsers) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.resume:
         args = _saved_args(args)
     config = SearchConfig(
@@ -112,7 +114,7 @@ def _search(args: argparse.Namespace, config: SearchConfig, dist: Dist) -> int:
     supernet = SuperNet(space)
     objective = latency_objective(args, supernet, deployed_space)
     searcher = Searcher(supernet, _strategy(supernet, config, objective, dist), train, valid, config, dist.device,
-                        derive=objective.derive if objective else None, dist=dist)
+                        derive=objective.derive if objective else None, dist=dist, source=source)
 
     def make_run_dir() -> str:
         if args.resume:
@@ -123,8 +125,6 @@ def _search(args: argparse.Namespace, config: SearchConfig, dist: Dist) -> int:
         return str(run_dir)
 
     run_dir = Path(dist.on_main(make_run_dir))
-    log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", space.name, source, len(train),
-             len(valid), dist.world, run_dir)
     result = searcher.run(run_dir, resume=bool(args.resume))
     if not dist.main:  # the files and the latency report are rank 0's
         return 0

@@ -91,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(arch, build_net(arch), splits, config, dist)
         name = f"train-{arch.name or arch.space.name}"
         run_dir = Path(dist.on_main(lambda: str(prepare_run_dir(args.out, name, args.resume, args.overwrite))))
-        log.info("training %s on %s (%d process(es)) -> %s", arch.name or arch.space.name, splits.source, dist.world,
-                 run_dir)
         result = trainer.run(run_dir, resume=args.resume)
     finally:
         dist.close()

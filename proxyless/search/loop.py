@@ -80,13 +80,13 @@ class Searcher:
 
     def __init__(self, supernet: SuperNet, strategy: ArchStrategy, train: Dataset, valid: Dataset,
                  config: SearchConfig, device: torch.device, derive: Derive | None = None,
-                 dist: Dist | None = None) -> None:
+                 dist: Dist | None = None, source: str = "the given datasets") -> None:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.supernet = supernet.to(device, memory_format=self.memory_format)
         self.dist = dist or Dist(device=device)
         # weight steps run through DDP; a step uses one path per layer, so the others are unused
         self.model = self.dist.wrap(self.supernet, find_unused_parameters=True)
-        self.strategy, self.train, self.valid = strategy, train, valid
+        self.strategy, self.train, self.valid, self.source = strategy, train, valid, source
         self.derive = derive or argmax_rule
         self.config, self.device = config, device
         self.global_batch = config.batch_size * self.dist.world
@@ -109,6 +109,8 @@ class Searcher:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
+        log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", self.supernet.space.name,
+                 self.source, len(self.train), len(self.valid), self.dist.world, self.run_dir)
         if (epoch, step) == (0, 0):
             torch.manual_seed(self.config.seed + self.dist.rank)
         main = self.dist.main
