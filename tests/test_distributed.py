@@ -1,11 +1,13 @@
 """Data-parallel search and training under a real `torchrun` (gloo on CPU), and the collectives under them."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from proxyless.arch import Arch, save_arch
 from proxyless.distributed import Dist, RanksDisagree
 from proxyless.latency.lut import save_lut
 
+from test_faults import checkpoint_position
 from test_search_latency import SPACE, synthetic_table
 
 def _collectives(rank: int, init_file: str, results) -> None:
@@ -71,8 +74,42 @@ def kill_at_first_checkpoint(argv, out):
     deadline = time.monotonic() + 240
     while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and job.poll() is None:
         time.sleep(0.05)
+    workers = worker_pids(job.pid)
     os.killpg(job.pid, signal.SIGKILL)
+    for pid in workers.values():  # in sessions of their own: they would go on writing the run directory
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     job.wait()
+
+
+def signal_one_rank(argv, checkpoint, before, rank=1, signum=signal.SIGTERM) -> subprocess.CompletedProcess:
+    """Start `torchrun ... proxyless ARGV`; once the checkpoint moved on from `before`, send `signum`
+    to the process of `rank` only, and wait for the job to end."""
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                            "-m", "proxyless", *argv], start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    while checkpoint_position(checkpoint) == before and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    assert job.poll() is None, "the job ended before the signal; make it longer"
+    os.kill(worker_pids(job.pid)[rank], signum)
+    out, err = job.communicate(timeout=120)
+    return subprocess.CompletedProcess(argv, job.returncode, out, err)
+
+
+def worker_pids(torchrun_pid: int) -> dict[int, int]:
+    """rank -> process of each worker of a torchrun process: its children, each in a session of its own
+    (so killing torchrun's process group leaves them running), found through Linux's /proc."""
+    workers = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"\nPPid:\t{torchrun_pid}\n" in (proc / "status").read_text():
+                env = (proc / "environ").read_bytes().split(b"\0")
+                rank = next(int(v[5:]) for v in env if v.startswith(b"RANK="))
+                workers[rank] = int(proc.name)
+        except (OSError, StopIteration):
+            continue  # gone, or not a worker
+    return workers
 
 
 def search_argv(tmp_path, out, batch):
@@ -148,6 +185,11 @@ def test_torchrun_search_killed_mid_epoch_resumes_to_the_uninterrupted_result(tm
     killed = tmp_path / "killed"
     kill_at_first_checkpoint(argv, killed)
     assert not (killed / "result.json").exists()
+    # SIGTERM to rank 1 alone (a scheduler's preemption notice): both ranks stop after the same step
+    at = checkpoint_position(killed / "checkpoint.pt")
+    stopped = signal_one_rank(["search", "--resume", str(killed), "--no-progress"], killed / "checkpoint.pt", at)
+    assert stopped.returncode != 0 and "interrupted by SIGTERM; saved" in stopped.stderr, stopped.stderr[-3000:]
+    assert checkpoint_position(killed / "checkpoint.pt") > at
     resumed = torchrun("search", "--resume", str(killed), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # every rank's data position, RNG and running totals came back: the same α and metrics, exactly
