@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,7 @@ import proxyless
 from proxyless.arch import Arch, save_arch
 from proxyless.checkpoint import load_checkpoint
 from proxyless.data import load_splits
+from proxyless.interrupt import Interrupted, stop_signals
 from proxyless.latency.lut import load_lut
 from proxyless.space import get_space
 from test_data import write_cifar
@@ -230,3 +232,27 @@ def test_lut_build_survives_kill_and_ctrl_c(tmp_path, space_file):
     assert set(final.entries) == set(first_round.entries) and final.header == saved.header
     for key, stat in saved.entries.items():
         assert final.entries[key].count >= stat.count, key
+
+
+# ---------------------------------------------------------------- the stop flag itself
+
+def test_stop_signals_set_a_flag_then_a_second_one_stops_at_once():
+    previous = signal.getsignal(signal.SIGINT)
+    with stop_signals() as stop:
+        assert not stop.requested
+        signal.raise_signal(signal.SIGTERM)  # a scheduler's notice: only noted, the loop decides when
+        assert stop.signum == signal.SIGTERM
+        with pytest.raises(Interrupted, match="saved it") as stopped:
+            stop.check(lambda: "saved it")
+        assert stopped.value.exit_code == 143 and stopped.value.signal_name == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):  # the second signal does not wait for the loop
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers are put back
+
+
+def test_stop_signals_off_the_main_thread_catch_nothing():
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(stop_signals().__enter__().requested))
+    thread.start()
+    thread.join()
+    assert seen == [False] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
