@@ -6,12 +6,15 @@ errors are one line.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+log = logging.getLogger("proxyless")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -32,11 +35,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def remove_stale_temps(path: str | Path) -> int:
-    """Delete the temporary files a killed `atomic_write(path, ...)` left beside `path`; returns how many."""
+    """Delete (and log) the temporary files a killed `atomic_write(path, ...)` left beside `path`;
+    returns how many there were."""
     path = Path(path)
     stale = list(path.parent.glob(f".{path.name}.*.tmp"))
     for tmp in stale:
         tmp.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d half-written copy(ies) of %s that a killed run left", len(stale), path)
     return len(stale)
 
 

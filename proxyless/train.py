@@ -100,6 +100,8 @@ class Trainer:
     def run(self, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        if resume and self.dist.main:
+            remove_stale_temps(self.checkpoint_path)
         start_epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
         log.info("training %s on %s (%d process(es)) -> %s", self.arch.name or self.arch.space.name,
                  self.splits.source, self.dist.world, self.run_dir)
@@ -118,10 +120,10 @@ class Trainer:
                 row.update({f"test_{k}": v for k, v in test.items()})
                 for metrics in logs:
                     metrics.append(row)
-                self._save(epoch + 1)
+                saved = self._save(epoch + 1)
                 log.info(_format_row(row))
                 if epoch + 1 < self.config.epochs:
-                    stop.check(lambda: self._save(epoch + 1), self.dist.any)
+                    stop.check(lambda: saved, self.dist.any)  # the checkpoint just written is the one to keep
         for metrics in logs:
             metrics.close()
         return self._finish(time.perf_counter() - started, test or self.evaluate())
@@ -224,8 +226,6 @@ class Trainer:
         return saved
 
     def _restore(self) -> tuple[int, int, dict | None]:
-        if self.dist.main and remove_stale_temps(self.checkpoint_path):
-            log.info("removed the half-written checkpoint a killed run left in %s", self.run_dir)
         state = load_checkpoint(self.checkpoint_path, self.arch)
         load_state(self.net, state["model"], str(self.checkpoint_path))
         self.optimizer.load_state_dict(state["optimizer"])

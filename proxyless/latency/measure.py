@@ -10,7 +10,6 @@ current sample), so an interrupted or killed build resumes where it stopped.
 
 from __future__ import annotations
 
-import logging
 import platform
 import random
 from dataclasses import dataclass
@@ -31,8 +30,6 @@ from proxyless.latency.runners import BACKENDS, Timer, check_backend, make_timer
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
 from proxyless.net import build_net
 from proxyless.space import SearchSpace
-
-log = logging.getLogger("proxyless")
 
 __all__ = ["BACKENDS", "MeasureConfig", "build_lut", "measure_archs", "module_for_key"]
 
@@ -188,8 +185,7 @@ def trimmed_stat(values: Sequence[float], keep: float = 0.75) -> Stat:
 
 
 def _existing(out: str | Path, context: Context) -> LatencyTable | None:
-    if remove_stale_temps(out):
-        log.info("removed the half-written table a killed build left beside %s", out)
+    remove_stale_temps(out)
     if not Path(out).exists():
         return None
     table = load_lut(out)

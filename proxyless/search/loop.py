@@ -108,6 +108,8 @@ class Searcher:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        if resume and self.dist.main:
+            remove_stale_temps(self.checkpoint_path)
         epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
         log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", self.supernet.space.name,
                  self.source, len(self.train), len(self.valid), self.dist.world, self.run_dir)
@@ -126,11 +128,11 @@ class Searcher:
                     metrics.append(row)
                 if main:
                     history.append(arch_row)
-                self._save(epoch + 1, 0, None)
+                saved = self._save(epoch + 1)
                 step, totals = 0, None
                 log.info(_summary(row))
                 if epoch + 1 < self.config.epochs:
-                    stop.check(lambda: self._save(epoch + 1), self.dist.any)
+                    stop.check(lambda: saved, self.dist.any)  # the checkpoint just written is the one to keep
         for metrics in logs:
             metrics.close()
         return self.finish()
@@ -260,8 +262,6 @@ class Searcher:
         return saved
 
     def _restore(self) -> tuple[int, int, dict | None]:
-        if self.dist.main and remove_stale_temps(self.checkpoint_path):
-            log.info("removed the half-written checkpoint a killed run left in %s", self.run_dir)
         state = load_checkpoint(self.checkpoint_path)
         if state.get("kind") != "search" or state.get("space") != self.supernet.space.to_dict():
             raise UserError(f"{self.checkpoint_path}: not a checkpoint of a search over this space; "
