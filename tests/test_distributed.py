@@ -18,7 +18,7 @@ from proxyless.arch import Arch, save_arch
 from proxyless.distributed import Dist, RanksDisagree
 from proxyless.latency.lut import save_lut
 
-from test_faults import checkpoint_position
+from test_faults import checkpoint_position, signal_after_progress
 from test_search_latency import SPACE, synthetic_table
 
 def _collectives(rank: int, init_file: str, results) -> None:
@@ -85,16 +85,9 @@ def kill_at_first_checkpoint(argv, out):
 def signal_one_rank(argv, checkpoint, before, rank=1, signum=signal.SIGTERM) -> subprocess.CompletedProcess:
     """Start `torchrun ... proxyless ARGV`; once the checkpoint moved on from `before`, send `signum`
     to the process of `rank` only, and wait for the job to end."""
-    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                            "-m", "proxyless", *argv], start_new_session=True, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 240
-    while checkpoint_position(checkpoint) == before and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.05)
-    assert job.poll() is None, "the job ended before the signal; make it longer"
-    os.kill(worker_pids(job.pid)[rank], signum)
-    out, err = job.communicate(timeout=120)
-    return subprocess.CompletedProcess(argv, job.returncode, out, err)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "proxyless"]
+    return signal_after_progress(torchrun + argv, lambda: checkpoint_position(checkpoint), before, signum,
+                                 target=lambda pid: worker_pids(pid)[rank], env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def worker_pids(torchrun_pid: int) -> dict[int, int]:

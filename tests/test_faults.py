@@ -68,16 +68,19 @@ def crash_mid_write(name: str, nth: int, argv: list[str]) -> subprocess.Complete
 
 
 def signal_after_progress(argv: list[str], progress: Callable[[], object], before: object, signum: int,
-                          delay: float = 0.0) -> subprocess.CompletedProcess:
-    """Start `proxyless argv`, wait until `progress()` (read from its saved files) differs from `before`,
-    wait `delay` seconds more, send `signum` and wait for the process to end."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          delay: float = 0.0, target: Callable[[int], int] = lambda pid: pid,
+                          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Start `argv`, wait until `progress()` (read from its saved files) differs from `before`, wait
+    `delay` seconds more, send `signum` to `target(pid)` (the process itself unless told) and wait for
+    the process to end."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None and progress() == before:
         time.sleep(0.02)
     time.sleep(delay)
     assert process.poll() is None, "the run ended before the fault; make it longer"
-    process.send_signal(signum)
+    os.kill(target(process.pid), signum)
     out, err = process.communicate(timeout=120)
     return subprocess.CompletedProcess(argv, process.returncode, out, err)
 

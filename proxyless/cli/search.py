@@ -144,14 +144,20 @@ def _search(args: argparse.Namespace, config: SearchConfig, dist: Dist) -> int:
 
 def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments a run was started with, from RUN_DIR/args.json."""
-    saved = Path(args.resume) / "args.json"
-    if not saved.is_file():
+    if not (Path(args.resume) / "args.json").is_file():
         raise UserError(f"--resume {args.resume}: no args.json there; is it a `proxyless search` run directory?")
+    values = _read_args(Path(args.resume))
+    # flags added since the run started keep their defaults
+    return argparse.Namespace(**{**vars(args), **values, "resume": args.resume, "no_progress": args.no_progress})
+
+
+def _read_args(run_dir: Path) -> dict:
+    """RUN_DIR/args.json: the arguments a search was started with."""
+    saved = run_dir / "args.json"
     values = read_json(saved, UserError, "search's saved arguments")
     if not isinstance(values, dict):
         raise UserError(f"{saved}: expected the search's arguments as a JSON object; the run directory is damaged")
-    # flags added since the run started keep their defaults
-    return argparse.Namespace(**{**vars(args), **values, "resume": args.resume, "no_progress": args.no_progress})
+    return values
 
 
 def _search_data(args: argparse.Namespace, space: SearchSpace):
@@ -181,8 +187,7 @@ def _strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObject
 
 def search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:
     """The search's latency objective when it had a target (rebuilt from its args.json), else None."""
-    saved = run_dir / "args.json"
-    values = json.loads(saved.read_text()) if saved.is_file() else {}
+    values = _read_args(run_dir) if (run_dir / "args.json").is_file() else {}
     if values.get("lut") and values.get("target_latency"):
         return latency_objective(argparse.Namespace(**values), supernet, get_space(values["space"]))
     return None
