@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from proxyless.atomic import atomic_write_text
+from proxyless.infra.atomic import atomic_write_text
 from proxyless.latency.measure import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proxyless.atomic import atomic_write_text
+from proxyless.infra.atomic import atomic_write_text
 
 
 @dataclass

@@ -41,9 +41,9 @@ from common import RESULTS, environment, write_results  # noqa: E402
 from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
 
 from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
-from proxyless.checkpoint import load_checkpoint  # noqa: E402
+from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
 from proxyless.cli.search import search_objective  # noqa: E402
-from proxyless.atomic import atomic_write_text  # noqa: E402
+from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.measure import measure_archs  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from proxyless.arch import Arch
-from proxyless.atomic import atomic_write, atomic_write_text
-from proxyless.checkpoint import load_checkpoint, load_state, load_weights
+from proxyless.infra.atomic import atomic_write, atomic_write_text
+from proxyless.infra.checkpoint import load_checkpoint, load_state, load_weights
 from proxyless.errors import UserError
 from proxyless.latency.runners import check_backend, export_onnx, onnxruntime_session
 from proxyless.net import ProxylessNet, build_net

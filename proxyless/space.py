@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from proxyless.atomic import atomic_write_text
+from proxyless.infra.atomic import atomic_write_text
 from proxyless.errors import UserError
 from proxyless.layers import make_divisible
 from proxyless.ops import OpSpec, Zero, format_op, parse_op

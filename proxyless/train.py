@@ -6,7 +6,7 @@ A run directory holds `config.json`, `arch.json`, `metrics.{csv,jsonl}`, `checkp
 (written atomically after every epoch, every `checkpoint_every` steps, and on Ctrl-C or SIGTERM before
 stopping), and at the end `weights.safetensors` and `result.json`.
 
-Under torchrun (`proxyless.distributed`) each process trains on its share of every global batch
+Under torchrun (`proxyless.infra.distributed`) each process trains on its share of every global batch
 through DistributedDataParallel and evaluates a share of the test split; rank 0 writes the files.
 """
 
@@ -27,14 +27,14 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 from proxyless.arch import Arch, save_arch
-from proxyless.atomic import atomic_write_text, remove_stale_temps
-from proxyless.checkpoint import load_checkpoint, load_state, save_checkpoint, save_weights
+from proxyless.infra.atomic import atomic_write_text, remove_stale_temps
+from proxyless.infra.checkpoint import load_checkpoint, load_state, save_checkpoint, save_weights
 from proxyless.data import Splits, make_loader
-from proxyless.device import resolve_device
-from proxyless.distributed import Dist, restore_rng, rng_states
+from proxyless.infra.device import resolve_device
+from proxyless.infra.distributed import Dist, restore_rng, rng_states
 from proxyless.errors import NonFiniteLossError, UserError, check_field_types, check_positive_flags
-from proxyless.interrupt import StopSignals, stop_signals
-from proxyless.metrics import run_logs, topk_correct
+from proxyless.infra.signals import StopSignals, stop_signals
+from proxyless.infra.metrics import run_logs, topk_correct
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.profile import profile
 

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-import proxyless.atomic as atomic
+import proxyless.infra.atomic as atomic
 from proxyless.cli import main
 
 

@@ -107,5 +107,5 @@ def test_standalone_builder_imports_only_the_arch_contract():
             seen.add(module)
             todo.extend(_proxyless_imports(module))
     allowed = {"proxyless.net", "proxyless.arch", "proxyless.space", "proxyless.ops", "proxyless.layers",
-               "proxyless.atomic", "proxyless.errors"}
+               "proxyless.infra.atomic", "proxyless.errors"}
     assert seen <= allowed, seen - allowed

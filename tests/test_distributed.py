@@ -15,7 +15,7 @@ import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
 from proxyless.arch import Arch, save_arch
-from proxyless.distributed import Dist, RanksDisagree
+from proxyless.infra.distributed import Dist, RanksDisagree
 from proxyless.latency.lut import save_lut
 
 from test_faults import checkpoint_position, signal_after_progress

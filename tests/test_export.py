@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from proxyless.arch import Arch, save_arch
-from proxyless.checkpoint import save_checkpoint, save_weights
+from proxyless.infra.checkpoint import save_checkpoint, save_weights
 from proxyless.cli import main
 from proxyless.export import ExportError, export_net, format_of, load_trained, read_exported
 from proxyless.net import build_net

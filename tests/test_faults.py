@@ -23,9 +23,9 @@ from safetensors.torch import load_file
 
 import proxyless
 from proxyless.arch import Arch, save_arch
-from proxyless.checkpoint import load_checkpoint
+from proxyless.infra.checkpoint import load_checkpoint
 from proxyless.data import load_splits
-from proxyless.interrupt import Interrupted, stop_signals
+from proxyless.infra.signals import Interrupted, stop_signals
 from proxyless.latency.lut import load_lut
 from proxyless.space import get_space
 from test_data import write_cifar

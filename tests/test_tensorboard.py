@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from proxyless.tensorboard import TensorBoardLog, TensorBoardUnavailable, scalars
+from proxyless.infra.tensorboard import TensorBoardLog, TensorBoardUnavailable, scalars
 
 
 def read_scalars(run_dir):

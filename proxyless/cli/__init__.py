@@ -16,7 +16,7 @@ from proxyless import __version__
 from proxyless.cli import evaluate, export, latency, plot, report, search, space, train, zoo
 from proxyless.cli.common import OneLineErrorParser
 from proxyless.errors import UserError
-from proxyless.interrupt import Interrupted
+from proxyless.infra.signals import Interrupted
 
 COMMANDS = (search, report, plot, zoo, space, train, evaluate, export, latency)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from proxyless.atomic import atomic_write_text
+from proxyless.infra.atomic import atomic_write_text
 from proxyless.cli.common import add_command, resolve_arch
 from proxyless.errors import UserError
 from proxyless.export import format_of, read_exported, recorded_input_size

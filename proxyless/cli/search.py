@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import Subset
 
 from proxyless.arch import Arch, save_arch
-from proxyless.atomic import atomic_write_text, read_json
-from proxyless.checkpoint import load_checkpoint, save_weights
+from proxyless.infra.atomic import atomic_write_text, read_json
+from proxyless.infra.checkpoint import load_checkpoint, save_weights
 from proxyless.cli.common import add_command, prepare_run_dir
 from proxyless.cli.search_latency import (
     add_latency_flags,
@@ -25,8 +25,8 @@ from proxyless.cli.search_latency import (
 )
 from proxyless.cli.train import add_data_flags
 from proxyless.data import load_splits
-from proxyless.device import resolve_device
-from proxyless.distributed import Dist
+from proxyless.infra.device import resolve_device
+from proxyless.infra.distributed import Dist
 from proxyless.errors import UserError
 from proxyless.net import build_net
 from proxyless.search.derive import argmax_rule, inherit_weights

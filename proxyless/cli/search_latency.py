@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proxyless.arch import Arch
-from proxyless.atomic import atomic_write_text
+from proxyless.infra.atomic import atomic_write_text
 from proxyless.errors import UserError
 from proxyless.latency.loss import KINDS, LatencyLoss
 from proxyless.latency.lut import Stat, load_lut

@@ -10,8 +10,8 @@ import torch
 
 from proxyless.cli.common import add_command, fit_arch_to_data, prepare_run_dir, resolve_arch
 from proxyless.data import load_splits, native_image_size
-from proxyless.device import resolve_device
-from proxyless.distributed import Dist
+from proxyless.infra.device import resolve_device
+from proxyless.infra.distributed import Dist
 from proxyless.net import build_net
 from proxyless.train import TrainConfig, Trainer
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from proxyless.atomic import atomic_write_text, read_json
+from proxyless.infra.atomic import atomic_write_text, read_json
 from proxyless.errors import UserError
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.space import SearchSpace

@@ -22,8 +22,8 @@ from torch import nn
 from tqdm import tqdm
 
 from proxyless.arch import Arch
-from proxyless.atomic import remove_stale_temps
-from proxyless.interrupt import stop_signals
+from proxyless.infra.atomic import remove_stale_temps
+from proxyless.infra.signals import stop_signals
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
 from proxyless.latency.runners import BACKENDS, Timer, check_backend, make_timer

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from proxyless.arch import Arch
-from proxyless.atomic import atomic_write
+from proxyless.infra.atomic import atomic_write
 from proxyless.errors import UserError
 from proxyless.latency.lut import LatencyTable
 from proxyless.latency.measure import MeasureConfig, measure_archs

@@ -8,7 +8,7 @@ taken mid-epoch, replays exactly what the uninterrupted run would have done:
     valid batch order  permutation seeded by (seed, epoch); arch step j of an epoch uses batch j
     augmentation       torch's global RNG of each process, saved in the checkpoint
 
-Under torchrun (`proxyless.distributed`) each global batch of those permutations is split across the
+Under torchrun (`proxyless.infra.distributed`) each global batch of those permutations is split across the
 processes, the paths of every step are checked to be the same on all of them, and only rank 0 writes.
 """
 
@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from proxyless.arch import save_arch
-from proxyless.atomic import atomic_write_text, remove_stale_temps
-from proxyless.checkpoint import load_checkpoint, save_checkpoint
-from proxyless.distributed import Dist, keyed_generator, restore_rng, rng_states
+from proxyless.infra.atomic import atomic_write_text, remove_stale_temps
+from proxyless.infra.checkpoint import load_checkpoint, save_checkpoint
+from proxyless.infra.distributed import Dist, keyed_generator, restore_rng, rng_states
 from proxyless.errors import NonFiniteLossError, UserError, check_field_types, check_positive_flags
-from proxyless.interrupt import StopSignals, stop_signals
-from proxyless.metrics import MetricsLog, run_logs
+from proxyless.infra.signals import StopSignals, stop_signals
+from proxyless.infra.metrics import MetricsLog, run_logs
 from proxyless.optim import make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
 from proxyless.search.strategies import ArchStrategy, entropy

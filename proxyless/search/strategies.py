@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from proxyless.arch import Arch
-from proxyless.distributed import Dist
+from proxyless.infra.distributed import Dist
 from proxyless.errors import NonFiniteLossError
 from proxyless.search.mixed_op import TwoPaths
 from proxyless.search.supernet import SuperNet

@@ -21,7 +21,7 @@ def run_logs(run_dir: str | Path, completed_epochs: int, tensorboard: bool, name
     """Where a run's per-epoch rows go: metrics.{jsonl,csv}, and a TensorBoard event file if asked for."""
     logs: list = [MetricsLog(run_dir, completed_epochs, name)]
     if tensorboard:
-        from proxyless.tensorboard import TensorBoardLog  # an optional dependency
+        from proxyless.infra.tensorboard import TensorBoardLog  # an optional dependency
         logs.append(TensorBoardLog(run_dir, completed_epochs))
     return logs
 

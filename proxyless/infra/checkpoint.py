@@ -9,16 +9,18 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from proxyless.arch import Arch
-from proxyless.atomic import atomic_torch_save, atomic_write
 from proxyless.errors import UserError
+from proxyless.infra.atomic import atomic_torch_save, atomic_write
+
+if TYPE_CHECKING:  # infra depends on no domain module at import time
+    from proxyless.arch import Arch
 
 CHECKPOINT_FORMAT = "proxyless-checkpoint/1"
 

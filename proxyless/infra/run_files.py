@@ -16,12 +16,13 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from proxyless.arch import Arch, load_arch
 from proxyless.errors import UserError
-from proxyless.ops import format_op
-from proxyless.space import SearchSpace
+
+if TYPE_CHECKING:  # infra depends on no domain module at import time (they use infra.atomic)
+    from proxyless.arch import Arch
+    from proxyless.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class RunFiles:
         """Each layer's candidate op names, in the order of the probabilities in arch_history.jsonl."""
         if self.space is None:
             return [[f"op {i}" for i in range(len(probs))] for probs in self.history[-1]["probs"]]
+        from proxyless.ops import format_op
+
         return [[format_op(op) for op in slot.candidates] for slot in self.space.layers()]
 
 
@@ -51,6 +54,9 @@ def read_run(run_dir: str | Path) -> RunFiles:
     if not path.is_dir():
         raise UserError(f"run directory '{path}' does not exist; pass the --out of a `proxyless train` or "
                         "`proxyless search`")
+    from proxyless.arch import load_arch  # the domain loads the arch and space (and itself uses infra)
+    from proxyless.space import SearchSpace
+
     metrics = read_metrics(path)
     if not metrics:
         raise UserError(f"'{path}' has no metrics (metrics.jsonl or metrics.csv with at least one epoch); "

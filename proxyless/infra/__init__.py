@@ -1,0 +1,54 @@
+"""Infrastructure the pipeline stands on, free of any search or network code.
+
+    atomic        files written to a temporary and renamed over the target; one-line JSON errors
+    checkpoint    checkpoints that load without running code; safetensors weights
+    signals       Ctrl-C / SIGTERM as a request to stop after the current step
+    distributed   torchrun: ranks, sharded batches, collectives, keyed RNG and its save/restore
+    device        --device names to torch devices
+    metrics       the per-epoch metrics log (CSV + JSON lines) and top-k counts
+    tensorboard   the same rows as TensorBoard scalars (optional install)
+    run_files     reading a run directory back (metrics, α history, arch, settings, latency)
+"""
+
+from proxyless.infra.atomic import atomic_torch_save, atomic_write, atomic_write_text, read_json, remove_stale_temps
+from proxyless.infra.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+)
+from proxyless.infra.device import resolve_device
+from proxyless.infra.distributed import Dist, RanksDisagree, keyed_generator, restore_rng, rng_states
+from proxyless.infra.metrics import MetricsLog, run_logs, topk_correct
+from proxyless.infra.run_files import RunFiles, read_run
+from proxyless.infra.signals import Interrupted, StopSignals, stop_signals
+
+__all__ = [
+    "CheckpointError",
+    "Dist",
+    "Interrupted",
+    "MetricsLog",
+    "RanksDisagree",
+    "RunFiles",
+    "StopSignals",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_text",
+    "keyed_generator",
+    "load_checkpoint",
+    "load_state",
+    "load_weights",
+    "read_json",
+    "read_run",
+    "remove_stale_temps",
+    "resolve_device",
+    "restore_rng",
+    "rng_states",
+    "run_logs",
+    "save_checkpoint",
+    "save_weights",
+    "stop_signals",
+    "topk_correct",
+]
