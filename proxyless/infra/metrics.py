@@ -1,13 +1,16 @@
-"""Accuracy helpers and the per-epoch metrics log (CSV + JSON lines, appended row by row)."""
+"""Accuracy helpers and the per-epoch metrics log (CSV + JSON lines, one row per epoch, written atomically)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from proxyless.infra.atomic import atomic_write_text, remove_stale_temps
 
 
 def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
@@ -32,13 +35,19 @@ class MetricsLog:
     Rows carry 1-based epoch numbers. Rows of epochs after `completed_epochs` (those of the
     checkpoint a run resumes from) are dropped first, so a run that was killed after logging but
     before checkpointing does not log an epoch twice; a fresh run (0) starts an empty log.
+
+    Both files are rewritten whole and renamed into place on every row (they hold one short row per
+    epoch), so a reader or a killed run sees the old file or the new one, never a half-written row.
     """
 
     def __init__(self, run_dir: str | Path, completed_epochs: int = 0, name: str = "metrics", csv: bool = True) -> None:
         self.jsonl = Path(run_dir) / f"{name}.jsonl"
         self.csv = Path(run_dir) / f"{name}.csv" if csv else None
+        for path in (self.jsonl, self.csv):
+            if path is not None:
+                remove_stale_temps(path)  # left by a run killed mid-write
         self.rows = [row for row in self.read() if row.get("epoch", 0) <= completed_epochs]
-        self._rewrite()
+        self._write()
 
     def read(self) -> list[dict[str, Any]]:
         if not self.jsonl.exists():
@@ -50,19 +59,17 @@ class MetricsLog:
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        with self.jsonl.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        self._write_csv()
+        self._write()
 
-    def _rewrite(self) -> None:
-        self.jsonl.write_text("".join(json.dumps(row) + "\n" for row in self.rows))
-        self._write_csv()
+    def _write(self) -> None:
+        atomic_write_text(self.jsonl, "".join(json.dumps(row) + "\n" for row in self.rows))
+        if self.csv is not None:
+            atomic_write_text(self.csv, self._csv_text())
 
-    def _write_csv(self) -> None:
-        if self.csv is None:
-            return
-        columns = list(dict.fromkeys(key for row in self.rows for key in row))
-        with self.csv.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
+    def _csv_text(self) -> str:
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))  # first-seen order
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return text.getvalue()
