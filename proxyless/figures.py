@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from proxyless.arch import Arch
+from proxyless.infra.extras import require
 from proxyless.ops import MBConv
 
 KERNEL_WIDTH = {3: 0.45, 5: 0.65, 7: 0.85}
@@ -29,8 +31,9 @@ OP_COLOURS = {  # (kernel, expand) -> colour; lighter for expand 3, darker for 6
 
 
 def _pyplot():
-    import matplotlib
-
+    """matplotlib.pyplot drawing to files (Agg). Called before any other matplotlib import, so that
+    without matplotlib the error is MissingExtra naming `proxyless[plot]`."""
+    matplotlib = require("matplotlib", "plot", "drawing figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -39,9 +42,8 @@ def _pyplot():
 
 def draw_archs(archs: Sequence[tuple[str, Arch]], path: str | Path, title: str = "") -> Path:
     """Draw `(label, arch)` rows side by side on the same layer axis and save a PNG to `path`."""
-    from matplotlib.patches import Patch, Rectangle
-
     plt = _pyplot()
+    from matplotlib.patches import Patch, Rectangle
     layers = max(arch.space.num_layers for _, arch in archs)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.42 * layers + 2.2), 0.95 * len(archs) + 1.3))
     for row, (label, arch) in enumerate(archs):
@@ -50,7 +52,8 @@ def draw_archs(archs: Sequence[tuple[str, Arch]], path: str | Path, title: str =
             if isinstance(op, MBConv):
                 width, height = KERNEL_WIDTH.get(op.kernel, 0.85), EXPAND_HEIGHT.get(op.expand, 0.85)
                 ax.add_patch(Rectangle((index - width / 2, y - height / 2), width, height,
-                                       facecolor=OP_COLOURS.get((op.kernel, op.expand), "0.5"), edgecolor="black", lw=0.6))
+                                       facecolor=OP_COLOURS.get((op.kernel, op.expand), "0.5"), edgecolor="black",
+                                       lw=0.6))
             else:  # zero: the layer is skipped
                 ax.add_patch(Rectangle((index - 0.3, y - 0.3), 0.6, 0.6, fill=False, edgecolor="0.6", ls="--", lw=0.6))
             if index > 0 and slot.block == 0:
@@ -116,10 +119,9 @@ def draw_alpha_heatmap(history: Sequence[dict], candidates: Sequence[Sequence[st
     and layers with and without `zero` (K = 7 or 6) read on one scale. The scale runs from 1/m to m,
     m the largest p·K seen (at least 1.05, so noise stays pale); losers below 1/m are clipped."""
     import numpy as np
+    plt = _pyplot()
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.ticker import MaxNLocator
-
-    plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     ratios = [np.array([row["probs"][layer] for row in history]).T * len(names)  # (candidates, epochs)
               for layer, names in enumerate(candidates)]
@@ -162,9 +164,8 @@ TOP1_CURVES = {"train_top1": "train", "test_top1": "test", "valid_top1_argmax": 
 
 def draw_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Loss (left) and top-1 in % (right) per epoch, for whichever of the known columns the rows have."""
-    from matplotlib.ticker import MaxNLocator
-
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     fig, (loss, top1) = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, curves, scale in ((loss, LOSS_CURVES, 1.0), (top1, TOP1_CURVES, 100.0)):
         for column, label in curves.items():
@@ -187,9 +188,8 @@ LATENCY_CURVES = {"expected_latency_ms": "expected under p (E[LAT])", "argmax_la
 
 def draw_latency(rows: Sequence[dict[str, Any]], target_ms: float | None, path: str | Path, title: str = "") -> Path:
     """A search's expected and argmax latency per epoch (ms), with the target as a dashed line."""
-    from matplotlib.ticker import MaxNLocator
-
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for column, label in LATENCY_CURVES.items():
         points = [(row["epoch"], row[column]) for row in rows if _is_number(row.get(column))]

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from proxyless.infra.atomic import atomic_write_text
 from proxyless.cli.common import add_command, resolve_arch
 from proxyless.errors import UserError
 from proxyless.export import format_of, read_exported, recorded_input_size
+from proxyless.infra.atomic import atomic_write_text
+from proxyless.infra.extras import require
 from proxyless.latency.keys import arch_keys
 from proxyless.latency.lut import load_lut, save_lut
 from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs, trimmed_stat
@@ -126,6 +127,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.samples <= 0 or args.calibrate < 0:
         raise UserError("--samples must be positive and --calibrate not negative")
     space = get_space(args.space or table.header.get("space", ""))
+    require("matplotlib", "plot", "lut validate's scatter plot")  # before minutes of measuring, not after
     report = validate_lut(table, space, args.samples, args.calibrate, args.seed, progress=not args.no_progress)
     out = Path(args.out)
     atomic_write_text(out / "validation.json", json.dumps(report.to_dict(), indent=1) + "\n")

@@ -21,6 +21,7 @@ from proxyless.infra.checkpoint import (
 )
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist, RanksDisagree, keyed_generator, restore_rng, rng_states
+from proxyless.infra.extras import MissingExtra, require
 from proxyless.infra.metrics import MetricsLog, run_logs, topk_correct
 from proxyless.infra.run_files import RunFiles, read_run
 from proxyless.infra.signals import Interrupted, StopSignals, stop_signals
@@ -30,6 +31,7 @@ __all__ = [
     "Dist",
     "Interrupted",
     "MetricsLog",
+    "MissingExtra",
     "RanksDisagree",
     "RunFiles",
     "StopSignals",
@@ -43,6 +45,7 @@ __all__ = [
     "read_json",
     "read_run",
     "remove_stale_temps",
+    "require",
     "resolve_device",
     "restore_rng",
     "rng_states",

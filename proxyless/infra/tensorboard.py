@@ -16,21 +16,22 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from proxyless.errors import UserError
+from proxyless.infra.extras import MissingExtra, require
 
 
-class TensorBoardUnavailable(UserError):
+class TensorBoardUnavailable(MissingExtra):
     """The tensorboard package is not installed."""
 
 
 def _summary_writer_class():
     try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # torch.utils.tensorboard raises it when the tensorboard package is missing
-        raise TensorBoardUnavailable('TensorBoard logging needs the tensorboard package: '
-                                     'pip install "proxyless[tensorboard]"') from None
+        require("tensorboard", "tensorboard", "TensorBoard logging")
+    except MissingExtra as err:
+        raise TensorBoardUnavailable(str(err)) from None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter
 
 
@@ -60,7 +61,7 @@ class TensorBoardLog:
     def close(self) -> None:
         self.writer.close()
 
-    def __enter__(self) -> TensorBoardLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from proxyless.arch import Arch
 from proxyless.infra.atomic import remove_stale_temps
+from proxyless.infra.extras import require
 from proxyless.infra.signals import stop_signals
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
@@ -105,9 +106,7 @@ def header_for(backend: str, config: MeasureConfig, space: SearchSpace) -> dict:
     threads = config.threads or torch.get_num_threads()
     versions = {"torch": torch.__version__, "python": platform.python_version()}
     if backend == "onnxruntime":
-        import onnxruntime
-
-        versions["onnxruntime"] = onnxruntime.__version__
+        versions["onnxruntime"] = require("onnxruntime", "onnx", "backend onnxruntime").__version__
     return {
         "backend": backend, "device": device_name(backend), "threads": threads, "batch": config.batch,
         "dtype": "float32", "space": space.name, "unit": "ms", "versions": versions,

@@ -17,7 +17,6 @@ Backends:
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import io
 import logging
 import statistics
@@ -30,8 +29,10 @@ import torch
 from torch import nn
 
 from proxyless.errors import UserError
+from proxyless.infra.extras import require
 
 BACKENDS = ("torch-cpu", "onnxruntime", "torch-cuda")
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the exporter needs the first two
 
 Timer = Callable[[int], float]  # calls -> median milliseconds of one call
 
@@ -45,10 +46,8 @@ def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise UserError(f"unknown latency backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "onnxruntime":
-        missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-        if missing:
-            raise BackendUnavailable(f"backend onnxruntime needs {', '.join(missing)}: "
-                                     f"pip install -c constraints.txt -e .")
+        for name in ONNX_PACKAGES:  # MissingExtra: pip install "proxyless[onnx]"
+            require(name, "onnx", "backend onnxruntime")
     if backend == "torch-cuda" and not torch.cuda.is_available():
         raise BackendUnavailable("backend torch-cuda needs a CUDA GPU, and torch sees none on this machine; "
                                  "use --backend torch-cpu or onnxruntime here")
@@ -92,7 +91,6 @@ def make_timer(module: nn.Module, input_shape: tuple[int, ...], backend: str, th
 
 def onnx_timer(path: str | Path, input_shape: tuple[int, ...], threads: int = 0, warmup_calls: int = 3) -> Timer:
     """A warmed-up onnxruntime timer of an exported `.onnx` file (its first input gets `input_shape`)."""
-    check_backend("onnxruntime")
     try:
         model = Path(path).read_bytes()
     except OSError as err:
@@ -118,6 +116,8 @@ def loaded_timer(module: Callable[[torch.Tensor], torch.Tensor], input_shape: tu
 
 def export_onnx(module: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
     """`module` (eval mode) as ONNX bytes, exported by torch's default (dynamo) exporter."""
+    for name in ONNX_PACKAGES[:2]:  # torch.onnx's exporter imports them
+        require(name, "onnx", "ONNX export")
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     buffer = io.BytesIO()
     # torch.onnx warns about torchvision ops it cannot register, which we never use; onnxscript's
@@ -151,8 +151,7 @@ def _torch_call(module: nn.Module, input_shape: tuple[int, ...], device: torch.d
 def onnxruntime_session(model: bytes, threads: int = 0):
     """A CPU `onnxruntime.InferenceSession` of ONNX bytes with every graph optimisation on (BN folding,
     fusion): the session both timing and `proxyless export --verify-onnxruntime` run."""
-    import onnxruntime as ort
-
+    ort = require("onnxruntime", "onnx", "running an ONNX model")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -160,7 +159,7 @@ def onnxruntime_session(model: bytes, threads: int = 0):
     options.log_severity_level = 3
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types for unreadable models
+    except Exception as err:  # noqa: BLE001 (onnxruntime raises its own exception types for unreadable models)
         raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}") from None
 
 

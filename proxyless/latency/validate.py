@@ -22,8 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from proxyless.arch import Arch
-from proxyless.infra.atomic import atomic_write
 from proxyless.errors import UserError
+from proxyless.infra.atomic import atomic_write
+from proxyless.infra.extras import require
 from proxyless.latency.lut import LatencyTable
 from proxyless.latency.measure import MeasureConfig, measure_archs
 from proxyless.latency.predict import Calibration, calibration_of, predict_latency
@@ -148,8 +149,7 @@ def validate_lut(lut: LatencyTable, space: SearchSpace, samples: int = 50, calib
 
 def plot_scatter(report: ValidationReport, path: str | Path) -> Path:
     """Predicted vs measured latency of the validation networks, with the ±10% band, as a PNG."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plot", "the validation scatter plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
