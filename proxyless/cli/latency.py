@@ -19,7 +19,7 @@ from proxyless.latency.keys import arch_keys
 from proxyless.latency.lut import load_lut, save_lut
 from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs, trimmed_stat
 from proxyless.latency.predict import predict_latency
-from proxyless.latency.runners import loaded_timer, onnx_timer
+from proxyless.latency.runners import loaded_timer, onnx_timer, steady_memory
 from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut
 from proxyless.space import get_space
 
@@ -172,13 +172,14 @@ def _measure_exported(args: argparse.Namespace, config: MeasureConfig) -> int:
         raise UserError(f"--{'onnx' if args.onnx else 'exported'} needs --input-size (the exported model's "
                         f"image size) when no {Path(path).parent / 'export.json'} records it")
     shape = (args.batch_size, 3, size, size)
-    if fmt == "onnx":
-        timer, how = onnx_timer(path, shape, args.threads), "onnxruntime"
-    else:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        timer, how = loaded_timer(read_exported(path, fmt), shape), f"{fmt}, torch-cpu"
-    stat = trimmed_stat([timer(config.calls_per_sample) for _ in range(args.rounds)])  # as measure_archs does
+    if args.threads and fmt != "onnx":
+        torch.set_num_threads(args.threads)
+    with steady_memory():  # as measure_archs times its nets
+        if fmt == "onnx":
+            timer, how = onnx_timer(path, shape, args.threads), "onnxruntime"
+        else:
+            timer, how = loaded_timer(read_exported(path, fmt), shape), f"{fmt}, torch-cpu"
+        stat = trimmed_stat([timer(config.calls_per_sample) for _ in range(args.rounds)])  # as measure_archs does
     print(f"{Path(path).name}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({how}, batch "
           f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, input {size} px)")
     return 0

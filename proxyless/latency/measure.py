@@ -5,7 +5,8 @@ and records the median of a few calls (see `runners` for the backends). Interlea
 of a shared machine over all items alike. An item is done once it has `min_rounds` samples and the
 standard error of its mean is below `rel_error` of the mean (or after `max_rounds`). `build_lut` saves
 the table atomically after every round with running statistics (and on Ctrl-C or SIGTERM, after the
-current sample), so an interrupted or killed build resumes where it stopped.
+current sample), so an interrupted or killed build resumes where it stopped. Both measure inside
+`runners.steady_memory()`, which sets glibc's default allocator thresholds again when they return.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from proxyless.infra.extras import require
 from proxyless.infra.signals import stop_signals
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
-from proxyless.latency.runners import BACKENDS, Timer, check_backend, make_timer
+from proxyless.latency.runners import BACKENDS, Timer, check_backend, make_timer, steady_memory
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
 from proxyless.net import build_net
 from proxyless.space import SearchSpace
@@ -133,7 +134,7 @@ def build_lut(space: SearchSpace, out: str | Path, backend: str = "torch-cpu", c
         return f"saved {out} with {done} of {len(keys)} ops measured to the end"
 
     with tqdm(total=len(keys), desc=f"lut {backend}", unit="op", disable=not progress) as bar, \
-            stop_signals() as stop:  # Ctrl-C: the samples so far are saved, then Interrupted
+            stop_signals() as stop, steady_memory():  # Ctrl-C: the samples so far are saved, then Interrupted
         interleave(keys, lambda key: key_timer(key, config), table.entries, config, bar,
                    after_round=save_progress, after_sample=lambda: stop.check(save_progress))
     save_lut(table, out)
@@ -164,7 +165,7 @@ def measure_archs(archs: Sequence[Arch], backend: str, config: MeasureConfig = M
 
         return record
 
-    with tqdm(total=len(archs), desc=f"measure {backend}", unit="net", disable=not progress) as bar:
+    with tqdm(total=len(archs), desc=f"measure {backend}", unit="net", disable=not progress) as bar, steady_memory():
         interleave(range(len(archs)), recording_timer_for, {}, config, bar)
     return [trimmed_stat(rounds[i]) for i in range(len(archs))]
 

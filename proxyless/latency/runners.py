@@ -20,10 +20,12 @@ import ctypes
 import io
 import logging
 import statistics
+import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -53,34 +55,67 @@ def check_backend(backend: str) -> None:
                                  "use --backend torch-cpu or onnxruntime here")
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory in the process instead of returning it to the OS (once per process).
+@contextmanager
+def steady_memory() -> Iterator[bool]:
+    """While inside, glibc keeps freed memory in the process instead of returning it to the OS.
 
     A network running in a loop reuses its activation buffers; an op timed alone does not: by default
     glibc hands each freed multi-megabyte buffer back to the OS, and the next call pays a page fault per
     4 KiB touched. Measured here: an MBConv k3 e6 at 112 px took 5.5 ms that way and 2.8 ms with the
     memory kept, which made per-op sums of 224 px nets 1.5x the whole nets. Fixed thresholds put ops
-    and whole networks in the same steady state. Returns False where there is no glibc.
+    and whole networks in the same steady state, so whatever times them (`build_lut`, `measure_archs`)
+    runs inside this.
+
+    On leaving the outermost one, glibc's default thresholds (128 KiB) are set again and the kept memory
+    is handed back (malloc_trim). glibc has no way to turn its dynamic threshold (which grows after large
+    frees) back on, so the rest of the process runs with the fixed defaults. Yields False where there is
+    no glibc (nothing is changed there).
     """
-    global _KEPT
-    if _KEPT is None:
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
-            _KEPT = bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 31))
-        except (OSError, AttributeError):
-            _KEPT = False
-    return _KEPT
+    libc = _glibc()
+    with _ALLOCATOR.lock:
+        _ALLOCATOR.depth += 1
+        kept = libc is not None and _set_thresholds(libc, mmap=1 << 30, trim=1 << 31)
+    try:
+        yield kept
+    finally:
+        with _ALLOCATOR.lock:
+            _ALLOCATOR.depth -= 1
+            if libc is not None and _ALLOCATOR.depth == 0:
+                _set_thresholds(libc, mmap=GLIBC_DEFAULT_THRESHOLD, trim=GLIBC_DEFAULT_THRESHOLD)
+                libc.malloc_trim(0)
 
 
-_KEPT: bool | None = None
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # DEFAULT_MMAP_THRESHOLD_MIN and DEFAULT_TRIM_THRESHOLD in glibc's malloc.c
+
+
+class _Allocator:
+    """How many `steady_memory` scopes are open: glibc's allocator is one per process, so is this count."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+
+
+_ALLOCATOR = _Allocator()
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None  # glibc, not musl
+
+
+def _set_thresholds(libc: ctypes.CDLL, mmap: int, trim: int) -> bool:
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap) and libc.mallopt(M_TRIM_THRESHOLD, trim))
 
 
 def make_timer(module: nn.Module, input_shape: tuple[int, ...], backend: str, threads: int = 0,
                warmup_calls: int = 3) -> Timer:
     """A warmed-up timer of `module` (put in eval mode) on inputs of `input_shape` (B, C, H, W)."""
     check_backend(backend)
-    keep_freed_memory()
     module = module.eval()
     if backend == "onnxruntime":
         run = _onnxruntime_call(export_onnx(module, torch.randn(input_shape)), input_shape, threads)
@@ -104,7 +139,6 @@ def loaded_timer(module: Callable[[torch.Tensor], torch.Tensor], input_shape: tu
 
     It is called as it was saved, on a contiguous (B, C, H, W) input: a torch.export program cannot
     change mode or memory layout after export, so neither kind is put into eval mode or channels-last."""
-    keep_freed_memory()
     x = torch.randn(input_shape)
 
     @torch.inference_mode()
