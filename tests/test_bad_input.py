@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_table, tiny32_space
 from PIL import Image
+from test_data import write_mixed_folder
 
 from proxyless.arch import save_arch
 from proxyless.cli import main
@@ -31,12 +33,10 @@ from proxyless.data.cache import CACHE_ENV
 from proxyless.latency.lut import LatencyTable, save_lut
 from proxyless.latency.predict import LatencyModel
 from proxyless.zoo import get_zoo_arch
-from test_data import write_mixed_folder
-from test_search_latency import SPACE, synthetic_table
 
 ZOO = "mobilenetv2_0.35"
 CACHE = "cache"  # under {w}: the decode cache the data loader fills, left out of the snapshots
-SPACE2 = replace(SPACE, num_classes=2)  # the classes of {w}/imgs: no "classifier set to the data's" line
+SPACE2 = tiny32_space(num_classes=2)  # the classes of {w}/imgs: no "classifier set to the data's" line
 FASTEST, SLOWEST = reachable(LatencyModel(SPACE2, synthetic_table(SPACE2)))
 MID = f"{(FASTEST + SLOWEST) / 2:.4f}ms"  # a reachable target on the tables of SPACE2
 

@@ -19,7 +19,10 @@ from proxyless.infra.distributed import Dist, RanksDisagree
 from proxyless.latency.lut import save_lut
 
 from test_faults import checkpoint_position, signal_after_progress
-from test_search_latency import SPACE, synthetic_table
+from helpers import synthetic_table, tiny32_space
+
+SPACE = tiny32_space()
+
 
 def _collectives(rank: int, init_file: str, results) -> None:
     torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)

@@ -5,20 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import tiny32_space
 
 from proxyless.arch import Arch, save_arch
-from proxyless.infra.checkpoint import save_checkpoint, save_weights
 from proxyless.cli import main
 from proxyless.export import ExportError, export_net, format_of, load_trained, read_exported
+from proxyless.infra.checkpoint import save_checkpoint, save_weights
 from proxyless.net import build_net
-from proxyless.ops import parse_op
-from proxyless.space import SearchSpace, Stage
 
-SPACE = SearchSpace(
-    name="tiny32", input_size=32, stem_channels=8, stem_stride=2, first_block_channels=8,
-    stages=(Stage(8, 2, 2), Stage(16, 2, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e6")),
-    feature_mix_channels=32, num_classes=10,
-)
+SPACE = tiny32_space()
 ARCH = Arch.from_strings(SPACE, ["mb_k3_e3", "mb_k5_e6", "mb_k5_e6", "mb_k3_e3"], name="tiny")
 OTHER = Arch.from_strings(SPACE, ["mb_k5_e6", "mb_k3_e3", "mb_k3_e3", "mb_k5_e6"], name="other")
 

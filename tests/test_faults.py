@@ -28,24 +28,13 @@ from proxyless.data import load_splits
 from proxyless.infra.signals import Interrupted, stop_signals
 from proxyless.latency.lut import load_lut
 from proxyless.space import get_space
+from helpers import tiny32_space
 from test_data import write_cifar
 
 FAULT_SEED = int(os.environ.get("FAULT_SEED", "7"))
 CRASH_CHILD = Path(__file__).with_name("crash_child.py")
 PROXYLESS = [sys.executable, "-m", "proxyless"]
-TINY_SPACE = """\
-name: tiny-cifar
-input_size: 32
-stem_channels: 8
-stem_stride: 2
-first_block_channels: 8
-stages:
-  - {width: 8, depth: 2, stride: 2}
-  - {width: 16, depth: 2, stride: 2}
-candidates: [mb_k3_e3, mb_k5_e3]
-feature_mix_channels: 32
-num_classes: 10
-"""
+TINY_SPACE = json.dumps(tiny32_space(("mb_k3_e3", "mb_k5_e3"), name="tiny-cifar").to_dict())  # JSON is YAML
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 import itertools
-import math
 import json
+import math
 
 import pytest
 import torch
+from helpers import tiny_space
 
 from proxyless.arch import Arch
 from proxyless.latency import measure
@@ -12,15 +13,10 @@ from proxyless.latency.loss import AdaptiveWeight, LatencyLoss
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
 from proxyless.latency.measure import MeasureConfig, build_lut, merge
 from proxyless.latency.predict import LatencyModel, expected_latency, predict_latency
-from proxyless.ops import parse_op
 from proxyless.search.supernet import SuperNet
-from proxyless.space import PROXYLESS_CIFAR, SearchSpace, Stage
+from proxyless.space import PROXYLESS_CIFAR, dump_space
 
-TINY = SearchSpace(
-    name="tiny", input_size=16, stem_channels=8, stem_stride=2, first_block_channels=8,
-    stages=(Stage(8, 2, 1), Stage(16, 1, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e6")),
-    feature_mix_channels=16, num_classes=4,
-)
+TINY = tiny_space()
 CONTEXT = Context(batch=1, backend="torch-cpu")
 
 
@@ -185,24 +181,11 @@ def test_build_lut_measures_and_resumes_after_interruption(tmp_path, monkeypatch
         build_lut(TINY, out, config=MeasureConfig(batch=8), progress=False)
 
 
-TINY_SPACE_YAML = """\
-name: tiny
-input_size: 16
-stem_channels: 8
-stem_stride: 2
-first_block_channels: 8
-stages: [{width: 8, depth: 2, stride: 1}, {width: 16, depth: 1, stride: 2}]
-candidates: [mb_k3_e3, mb_k5_e6]
-feature_mix_channels: 16
-num_classes: 4
-"""
-
-
 def test_cli_lut_build_show_and_predict(tmp_path, capsys):
     from proxyless.arch import save_arch
     from proxyless.cli import main
 
-    (tmp_path / "space.yaml").write_text(TINY_SPACE_YAML)
+    dump_space(TINY, tmp_path / "space.yaml")
     out = tmp_path / "lut.json"
     assert main(["lut", "build", "--space", str(tmp_path / "space.yaml"), "--out", str(out), "--no-progress"]) == 0
     assert main(["lut", "show", str(out)]) == 0

@@ -176,7 +176,7 @@ def test_load_lut_reports_malformed_yaml_file(tmp_path: Path) -> None:
         load_lut(path)
 
 
-def test_search_for_the_pixel1_with_the_imported_table(table, tmp_path, capsys, monkeypatch) -> None:
+def test_search_for_the_pixel1_with_the_imported_table(table, tmp_path, capsys, monkeypatch, sample_splits) -> None:
     """A hardware-aware search of proxyless-imagenet for the phone, on real images resized to 224 px."""
     import json
 
@@ -184,11 +184,10 @@ def test_search_for_the_pixel1_with_the_imported_table(table, tmp_path, capsys, 
 
     from proxyless.cli import main
     from proxyless.cli.search_latency import reachable
-    from proxyless.data import load_splits
     from proxyless.latency.predict import LatencyModel
 
     monkeypatch.setenv("PROXYLESS_CACHE", str(tmp_path / "cache"))
-    sample = load_splits("sample", 32, progress=False).train
+    sample = sample_splits.train
     for i in range(30):  # 30 real CIFAR-10 images as a tiny ImageFolder
         image, label = sample.images[sample.indices[i]], int(sample.labels[sample.indices[i]])
         folder = tmp_path / "data" / f"class{label}"

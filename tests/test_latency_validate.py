@@ -7,6 +7,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_space
 
 from proxyless.arch import Arch, save_arch
 from proxyless.cli import main
@@ -17,14 +18,8 @@ from proxyless.latency.predict import Calibration, predict_latency
 from proxyless.latency.runners import BackendUnavailable, check_backend, export_onnx, make_timer
 from proxyless.latency.validate import fit_calibration, random_archs, rank_correlation, validate_lut
 from proxyless.net import build_net
-from proxyless.ops import parse_op
-from proxyless.space import SearchSpace, Stage
 
-TINY = SearchSpace(
-    name="tiny", input_size=16, stem_channels=8, stem_stride=2, first_block_channels=8,
-    stages=(Stage(8, 2, 1), Stage(16, 1, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e6")),
-    feature_mix_channels=16, num_classes=4,
-)
+TINY = tiny_space()
 QUICK = MeasureConfig(batch=1, calls_per_sample=2, warmup_calls=1, min_rounds=2, max_rounds=2)
 
 

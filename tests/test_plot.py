@@ -4,32 +4,20 @@ import json
 
 import pytest
 import torch
+from helpers import synthetic_table, tiny32_space
 from PIL import Image
 from torch.utils.data import Subset
 
 from proxyless.arch import Arch
 from proxyless.cli import main
 from proxyless.cli.search_latency import reachable
-from proxyless.data import Splits, load_splits
-from proxyless.latency.keys import Context, all_keys
-from proxyless.latency.lut import LatencyTable, Stat, save_lut
+from proxyless.data import Splits
+from proxyless.latency.lut import save_lut
 from proxyless.latency.predict import LatencyModel
 from proxyless.net import build_net
-from proxyless.ops import parse_op
-from proxyless.space import SearchSpace, Stage
 from proxyless.train import TrainConfig, Trainer
 
-SPACE = SearchSpace(
-    name="tiny32", input_size=32, stem_channels=8, stem_stride=2, first_block_channels=8,
-    stages=(Stage(8, 2, 2), Stage(16, 2, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e6")),
-    feature_mix_channels=32, num_classes=10,
-)
-
-
-def synthetic_table():
-    """Made-up latencies growing with kernel · expansion: no timing needed to search against them."""
-    entries = {key: Stat(0.1 + 0.02 * key.kernel * key.expand, 0.0, 3) for key in all_keys(SPACE, Context(batch=1))}
-    return LatencyTable({"backend": "torch-cpu", "batch": 1, "dtype": "float32", "threads": 1}, entries)
+SPACE = tiny32_space()
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +35,8 @@ def search_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def train_run(tmp_path_factory):
-    full = load_splits("sample", 32, progress=False)
+def train_run(tmp_path_factory, sample_splits):
+    full = sample_splits
     splits = Splits(Subset(full.train, range(0, 5000, 40)), None, Subset(full.test, range(0, 1000, 20)),
                     full.classes, 32, "tiny sample")
     arch = Arch.from_strings(SPACE, ["mb_k3_e3", "zero", "mb_k5_e6", "mb_k3_e3"], name="tiny")

@@ -21,6 +21,7 @@ import math
 from typing import Any, Callable
 
 import pytest
+from helpers import tiny_space
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -241,7 +242,7 @@ def test_load_arch_robust(workdir, content: bytes) -> None:
     user_error_or(lambda: load_arch(path))
 
 
-TINY = SearchSpace("tiny", 16, 8, 2, 8, (Stage(8, 2, 1), Stage(16, 1, 2)), (MBConv(3, 3), MBConv(5, 6)), 16, 4)
+TINY = tiny_space()
 LEGACY_DICT = legacy_from_net(build_net(Arch(TINY, (MBConv(3, 3), Zero(), MBConv(5, 6)), "tiny")))
 
 

@@ -4,23 +4,19 @@ import copy
 
 import pytest
 import torch
+from helpers import tiny_space
 
 from proxyless.errors import NonFiniteLossError
+from proxyless.net import build_net
 from proxyless.ops import Zero, parse_op
-from proxyless.search.derive import derive_arch, inherit_weights
+from proxyless.search.derive import argmax_rule, inherit_weights
 from proxyless.search.loop import SearchConfig, Searcher
 from proxyless.search.mixed_op import TwoPaths, binary_connect
 from proxyless.search.strategies import GradientStrategy, ReinforceStrategy, frozen
 from proxyless.search.supernet import SuperNet
-from proxyless.net import build_net
-from proxyless.space import SearchSpace, Stage
 
 # 8 px input; layers 0 and 1 keep their shape (3 candidates: two MBConv + zero), layer 2 does not.
-TINY = SearchSpace(
-    name="tiny", input_size=8, stem_channels=8, stem_stride=1, first_block_channels=8,
-    stages=(Stage(8, 2, 1), Stage(16, 1, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e3")),
-    feature_mix_channels=16, num_classes=4,
-)
+TINY = tiny_space(("mb_k3_e3", "mb_k5_e3"), input_size=8, stem_stride=1)
 
 
 def tiny_supernet(seed=0, dtype=torch.float32):
@@ -171,7 +167,7 @@ def test_reinforce_raises_probability_of_rewarded_path():
 
 def test_derive_picks_the_argmax_and_inherits_its_weights():
     net = tiny_supernet()
-    arch = derive_arch(net)
+    arch = net.arch_of(argmax_rule(net)[0])
     assert [m.specs.index(op) for m, op in zip(net.mixed_ops(), arch.ops)] == [int(p.argmax()) for p in net.probs()]
     standalone = build_net(arch)
     inherit_weights(net, standalone)

@@ -5,34 +5,21 @@ from dataclasses import replace
 
 import pytest
 import torch
+from helpers import synthetic_table, tiny32_space
 from PIL import Image
 
 from proxyless.cli import main
 from proxyless.cli.search_latency import parse_target, reachable
-from proxyless.latency.keys import Context, all_keys
 from proxyless.latency.loss import LatencyLoss
-from proxyless.latency.lut import LatencyTable, Stat, save_lut
+from proxyless.latency.lut import save_lut
 from proxyless.latency.measure import MeasureConfig, build_lut
 from proxyless.latency.predict import LatencyModel
-from proxyless.ops import parse_op
 from proxyless.search.objective import LatencyObjective, LatencyReward
 from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
-from proxyless.space import SearchSpace, Stage
 
 # 32 px and 10 classes: searchable on the embedded CIFAR-10 sample
-SPACE = SearchSpace(
-    name="tiny32", input_size=32, stem_channels=8, stem_stride=2, first_block_channels=8,
-    stages=(Stage(8, 2, 2), Stage(16, 2, 2)), candidates=(parse_op("mb_k3_e3"), parse_op("mb_k5_e6")),
-    feature_mix_channels=32, num_classes=10,
-)
-
-
-def synthetic_table(space=SPACE):
-    """Distinct made-up latencies growing with kernel · expansion (k5e6 is the slow op)."""
-    context = Context(batch=1)
-    entries = {key: Stat(0.1 + 0.02 * key.kernel * key.expand, 0.0, 3) for key in all_keys(space, context)}
-    return LatencyTable({"backend": "torch-cpu", "batch": 1, "dtype": "float32", "threads": 1}, entries)
+SPACE = tiny32_space()
 
 
 def objective_for(supernet, target, kind="add", weight=0.1, rate=0.5):

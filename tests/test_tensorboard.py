@@ -57,10 +57,12 @@ def test_missing_package_names_the_extra(monkeypatch, tmp_path):
 def test_train_and_search_write_event_files_with_tensorboard(tmp_path):
     import json
 
+    from helpers import tiny32_space
+
     from proxyless.arch import Arch, save_arch
     from proxyless.cli import main
-    from test_search_latency import SPACE
 
+    SPACE = tiny32_space()
     save_arch(Arch(SPACE, (SPACE.layers()[0].candidates[0],) * SPACE.num_layers, "tiny"), tmp_path / "arch.json")
     assert main(["train", "--arch", str(tmp_path / "arch.json"), "--epochs", "2", "--batch-size", "64",
                  "--no-progress", "--tensorboard", "--out", str(tmp_path / "train")]) == 0

@@ -1,0 +1,46 @@
+"""What several test modules share: the tiny search spaces and a made-up latency table.
+
+Import with `from helpers import ...` (pytest puts `tests/` on the path, as for `conftest.py`).
+A test that needs a variant passes the difference, e.g. `tiny_space(candidates, input_size=8)`, so the
+difference stays visible where it matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from proxyless.latency.keys import Context, all_keys
+from proxyless.latency.lut import LatencyTable, Stat
+from proxyless.ops import parse_op
+from proxyless.space import SearchSpace, Stage
+
+OPS = ("mb_k3_e3", "mb_k5_e6")
+
+
+def tiny_space(candidates: tuple[str, ...] = OPS, **changes: Any) -> SearchSpace:
+    """16 px, 4 classes, three layers (8 ch twice at stride 1, then 16 ch at stride 2): quick to time."""
+    space = SearchSpace(
+        name="tiny", input_size=16, stem_channels=8, stem_stride=2, first_block_channels=8,
+        stages=(Stage(8, 2, 1), Stage(16, 1, 2)), candidates=tuple(parse_op(op) for op in candidates),
+        feature_mix_channels=16, num_classes=4,
+    )
+    return replace(space, **changes)
+
+
+def tiny32_space(candidates: tuple[str, ...] = OPS, **changes: Any) -> SearchSpace:
+    """32 px, 10 classes, four layers: searchable and trainable on the embedded CIFAR-10 sample."""
+    space = SearchSpace(
+        name="tiny32", input_size=32, stem_channels=8, stem_stride=2, first_block_channels=8,
+        stages=(Stage(8, 2, 2), Stage(16, 2, 2)), candidates=tuple(parse_op(op) for op in candidates),
+        feature_mix_channels=32, num_classes=10,
+    )
+    return replace(space, **changes)
+
+
+def synthetic_table(space: SearchSpace | None = None) -> LatencyTable:
+    """Distinct made-up latencies growing with kernel · expansion (k5e6 is the slow op), batch 1, for
+    every key of `space` (default `tiny32_space()`): no timing needed to search against them."""
+    space = tiny32_space() if space is None else space
+    entries = {key: Stat(0.1 + 0.02 * key.kernel * key.expand, 0.0, 3) for key in all_keys(space, Context(batch=1))}
+    return LatencyTable({"backend": "torch-cpu", "batch": 1, "dtype": "float32", "threads": 1}, entries)
