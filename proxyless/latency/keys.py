@@ -10,7 +10,7 @@ dropout + linear; `input_size` is the map it pools).  `zero` ops have no key: th
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from proxyless.arch import Arch
@@ -120,7 +120,3 @@ def arch_keys(arch: Arch, context: Context) -> list[OpKey]:
     """The keys whose latencies add up to `arch`'s (fixed parts, then each non-zero layer)."""
     layer_keys = [op_key(slot, op, context) for slot, op in zip(arch.space.layers(), arch.ops)]
     return fixed_keys(arch.space, context) + [k for k in layer_keys if k is not None]
-
-
-def with_context(key: OpKey, context: Context) -> OpKey:
-    return replace(key, **asdict(context))

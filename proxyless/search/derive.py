@@ -1,14 +1,15 @@
 """Path-level pruning: keep each layer's most probable candidate.
 
-`derive_arch` gives the `Arch` (the only thing retraining needs); `inherit_weights` optionally copies
-the supernet's weights of the kept paths into a standalone network as a starting point.
+A derive rule picks one candidate per layer (`argmax_rule` by default; a latency target has its own)
+and `SuperNet.arch_of` turns those indices into the `Arch`, the only thing retraining needs;
+`inherit_weights` optionally copies the supernet's weights of the kept paths into a standalone network
+as a starting point.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from proxyless.arch import Arch
 from proxyless.layers import Residual
 from proxyless.net import ProxylessNet
 from proxyless.search.supernet import SuperNet
@@ -17,11 +18,6 @@ from proxyless.search.supernet import SuperNet
 def argmax_rule(supernet: SuperNet) -> tuple[list[int], str]:
     """The default derive rule: each layer's most probable candidate (a latency target has its own)."""
     return supernet.argmax(), "argmax"
-
-
-def derive_arch(supernet: SuperNet, name: str = "") -> Arch:
-    """The architecture of the argmax path of every layer."""
-    return supernet.arch_of(argmax_rule(supernet)[0], name)
 
 
 def inherit_weights(supernet: SuperNet, net: ProxylessNet) -> None:

@@ -84,11 +84,9 @@ class MixedOp(nn.Module):
         return isinstance(self.specs[index], Zero)
 
     def run_op(self, index: int, x: torch.Tensor) -> torch.Tensor | None:
-        """Output of one candidate; None for `zero` (nothing to add to the shortcut)."""
+        """Single path: the output of candidate `index` alone; None for `zero` (nothing to add to the
+        shortcut).  The two-path and full forwards are built from it."""
         return None if self.is_zero(index) else self.candidates[index](x)
-
-    def forward_single(self, x: torch.Tensor, index: int) -> torch.Tensor | None:
-        return self.run_op(index, x)
 
     def forward_two_paths(self, x: torch.Tensor, paths: TwoPaths) -> torch.Tensor:
         """Binary-gated output; the gradient w.r.t. α flows through `_BinaryGates`."""

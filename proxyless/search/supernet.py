@@ -41,7 +41,7 @@ class SuperBlock(nn.Module):
         elif choice is None:
             out = self.mixed.forward_full(x)
         else:
-            out = self.mixed.forward_single(x, choice)
+            out = self.mixed.run_op(choice, x)
         if out is None:  # single path through `zero`: the block is its shortcut
             return x
         return x + out if self.shortcut else out
