@@ -40,13 +40,13 @@ class _BinaryGates(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, alpha, active_out, inactive_out, indices):  # noqa: D102 - autograd protocol
+    def forward(ctx, alpha, active_out, inactive_out, indices):
         ctx.save_for_backward(alpha, active_out, inactive_out)
         ctx.indices = indices  # (active, inactive)
         return active_out.view_as(active_out)
 
     @staticmethod
-    def backward(ctx, grad_y):  # noqa: D102
+    def backward(ctx, grad_y):
         alpha, active_out, inactive_out = ctx.saved_tensors
         index = torch.tensor(ctx.indices, device=alpha.device)
         grad_gates = torch.stack([(grad_y * active_out).sum(), (grad_y * inactive_out).sum()]).to(alpha.dtype)

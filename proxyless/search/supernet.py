@@ -12,7 +12,7 @@ Module names match `ProxylessNet`, so a derived network can inherit the supernet
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
