@@ -180,7 +180,8 @@ ROWS = [
     row("fixed 32 px data, 224 px arch", "train --arch {w}/arch224.json --data sample --out {t}/run",
         "fixed 32×32 images", "expects 224 px"),
     row("arch for other classes", "train --arch {w}/arch10.json --data {w}/imgs --out {t}/run",
-        "expects 32 px images and 10 classes", "the data has 32 px and 2 classes", "proxyless zoo build"),
+        "expects 32 px images and 10 classes", "the data has 32 px and 2 classes",
+        "proxyless zoo build NAME --image-size 32 --num-classes 2"),
     row("eval: arch for other classes", "eval --arch {w}/arch10.json --weights {w}/train_run/weights.safetensors "
         "--data {w}/imgs", "weights of another architecture", "first classifier.bias: 2 in the file, 10 in the network"),
     # arch.json
@@ -208,7 +209,7 @@ ROWS = [
     row("table of another space (predict)", "latency predict --arch {w}/arch.json --lut {w}/lut.json",
         "the table (torch-cpu) lacks", "of the ops of mobilenetv2_0.35",
         "use a table built for its space (mobilenetv2_0.35, 32 px) with `proxyless lut build`"),
-    row("missing table", "lut show {w}/nope_lut.json", "nope_lut.json", "does not exist"),
+    row("missing table", "lut show --lut {w}/nope_lut.json", "nope_lut.json", "does not exist"),
     row("resume a table of another batch", "lut build --space {w}/space.json --batch-size 8 --out {w}/lut.json",
         "lut.json holds a table for", "batch=1", "cannot be resumed as", "batch=8", "choose another --out"),
     row("resume a table that is not JSON", "lut build --space {w}/space.json --out {w}/bad_lut.json",

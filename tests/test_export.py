@@ -139,10 +139,10 @@ def _bad_inputs(run_dir, tmp_path):
         "suffix of another format": (export_argv(run_dir, "torch-export", "--out", tmp_path / "m.onnx"),
                                      "would be read back as onnx"),
         "negative tolerance": (export_argv(run_dir, "torchscript", "--tolerance", "-1"), "--tolerance must be"),
-        "unreadable exported file": (["latency", "measure", "--exported", tmp_path / "junk.pt2", "--input-size", "32"],
+        "unreadable exported file": (["latency", "measure", "--exported", tmp_path / "junk.pt2", "--image-size", "32"],
                                      "cannot load it as torch-export"),
         "exported file without its size": (["latency", "measure", "--exported", tmp_path / "junk.pt2"],
-                                           "needs --input-size"),
+                                           "needs --image-size"),
         "missing exported file": (["latency", "measure", "--exported", tmp_path / "nope.pt2"], "does not exist"),
     }
 

@@ -188,7 +188,7 @@ def test_cli_lut_build_show_and_predict(tmp_path, capsys):
     dump_space(TINY, tmp_path / "space.yaml")
     out = tmp_path / "lut.json"
     assert main(["lut", "build", "--space", str(tmp_path / "space.yaml"), "--out", str(out), "--no-progress"]) == 0
-    assert main(["lut", "show", str(out)]) == 0
+    assert main(["lut", "show", "--lut", str(out)]) == 0
     assert "entries: " in capsys.readouterr().out
     arch = Arch(TINY, tuple(slot.candidates[1] for slot in TINY.layers()))
     save_arch(arch, tmp_path / "arch.json")

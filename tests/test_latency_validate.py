@@ -115,13 +115,14 @@ def test_lut_validate_and_latency_measure_commands(tmp_path, capsys):
     assert main(["latency", "measure", "--arch", str(tmp_path / "arch.json"), "--rounds", "2", "--threads", "1"]) == 0
     assert " ms (torch-cpu, batch 1, 2 rounds" in capsys.readouterr().out
     (tmp_path / "net.onnx").write_bytes(export_onnx(build_net(arch), torch.randn(1, 3, 16, 16)))
-    assert main(["latency", "measure", "--onnx", str(tmp_path / "net.onnx"), "--input-size", "16", "--rounds", "2"]) == 0
+    onnx = str(tmp_path / "net.onnx")
+    assert main(["latency", "measure", "--onnx", onnx, "--image-size", "16", "--rounds", "2"]) == 0
     assert "net.onnx: " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["latency", "measure", "--onnx", "missing.onnx", "--input-size", "16"], "cannot read the ONNX file"),
-    (["latency", "measure", "--onnx", "x.onnx"], "needs --input-size"),
+    (["latency", "measure", "--onnx", "missing.onnx", "--image-size", "16"], "cannot read the ONNX file"),
+    (["latency", "measure", "--onnx", "x.onnx"], "needs --image-size"),
     (["latency", "measure", "--zoo", "proxyless_cpu", "--backend", "tpu"], "unknown latency backend"),
     (["latency", "measure", "--zoo", "proxyless_cpu", "--rounds", "0"], "--rounds must be positive"),
 ])

@@ -81,10 +81,10 @@ CASES = {
     "resume a training": ("train --arch {t}/train_run/arch.json --out {t}/train_run --resume", "refused to load"),
     "derive a search": ("derive {t}/search_run", "refused to load"),
     "a pickle as arch.json": ("train --arch {t}/evil.pickle", "evil.pickle"),
-    "a pickle as latency table": ("lut show {t}/evil.pickle", "evil.pickle"),
+    "a pickle as latency table": ("lut show --lut {t}/evil.pickle", "evil.pickle"),
     "a pickle as weights": ("eval --arch {t}/train_run/arch.json --weights {t}/evil.pickle", "evil.pickle"),
     "a YAML space with a python tag": ("space show {t}/evil.yaml", "not valid YAML"),
-    "a YAML latency table with a python tag": ("lut show {t}/evil.yaml", "evil.yaml"),
+    "a YAML latency table with a python tag": ("lut show --lut {t}/evil.yaml", "evil.yaml"),
 }
 
 

@@ -1,3 +1,4 @@
+import argparse
 import json
 from pathlib import Path
 
@@ -76,3 +77,37 @@ def test_unknown_zoo_name_lists_known():
     with pytest.raises(ValueError, match="unknown zoo model 'resnet50'; known models: mobilenetv2_0.35"):
         get_zoo_arch("resnet50")
     assert isinstance(get_zoo_arch("mobilenetv2_0.5"), Arch)
+
+
+def _options(parser, path=()):
+    """(command path, option strings) of `parser` and of each of its subcommands, recursively."""
+    yield path, {option for action in parser._actions for option in action.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*path, name))
+
+
+def test_the_image_size_is_image_size_in_every_command():
+    """One flag for one idea: no command takes `--input-size`, not even as a hidden alias."""
+    from proxyless.cli import build_parser
+
+    options = dict(_options(build_parser()))
+    assert not [" ".join(path) for path, flags in options.items() if "--input-size" in flags]
+    for command in (("search",), ("train",), ("zoo", "show"), ("zoo", "build"), ("zoo", "import"),
+                    ("latency", "measure")):
+        assert "--image-size" in options[command], command
+
+
+def test_zoo_build_and_import_take_the_image_size(tmp_path, capsys):
+    from proxyless.cli import main
+
+    assert main(["zoo", "build", "mobilenetv2_0.35", "--image-size", "32", "--num-classes", "10",
+                 "--out", str(tmp_path / "built.json")]) == 0
+    assert json.loads((tmp_path / "built.json").read_text())["space"]["input_size"] == 32
+    (tmp_path / "cpu.config.json").write_text(json.dumps(legacy_from_net(build_net(get_zoo_arch("proxyless_cpu")))))
+    assert main(["zoo", "import", str(tmp_path / "cpu.config.json"), "--image-size", "160",
+                 "--out", str(tmp_path / "cpu.json")]) == 0
+    assert json.loads((tmp_path / "cpu.json").read_text())["space"]["input_size"] == 160
+    assert main(["zoo", "build", "mobilenetv2_0.35", "--image-size", "0"]) == 2
+    assert "--image-size must be a positive integer, got 0" in capsys.readouterr().err

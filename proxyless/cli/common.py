@@ -69,7 +69,7 @@ def fit_arch_to_data(arch: Arch, adaptable: bool, image_size: int, num_classes: 
     raise ArchError(
         f"architecture {arch.name or ''} expects {space.input_size} px images and {space.num_classes} classes, "
         f"but the data has {image_size} px and {num_classes} classes; create a matching one "
-        f"(e.g. `proxyless zoo build NAME --input-size {image_size} --num-classes {num_classes} --out arch.json`)"
+        f"(e.g. `proxyless zoo build NAME --image-size {image_size} --num-classes {num_classes} --out arch.json`)"
     )
 
 

@@ -26,12 +26,12 @@ from proxyless.space import get_space
 EXAMPLES = """\
   proxyless lut build --space proxyless-cifar --batch-size 32 --out lut_cifar.json
   proxyless lut build --space proxyless-imagenet --threads 2 --out lut_224.json   # resumes if interrupted
-  proxyless lut show lut_cifar.json
+  proxyless lut show --lut lut_cifar.json
   proxyless latency predict --zoo proxyless_mobile --lut mobile_trim.yaml         # the Pixel 1 table
   proxyless latency predict --arch runs/search/arch.json --lut lut_cifar.json
   proxyless lut validate --lut lut_cifar.json --samples 50 --calibrate 20 --out lut_cifar_validation
   proxyless latency measure --arch runs/search/arch.json --backend onnxruntime --batch-size 32
-  proxyless latency measure --onnx model.onnx --input-size 32 --batch-size 32
+  proxyless latency measure --onnx model.onnx --image-size 32 --batch-size 32
   proxyless latency measure --exported model.pt2 --batch-size 32   # .onnx, .pt2 or TorchScript from `proxyless export`
 """
 
@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(handler=run_build)
     show = actions.add_parser("show", help="print a table's header and a summary of its entries")
-    show.add_argument("lut", help="latency table (.json, or the original mobile .yaml)")
+    show.add_argument("--lut", required=True, help="latency table (.json, or the original mobile .yaml)")
     show.set_defaults(handler=run_show)
     validate = actions.add_parser(
         "validate", help="calibrate a table on random whole networks and report its error on others")
@@ -77,7 +77,9 @@ def register(subparsers) -> None:
                          ".pt2 (torch.export) or TorchScript (both in PyTorch on the CPU)")
     measure.add_argument("--backend", default="torch-cpu", help=f"one of: {', '.join(BACKENDS)} (ignored for --onnx/--exported)")
     measure.add_argument("--batch-size", type=int, default=1)
-    measure.add_argument("--input-size", type=int, help="image size (default: the architecture's, or the one in export.json beside an exported file)")
+    measure.add_argument("--image-size", type=int,
+                         help="image size (default: the architecture's, "
+                              "or the one in export.json beside an exported file)")
     measure.add_argument("--threads", type=int, default=0, help="threads (0: torch's default)")
     measure.add_argument("--rounds", type=int, default=10, help="rounds of 5 calls each")
     measure.set_defaults(handler=run_measure)
@@ -149,10 +151,10 @@ def run_measure(args: argparse.Namespace) -> int:
     if args.onnx is not None or args.exported is not None:
         return _measure_exported(args, config)
     arch, adaptable = resolve_arch(args.arch, args.zoo)
-    if args.input_size is not None:
-        if not adaptable and args.input_size != arch.space.input_size:
-            raise UserError(f"the architecture is for {arch.space.input_size} px; drop --input-size or use --zoo")
-        arch = arch.with_task(args.input_size, arch.space.num_classes)
+    if args.image_size is not None:
+        if not adaptable and args.image_size != arch.space.input_size:
+            raise UserError(f"the architecture is for {arch.space.input_size} px; drop --image-size or use --zoo")
+        arch = arch.with_task(args.image_size, arch.space.num_classes)
     (stat,) = measure_archs([arch], args.backend, config, progress=False)
     print(f"{arch.name or 'network'}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({args.backend}, batch "
           f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, input {arch.space.input_size} px)")
@@ -167,9 +169,9 @@ def _measure_exported(args: argparse.Namespace, config: MeasureConfig) -> int:
     fmt = "onnx" if args.onnx else format_of(path)
     if args.exported and not Path(path).is_file():
         raise UserError(f"exported model {path!r} does not exist; write one with `proxyless export`")
-    size = args.input_size or recorded_input_size(path)
+    size = args.image_size or recorded_input_size(path)
     if size is None:
-        raise UserError(f"--{'onnx' if args.onnx else 'exported'} needs --input-size (the exported model's "
+        raise UserError(f"--{'onnx' if args.onnx else 'exported'} needs --image-size (the exported model's "
                         f"image size) when no {Path(path).parent / 'export.json'} records it")
     shape = (args.batch_size, 3, size, size)
     if args.threads and fmt != "onnx":

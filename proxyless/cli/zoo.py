@@ -17,7 +17,7 @@ from proxyless.zoo.legacy import arch_from_legacy, is_legacy_config
 EXAMPLES = """\
   proxyless zoo list
   proxyless zoo show proxyless_mobile
-  proxyless zoo build mobilenetv2_0.35 --input-size 32 --num-classes 10 --out mbv2.json
+  proxyless zoo build mobilenetv2_0.35 --image-size 32 --num-classes 10 --out mbv2.json
   proxyless zoo import proxyless_cpu.config.json --out proxyless_cpu.json
 """
 
@@ -38,21 +38,21 @@ def register(subparsers) -> None:
     imp = actions.add_parser("import", help="convert an original ProxylessNAS *.config.json to an arch.json")
     imp.add_argument("config", help="network config in the original ProxylessNAS JSON format")
     imp.add_argument("--name", help="name of the architecture (default: the file name)")
-    imp.add_argument("--input-size", type=int, default=224, help="input resolution the net was designed for")
+    imp.add_argument("--image-size", type=int, default=224, help="image size the net was designed for")
     imp.add_argument("--out", required=True, help="where to write the arch.json")
     imp.set_defaults(handler=run_import)
 
 
 def _add_task_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input-size", type=int, help="adapt the net to this input size (e.g. 32 for CIFAR)")
+    parser.add_argument("--image-size", type=int, help="adapt the net to this image size (e.g. 32 for CIFAR)")
     parser.add_argument("--num-classes", type=int, help="adapt the classifier to this many classes")
 
 
 def _arch_for(args: argparse.Namespace) -> Arch:
     arch = read_arch_file(args.name) if args.name.endswith(".json") else get_zoo_arch(args.name)
-    if args.input_size is not None or args.num_classes is not None:
-        check_positive_flags(args, "input_size", "num_classes")
-        arch = arch.with_task(args.input_size or arch.space.input_size, args.num_classes or arch.space.num_classes)
+    if args.image_size is not None or args.num_classes is not None:
+        check_positive_flags(args, "image_size", "num_classes")
+        arch = arch.with_task(args.image_size or arch.space.input_size, args.num_classes or arch.space.num_classes)
     return arch
 
 
@@ -93,7 +93,7 @@ def run_import(args: argparse.Namespace) -> int:
     if not is_legacy_config(data):
         raise UserError(f"{args.config}: not a ProxylessNAS network config (needs 'first_conv' and 'blocks')")
     name = args.name or path.name.removesuffix(".json").removesuffix(".config")
-    arch = arch_from_legacy(data, name=name, input_size=args.input_size)
+    arch = arch_from_legacy(data, name=name, input_size=args.image_size)
     save_arch(arch, args.out)
     print(f"{name}: {profile(build_net(arch), arch.space.input_size)}; wrote {args.out}")
     return 0
