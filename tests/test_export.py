@@ -79,7 +79,8 @@ def test_onnx_export_runs_in_onnxruntime_at_any_batch_and_a_failed_check_keeps_t
     np.testing.assert_allclose(logits, eager(x).numpy(), atol=1e-4)
 
     before, record_before = out.read_bytes(), (tmp_path / "export.json").read_text()
-    code, _, err = run_cli(capsys, *export_argv(run_dir, "onnx", "--out", out, "--verify-onnxruntime", "--tolerance", "0"))
+    argv = export_argv(run_dir, "onnx", "--out", out, "--verify-onnxruntime", "--tolerance", "0")
+    code, _, err = run_cli(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "differs from the eager model by" in err and "above --tolerance 0" in err
     assert out.read_bytes() == before and (tmp_path / "export.json").read_text() == record_before

@@ -133,7 +133,8 @@ def test_adaptive_weight_follows_the_gap():
     assert weight.update(latency=12.0, target=10.0) > 0.1
     high = weight.value
     assert weight.update(latency=8.0, target=10.0) < high
-    assert AdaptiveWeight(value=1.0, rate=1.0, max_gap=0.2).update(latency=100.0, target=10.0) == pytest.approx(math.exp(0.2))
+    weight = AdaptiveWeight(value=1.0, rate=1.0, max_gap=0.2)
+    assert weight.update(latency=100.0, target=10.0) == pytest.approx(math.exp(0.2))
     with pytest.raises(ValueError, match="target latency must be a positive"):
         LatencyLoss("add", target=0.0)
 

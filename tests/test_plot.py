@@ -80,7 +80,8 @@ def test_plot_without_latency_target_or_arch_json_draws_the_latest_argmax(search
 
 def test_plot_train_run_draws_curves_and_arch(train_run, capsys):
     assert main(["plot", str(train_run)]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"wrote {train_run / 'curves.png'}", f"wrote {train_run / 'arch.png'}"]
+    written = [f"wrote {train_run / 'curves.png'}", f"wrote {train_run / 'arch.png'}"]
+    assert capsys.readouterr().out.splitlines() == written
     for name in ("curves.png", "arch.png"):
         kind, (width, height) = png_size(train_run / name)
         assert kind == "PNG" and width >= 400 and height >= 100

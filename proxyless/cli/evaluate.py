@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     splits = load_splits(args.data, arch.space.input_size, augment=False, progress=False)
     if len(splits.classes) != arch.space.num_classes:
-        raise UserError(f"the network has {arch.space.num_classes} classes but {splits.source} has {len(splits.classes)}")
+        raise UserError(f"the network has {arch.space.num_classes} classes "
+                        f"but {splits.source} has {len(splits.classes)}")
     result = evaluate(net.to(device), splits.test, args.batch_size, device, progress=False)
     result.update(vars(profile(net, arch.space.input_size)))
     if args.json:

@@ -9,7 +9,7 @@ from proxyless.cli.common import add_command, read_arch_file
 from proxyless.export import FORMATS, RECORD_NAME, SUFFIXES, ExportResult, export_net, load_trained
 
 EXAMPLES = """\
-  proxyless export --arch runs/train-x/arch.json --weights runs/train-x/weights.safetensors --format onnx --verify-onnxruntime
+  proxyless export --arch arch.json --weights runs/train-x/weights.safetensors --format onnx --verify-onnxruntime
   proxyless export --arch arch.json --weights runs/train-x/checkpoint.pt --format torchscript --out model.torchscript.pt
   proxyless export --arch arch.json --weights weights.safetensors --format torch-export   # model.pt2 beside the weights
   proxyless latency measure --exported model.pt2 --batch-size 8                           # then time it
@@ -27,11 +27,13 @@ def register(subparsers) -> None:
     parser.add_argument("--out", help="exported file (default: model.onnx, model.torchscript.pt or model.pt2 "
                         "beside the weights); export.json is written beside it")
     parser.add_argument("--batch-size", type=int, default=2,
-                        help="batch of the example it is exported with (the batch stays dynamic for onnx and torch-export)")
+                        help="batch of the example it is exported with "
+                             "(the batch stays dynamic for onnx and torch-export)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="largest max-abs difference to the eager model's logits that is accepted")
     parser.add_argument("--verify-onnxruntime", action="store_true",
-                        help="onnx: check the file's outputs in onnxruntime (other formats are always reloaded and checked)")
+                        help="onnx: check the file's outputs in onnxruntime "
+                             "(other formats are always reloaded and checked)")
     parser.set_defaults(handler=run)
 
 

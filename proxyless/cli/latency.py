@@ -75,7 +75,8 @@ def register(subparsers) -> None:
     measure.add_argument("--onnx", help="an exported .onnx file, timed in onnxruntime")
     measure.add_argument("--exported", help="a file from `proxyless export`: .onnx (timed in onnxruntime), "
                          ".pt2 (torch.export) or TorchScript (both in PyTorch on the CPU)")
-    measure.add_argument("--backend", default="torch-cpu", help=f"one of: {', '.join(BACKENDS)} (ignored for --onnx/--exported)")
+    measure.add_argument("--backend", default="torch-cpu",
+                         help=f"one of: {', '.join(BACKENDS)} (ignored for --onnx/--exported)")
     measure.add_argument("--batch-size", type=int, default=1)
     measure.add_argument("--image-size", type=int,
                          help="image size (default: the architecture's, "
@@ -157,7 +158,8 @@ def run_measure(args: argparse.Namespace) -> int:
         arch = arch.with_task(args.image_size, arch.space.num_classes)
     (stat,) = measure_archs([arch], args.backend, config, progress=False)
     print(f"{arch.name or 'network'}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({args.backend}, batch "
-          f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, input {arch.space.input_size} px)")
+          f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, "
+          f"input {arch.space.input_size} px)")
     return 0
 
 

@@ -28,7 +28,8 @@ EXAMPLES = """\
 
 
 def register(subparsers) -> None:
-    parser = add_command(subparsers, "report", "Write a Markdown report (tables and figures) of a search run.", EXAMPLES)
+    parser = add_command(subparsers, "report", "Write a Markdown report (tables and figures) of a search run.",
+                         EXAMPLES)
     parser.add_argument("run_dir", help="search run directory (with arch.json and arch_history.jsonl)")
     parser.add_argument("--out", help="Markdown file to write (default: RUN_DIR/report.md)")
     parser.set_defaults(handler=run_report)
@@ -59,7 +60,8 @@ def write_report(run_dir: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     candidates = [[format_op(op) for op in slot.candidates] for slot in arch.space.layers()]
     draw_archs([(run_dir.name, arch)], out.parent / "arch.png", title=f"derived architecture ({arch.space.name})")
-    draw_alpha(history, arch.op_strings(), candidates, out.parent / "alpha.png", title=f"α over the search {run_dir.name}")
+    draw_alpha(history, arch.op_strings(), candidates, out.parent / "alpha.png",
+               title=f"α over the search {run_dir.name}")
     sections = [f"# Search report: {run_dir.name}\n", _settings(settings), _arch_table(arch, history[-1], candidates),
                 "![architecture](arch.png)\n", _latency(latency), _metrics(metrics), "![alpha](alpha.png)\n"]
     return atomic_write_text(out, "\n".join(s for s in sections if s))
@@ -77,7 +79,8 @@ def _arch_table(arch: Arch, last: dict[str, Any], candidates: list[list[str]]) -
     for slot, op, probs, entropy, names in zip(arch.space.layers(), arch.op_strings(), last["probs"], last["entropy"],
                                                candidates):
         rows.append(f"| {slot.index} | {slot.stage} | {slot.input_size} px, {slot.in_channels}→{slot.out_channels}, "
-                    f"s{slot.stride} | {op} | {probs[names.index(op)]:.2f} | {entropy:.2f} / {math.log(len(names)):.2f} |")
+                    f"s{slot.stride} | {op} | {probs[names.index(op)]:.2f} | "
+                    f"{entropy:.2f} / {math.log(len(names)):.2f} |")
     return ("## Derived architecture\n\n"
             "| layer | stage | input, channels, stride | op | p(op) | entropy / uniform |\n|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")

@@ -23,7 +23,8 @@ EXAMPLES = """\
 
 
 def register(subparsers) -> None:
-    parser = add_command(subparsers, "zoo", "List, inspect and export the model zoo (MobileNetV2, ProxylessNAS).", EXAMPLES)
+    parser = add_command(subparsers, "zoo", "List, inspect and export the model zoo (MobileNetV2, ProxylessNAS).",
+                         EXAMPLES)
     actions = parser.add_subparsers(dest="zoo_action", metavar="ACTION", required=True, parser_class=type(parser))
     actions.add_parser("list", help="list the zoo's networks").set_defaults(handler=run_list)
     show = actions.add_parser("show", help="print a network's layers, params and MACs")

@@ -68,7 +68,8 @@ class OpKey:
 
     def describe(self) -> str:
         shape = f"{self.input_size}x{self.input_size}x{self.in_channels}->{self.out_channels}"
-        op = f" k{self.kernel} e{self.expand} s{self.stride}{' +skip' if self.shortcut else ''}" if self.kind == "mbconv" else ""
+        skip = " +skip" if self.shortcut else ""
+        op = f" k{self.kernel} e{self.expand} s{self.stride}{skip}" if self.kind == "mbconv" else ""
         return f"{self.kind} {shape}{op}"
 
 
