@@ -1,29 +1,77 @@
-"""proxyless: hardware-aware neural architecture search the ProxylessNAS way."""
+"""proxyless: hardware-aware neural architecture search the ProxylessNAS way.
+
+The pipeline, each stage a plain function or class with a typed config, each returning a record:
+
+    space    get_space / load_space -> SearchSpace; Arch, load_arch / save_arch (arch.json)
+    data     load_splits (train/valid/test datasets), load_search_data (with a held-out valid split)
+    search   search_arch(space, data, SearchConfig, latency=LatencyTarget) -> SearchResult
+    derive   derive_from_run(run_dir) -> DeriveResult
+    net      build_net(arch) -> nn.Module
+    train    train_net(arch, data, TrainConfig) -> TrainResult; evaluate_net(arch, weights, data)
+    latency  build_lut, load_lut, predict_latency, latency_range, measure_archs (MeasureConfig)
+    export   load_trained(arch, weights) -> net; export_net(net, "onnx" | "torchscript" | "torch-export", out)
+
+Infrastructure (atomic files, checkpoints, signals, torchrun, the resumable-run engine) is in
+`proxyless.infra`; the command line, a thin layer over these functions, in `proxyless.cli`.
+"""
 
 from proxyless.arch import Arch, ArchError, load_arch, save_arch
+from proxyless.data import Splits, load_splits
+from proxyless.errors import UserError
+from proxyless.export import ExportResult, export_net, load_trained
+from proxyless.latency.lut import load_lut
+from proxyless.latency.measure import MeasureConfig, build_lut, measure_archs
+from proxyless.latency.predict import predict_latency
 from proxyless.net import ProxylessNet, build_net
 from proxyless.ops import CANDIDATE_OPS, MBConv, OpSpec, Zero, format_op, parse_op
+from proxyless.search.hardware import LatencyTarget, latency_range
+from proxyless.search.loop import SearchConfig
+from proxyless.search.pipeline import DeriveResult, SearchResult, derive_from_run, load_search_data, search_arch
 from proxyless.space import PRESETS, SearchSpace, SpaceError, Stage, get_space, load_space
+from proxyless.train import TrainConfig, TrainResult, evaluate_net, train_net
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CANDIDATE_OPS",
+    "PRESETS",
     "Arch",
     "ArchError",
-    "CANDIDATE_OPS",
+    "DeriveResult",
+    "ExportResult",
+    "LatencyTarget",
     "MBConv",
+    "MeasureConfig",
     "OpSpec",
-    "PRESETS",
     "ProxylessNet",
+    "SearchConfig",
+    "SearchResult",
     "SearchSpace",
     "SpaceError",
+    "Splits",
     "Stage",
+    "TrainConfig",
+    "TrainResult",
+    "UserError",
     "Zero",
+    "build_lut",
     "build_net",
+    "derive_from_run",
+    "evaluate_net",
+    "export_net",
     "format_op",
     "get_space",
+    "latency_range",
     "load_arch",
+    "load_lut",
+    "load_search_data",
     "load_space",
+    "load_splits",
+    "load_trained",
+    "measure_archs",
     "parse_op",
+    "predict_latency",
     "save_arch",
+    "search_arch",
+    "train_net",
 ]

@@ -45,3 +45,12 @@ class WarmupCosine:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps))
+
+
+def load_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
+    """Restore a saved schedule's position but keep the scheduler's own length, so that a run resumed
+    with more epochs stretches its cosine from where it stands instead of sitting at zero past the old end."""
+    lengths = [dict(vars(schedule)) for schedule in scheduler.lr_lambdas]
+    scheduler.load_state_dict(state)
+    for schedule, length in zip(scheduler.lr_lambdas, lengths):
+        vars(schedule).update(length)

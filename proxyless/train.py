@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +24,18 @@ from torch import nn
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-from proxyless.arch import Arch, save_arch
-from proxyless.infra.atomic import atomic_write_text, remove_stale_temps
-from proxyless.infra.checkpoint import load_checkpoint, load_state, save_checkpoint, save_weights
-from proxyless.data import Splits, make_loader
+from proxyless.arch import Arch, ArchError, save_arch
+from proxyless.infra.atomic import atomic_write_text
+from proxyless.infra.checkpoint import check_arch, load_state, save_weights
+from proxyless.data import Splits, load_splits, make_loader
 from proxyless.infra.device import resolve_device
-from proxyless.infra.distributed import Dist, restore_rng, rng_states
-from proxyless.errors import NonFiniteLossError, UserError, check_field_types, check_positive_flags
-from proxyless.infra.signals import StopSignals, stop_signals
-from proxyless.infra.metrics import run_logs, topk_correct
-from proxyless.optim import make_scheduler, make_sgd
+from proxyless.errors import UserError, check_field_types, check_positive_flags
+from proxyless.infra.distributed import Dist
+from proxyless.infra.engine import ResumableRun, Totals
+from proxyless.infra.metrics import topk_correct
+from proxyless.infra.settings import open_run
+from proxyless.net import build_net
+from proxyless.optim import load_schedule, make_scheduler, make_sgd
 from proxyless.profile import profile
 
 log = logging.getLogger("proxyless")
@@ -70,14 +70,65 @@ class TrainConfig:
             raise UserError("--weight-decay, --warmup-epochs, --workers and --checkpoint-every must not be negative")
 
 
-class Trainer:
-    """Trains `net` on `splits`; construction validates everything and touches no file.
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    arch: Arch  # as trained (a zoo net adapted to the data)
+    test_top1: float
+    test_top5: float
+    test_loss: float
+    record: dict[str, Any]  # result.json: the above, params, MACs, time
+
+    @property
+    def weights(self) -> Path:
+        return self.run_dir / "weights.safetensors"
+
+
+def train_net(arch: Arch, data: Splits | str = "sample", config: TrainConfig | None = None, *,
+          out: str | Path | None = None, resume: bool = False, overwrite: bool = False, adapt: bool = False,
+          dist: Dist | None = None, command: dict[str, Any] | None = None) -> TrainResult:
+    """Train `arch` from scratch on `data` (a source for `load_splits`, or Splits) into the run directory `out`
+    (default runs/train-<name>); `resume=True` continues it, its saved settings winning (see
+    `proxyless.infra.settings`). `adapt`: fit the arch to the data's image size and classes (zoo nets);
+    otherwise they must match. `command`: the CLI flags, saved with the settings."""
+    config = config or TrainConfig()
+    if isinstance(data, str):
+        data = load_splits(data, arch.space.input_size, seed=config.seed, progress=config.progress)
+    arch = fit_to_data(arch, data, adapt)
+    dist = dist or Dist(device=resolve_device(config.device))
+    settings = {"train": asdict(config), "data": data.source, **({"command": command} if command else {})}
+    name = f"train-{arch.name or arch.space.name}"
+    run_dir = Path(dist.on_main(lambda: str(open_run(out, name, settings, resume, overwrite))))
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed too (the same on every rank)
+    record = Trainer(arch, build_net(arch), data, config, dist).run(run_dir, resume=resume)
+    return TrainResult(run_dir, arch, record["test_top1"], record["test_top5"], record["test_loss"], record)
+
+
+def fit_to_data(arch: Arch, data: Splits, adapt: bool) -> Arch:
+    """`arch` for the data's image size and classes: adapted when `adapt`, else refused if they differ."""
+    space = arch.space
+    if (space.input_size, space.num_classes) == (data.image_size, len(data.classes)):
+        return arch
+    if adapt:
+        return arch.with_task(data.image_size, len(data.classes))
+    raise ArchError(
+        f"architecture {arch.name or ''} expects {space.input_size} px images and {space.num_classes} classes, "
+        f"but the data has {data.image_size} px and {len(data.classes)} classes; create a matching one "
+        f"(e.g. `proxyless zoo build NAME --image-size {data.image_size} --num-classes {len(data.classes)} "
+        "--out arch.json`)"
+    )
+
+
+class Trainer(ResumableRun):
+    """Trains `net` on `splits` on the resumable-run engine; construction validates and touches no file.
 
     `run(run_dir)` trains into `run_dir`; `run(run_dir, resume=True)` continues from its `checkpoint.pt`.
     """
 
+    kind = "train"
+
     def __init__(self, arch: Arch, net: nn.Module, splits: Splits, config: TrainConfig, dist: Dist | None = None) -> None:
-        self.arch, self.splits, self.config = arch, splits, config
+        self.arch, self.splits, self.config, self.train_set = arch, splits, config, splits.train
         self.dist = dist or Dist(device=resolve_device(config.device))
         self.device = self.dist.device
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -96,91 +147,53 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.last_test: dict[str, float] | None = None  # the last epoch's test metrics
 
     def run(self, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-        self.run_dir = Path(run_dir)
-        self.checkpoint_path = self.run_dir / "checkpoint.pt"
-        if resume and self.dist.main:
-            remove_stale_temps(self.checkpoint_path)
-        start_epoch, step, totals = self._restore() if resume and self.checkpoint_path.exists() else (0, 0, None)
+        """Train every epoch left; returns the result record (also written to result.json)."""
+        super().run(run_dir, resume)
+        # the last epoch's test metrics are the final weights'; evaluate only when no epoch was left to run
+        return self._finish(self.session_seconds, self.last_test or self.evaluate())
+
+    def begin(self, fresh: bool) -> None:
         log.info("training %s on %s (%d process(es)) -> %s", self.arch.name or self.arch.space.name,
                  self.splits.source, self.dist.world, self.run_dir)
-        if (start_epoch, step) == (0, 0):
-            torch.manual_seed(self.config.seed + self.dist.rank)  # each process its own augmentations
-            if self.dist.main:
-                self._write_run_files()
-        logs = run_logs(self.run_dir, start_epoch, self.config.tensorboard) if self.dist.main else []
-        started = time.perf_counter()
-        test = None  # the last epoch's test metrics: the final weights', unless no epoch is left to run
-        with stop_signals() as stop:  # Ctrl-C: a checkpoint after the current step, then Interrupted
-            for epoch in range(start_epoch, self.config.epochs):
-                row = self.train_epoch(epoch, step, totals, stop)
-                step, totals = 0, None
-                test = self.evaluate()
-                row.update({f"test_{k}": v for k, v in test.items()})
-                for metrics in logs:
-                    metrics.append(row)
-                saved = self._save(epoch + 1)
-                log.info(_format_row(row))
-                if epoch + 1 < self.config.epochs:
-                    stop.check(lambda: saved, self.dist.any)  # the checkpoint just written is the one to keep
-        for metrics in logs:
-            metrics.close()
-        return self._finish(time.perf_counter() - started, test or self.evaluate())
+        if fresh and self.dist.main:
+            self._write_run_files()
 
-    def train_epoch(self, epoch: int, start: int = 0, totals: dict | None = None,
-                    stop: StopSignals | None = None) -> dict[str, Any]:
-        """Epoch `epoch` from batch `start` (with the `totals` of the batches before it); returns the
-        epoch's metrics row. On a stop signal: a checkpoint after the current step, then `Interrupted`."""
+    def begin_epoch(self, epoch: int) -> None:
         self.net.train()
-        cfg, stop = self.config, stop or StopSignals()
-        loader = self.dist.epoch_loader(self.splits.train, cfg.batch_size, cfg.seed, epoch, start, cfg.num_workers)
-        totals = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
-        started = time.perf_counter() - totals["seconds"]  # the time of the steps before a resume counts too
-        global_batch = cfg.batch_size * self.dist.world
-        bar = tqdm(total=self.steps_per_epoch * global_batch, initial=start * global_batch, unit="img",
-                   unit_scale=True, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and self.dist.main))
-        with bar:
-            for step, (images, targets) in enumerate(loader, start=start):
-                loss, correct = self._train_step(images, targets, epoch, step)
-                totals["loss"] += loss * len(targets)
-                totals["correct"] += correct
-                totals["seen"] += len(targets)
-                totals["seconds"] = time.perf_counter() - started
-                bar.update(len(targets) * self.dist.world)
-                bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.4f}")
-                stop.check(lambda: self._save(epoch, step + 1, totals), self.dist.any)
-                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
-                    self._save(epoch, step + 1, totals)
-        seconds = time.perf_counter() - started
-        loss, correct, seen = self.dist.sum([totals["loss"], totals["correct"], totals["seen"]])  # over ranks
-        return {
-            "epoch": epoch + 1,
-            "train_loss": loss / seen,
-            "train_top1": correct / seen,
-            "lr": self.scheduler.get_last_lr()[0],
-            "images_per_s": seen / seconds,
-            "epoch_seconds": seconds,
-        }
 
-    def _train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[float, int]:
+    def postfix(self, totals: Totals) -> dict[str, str]:
+        return {**super().postfix(totals), "lr": f"{self.scheduler.get_last_lr()[0]:.4f}"}
+
+    def step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int, step: int, totals: Totals) -> None:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device, non_blocking=True)
         with self._autocast():
             logits = self.model(images)  # (B, classes)
             loss = self.criterion(logits, targets)
-        if self.dist.any(not torch.isfinite(loss)):  # every rank stops, not only the one that saw it
-            raise NonFiniteLossError(
-                f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower --lr "
-                f"(the last checkpoint, {self.checkpoint_path}, is intact)"
-            )
+        self.check_finite(loss, "loss", f" at epoch {epoch + 1}, step {step}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.item(), int((logits.argmax(1) == targets).sum())
+        totals.add(loss.item(), int((logits.argmax(1) == targets).sum()), len(targets))
+
+    def end_of_epoch(self, epoch: int, totals: Totals) -> dict[str, dict[str, Any]]:
+        sums = self.epoch_sums(totals)
+        self.last_test = self.evaluate()
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": sums.loss,
+            "train_top1": sums.top1,
+            "lr": self.scheduler.get_last_lr()[0],
+            "images_per_s": sums.seen / sums.seconds,
+            "epoch_seconds": sums.seconds,
+            **{f"test_{k}": v for k, v in self.last_test.items()},
+        }
+        return {"metrics": row}
 
     def evaluate(self) -> dict[str, float]:
         """Test metrics of rank 0's net, each process evaluating a share of the test split."""
@@ -197,44 +210,27 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _write_run_files(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         save_arch(self.arch, self.run_dir / "arch.json")
-        config = {"train": asdict(self.config), "data": self.splits.source, "torch": torch.__version__}
-        atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        if not (self.run_dir / "config.json").is_file():  # `train()` wrote it already, with the command line
+            config = {"train": asdict(self.config), "data": self.splits.source, "torch": torch.__version__}
+            atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
-    def _save(self, epoch: int, step: int = 0, totals: dict | None = None) -> str:
-        """Everything a resume needs to continue epoch `epoch` (0-based) at batch `step`; says what it saved."""
-        rng, totals = rng_states(self.dist), self.dist.gather(totals)  # every rank's, collected on all
-        saved = f"saved {self.checkpoint_path} at epoch {epoch + 1}, step {step}"
-        if not self.dist.main:
-            return saved
-        save_checkpoint(
-            {
-                "arch": self.arch.to_dict(),
-                "model": self.net.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "totals": totals,
-                "rng": rng,
-                "config": asdict(self.config),
-            },
-            self.checkpoint_path,
-        )
-        return saved
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch.to_dict(),
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "config": asdict(self.config),
+        }
 
-    def _restore(self) -> tuple[int, int, dict | None]:
-        state = load_checkpoint(self.checkpoint_path, self.arch)
-        load_state(self.net, state["model"], str(self.checkpoint_path))
+    def load_state_dict(self, state: dict[str, Any], where: Path) -> None:
+        check_arch(state, self.arch, where)
+        load_state(self.net, state["model"], str(where))
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        load_schedule(self.scheduler, state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        restore_rng(self.dist, state["rng"], str(self.checkpoint_path))
-        step, totals = int(state.get("step", 0)), state.get("totals")
-        log.info("resuming %s at epoch %d, step %d", self.run_dir, state["epoch"] + 1, step)
-        return int(state["epoch"]), step, totals[self.dist.rank] if isinstance(totals, list) else totals
 
     def _finish(self, seconds: float, metrics: dict[str, float]) -> dict[str, Any]:
         test = {f"test_{k}": v for k, v in metrics.items()}
@@ -250,6 +246,23 @@ class Trainer:
         }
         atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
         return result
+
+
+def evaluate_net(arch: Arch, weights: str | Path, data: Splits | str = "sample", batch_size: int = 256,
+                 device: str = "cpu") -> dict[str, float]:
+    """Test loss, top-1 and top-5 of `arch` with trained `weights` (weights.safetensors or a training
+    checkpoint.pt) on `data`'s test split, with the net's params and MACs."""
+    from proxyless.export import load_trained  # reads both weight files safely
+
+    if isinstance(data, str):
+        data = load_splits(data, arch.space.input_size, augment=False, progress=False)
+    if len(data.classes) != arch.space.num_classes:
+        raise UserError(f"the network has {arch.space.num_classes} classes but {data.source} has {len(data.classes)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    net = load_trained(arch, weights).to(resolve_device(device))
+    result = evaluate(net, data.test, batch_size, resolve_device(device), progress=False)
+    return {**result, **vars(profile(net, arch.space.input_size))}
 
 
 def evaluate(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device,
@@ -274,11 +287,3 @@ def evaluate_sums(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size:
         c1, c5 = topk_correct(logits, targets, (1, 5))
         top1, top5, seen = top1 + c1, top5 + c5, seen + len(targets)
     return {"loss": loss, "top1": top1, "top5": top5, "seen": seen}
-
-
-def _format_row(row: dict[str, Any]) -> str:
-    parts = [f"epoch {row['epoch']}"]
-    for key, value in row.items():
-        if key != "epoch":
-            parts.append(f"{key} {value:.4g}" if isinstance(value, float) and math.isfinite(value) else f"{key} {value}")
-    return "  ".join(parts)

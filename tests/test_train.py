@@ -74,17 +74,17 @@ def test_train_writes_run_files_and_learns(tmp_path, tiny_splits):
 def test_resume_continues_to_the_same_weights(tmp_path, tiny_splits, monkeypatch):
     Trainer(ARCH, seeded_net(), tiny_splits, config()).run(tmp_path / "straight")
 
-    original = Trainer.train_epoch
+    original = Trainer.run_epoch  # the engine's epoch loop
 
     def stop_in_second_epoch(self, epoch, *args):
         if epoch == 1:
             raise KeyboardInterrupt
         return original(self, epoch, *args)
 
-    monkeypatch.setattr(Trainer, "train_epoch", stop_in_second_epoch)
+    monkeypatch.setattr(Trainer, "run_epoch", stop_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         Trainer(ARCH, seeded_net(), tiny_splits, config()).run(tmp_path / "resumed")
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    monkeypatch.setattr(Trainer, "run_epoch", original)
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
     Trainer(ARCH, seeded_net(seed=1), tiny_splits, config()).run(tmp_path / "resumed", resume=True)
 
@@ -99,19 +99,19 @@ def test_ctrl_c_mid_epoch_checkpoints_that_step_and_resumes_exactly(tmp_path, ti
     """A real SIGINT during a step: the step finishes, a checkpoint of it is written, Interrupted is
     raised, and the resumed run ends with the uninterrupted run's weights."""
     Trainer(ARCH, seeded_net(), tiny_splits, config()).run(tmp_path / "straight")
-    original = Trainer._train_step
+    original = Trainer.step
 
-    def ctrl_c_at_epoch_2_step_1(self, images, targets, epoch, step):
+    def ctrl_c_at_epoch_2_step_1(self, images, targets, epoch, step, totals):
         if (epoch, step) == (1, 1):
             signal.raise_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
-        return original(self, images, targets, epoch, step)
+        return original(self, images, targets, epoch, step, totals)
 
-    monkeypatch.setattr(Trainer, "_train_step", ctrl_c_at_epoch_2_step_1)
+    monkeypatch.setattr(Trainer, "step", ctrl_c_at_epoch_2_step_1)
     previous_handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted, match=r"checkpoint.pt at epoch 2, step 2") as stopped:
         Trainer(ARCH, seeded_net(), tiny_splits, config()).run(tmp_path / "resumed")
     assert stopped.value.exit_code == 130 and signal.getsignal(signal.SIGINT) is previous_handler
-    monkeypatch.setattr(Trainer, "_train_step", original)
+    monkeypatch.setattr(Trainer, "step", original)
     state = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     assert (state["epoch"], state["step"], state["totals"][0]["seen"]) == (1, 2, 2 * 64)
     Trainer(ARCH, seeded_net(seed=1), tiny_splits, config()).run(tmp_path / "resumed", resume=True)

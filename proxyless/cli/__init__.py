@@ -14,7 +14,7 @@ import warnings
 
 from proxyless import __version__
 from proxyless.cli import evaluate, export, latency, plot, report, search, space, train, zoo
-from proxyless.cli.common import OneLineErrorParser
+from proxyless.cli.common import OneLineErrorParser, given_flags
 from proxyless.errors import UserError
 from proxyless.infra.signals import Interrupted
 
@@ -37,15 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    command = _subparsers(parser).choices[args.command]
+    args.given = given_flags(command, argv[argv.index(args.command) + 1:])  # what `--resume` compares
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", force=True)
     with warnings.catch_warnings():  # warnings as one line each, like errors (restored on return)
         warnings.showwarning = lambda message, *_, **__: print(f"proxyless {args.command}: warning: {message}",
                                                                 file=sys.stderr)
         return _run(args)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
 
 
 def _run(args: argparse.Namespace) -> int:

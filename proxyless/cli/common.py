@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from proxyless.arch import Arch, ArchError, load_arch
+from proxyless.arch import Arch, load_arch
 from proxyless.errors import UserError
+from proxyless.infra.atomic import read_json
+from proxyless.infra.settings import resume_changes
 from proxyless.zoo import get_zoo_arch
 from proxyless.zoo.legacy import arch_from_legacy, is_legacy_config
 
@@ -59,46 +60,60 @@ def resolve_arch(arch_path: str | None, zoo_name: str | None) -> tuple[Arch, boo
     return read_arch_file(arch_path), False
 
 
-def fit_arch_to_data(arch: Arch, adaptable: bool, image_size: int, num_classes: int) -> Arch:
-    """Adapt a zoo arch to the data's image size and classes; refuse a mismatching arch.json."""
-    space = arch.space
-    if (space.input_size, space.num_classes) == (image_size, num_classes):
-        return arch
-    if adaptable:
-        return arch.with_task(image_size, num_classes)
-    raise ArchError(
-        f"architecture {arch.name or ''} expects {space.input_size} px images and {space.num_classes} classes, "
-        f"but the data has {image_size} px and {num_classes} classes; create a matching one "
-        f"(e.g. `proxyless zoo build NAME --image-size {image_size} --num-classes {num_classes} --out arch.json`)"
-    )
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default="sample",
+                       help="'sample' (embedded CIFAR-10 sample), a cifar-10-batches-py dir, "
+                            "'cifar10:DIR' (download into DIR), or an ImageFolder dir")
+    group.add_argument("--image-size", type=int, help="input size for ImageFolder data (default: the net's)")
+    group.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
 
-def prepare_run_dir(out: str | None, default_name: str, resume: bool, overwrite: bool) -> Path:
-    """The run directory: refuse to touch an existing one unless --resume or --overwrite says so."""
-    if resume and overwrite:
+def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """--out, --resume RUN_DIR, --overwrite and the other flags of a resumable run (`search`, `train`)."""
+    group = parser.add_argument_group("run directory")
+    group.add_argument("--out", help=f"run directory (default: runs/{command}-<name>, numbered if taken)")
+    group.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR with its saved settings (a flag given again must match, "
+                            "except --epochs (more), --checkpoint-every, --workers, --no-progress, --tensorboard)")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    group.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                       help="also checkpoint every STEPS steps inside an epoch (0: end of epoch only)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group.add_argument("--tensorboard", action="store_true",
+                       help="also log the per-epoch metrics as TensorBoard scalars in the run directory")
+
+
+def resumed_args(args: argparse.Namespace, command: str) -> argparse.Namespace:
+    """The flags the run in `args.resume` was started with, and the flags given now that may change on a
+    resume (`proxyless.infra.settings`); a flag given now with another value is refused in one line."""
+    if args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
-    if out is None:
-        if resume:
-            raise UserError("--resume needs --out RUN_DIR: the run directory to continue")
-        return _fresh_dir(Path("runs") / default_name)
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out {out!r} is a file, not a directory; choose another path")
-    if path.is_dir() and any(path.iterdir()) and not resume:
-        if not overwrite:
-            raise UserError(f"output directory {out!r} already exists; pass --resume to continue it or --overwrite to replace it")
-        if not (path / "config.json").exists():
-            raise UserError(f"refusing to --overwrite {out!r}: it does not look like a proxyless run directory (no config.json)")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    path = Path(args.resume) / "config.json"
+    if not path.is_file():
+        raise UserError(f"--resume {args.resume}: no config.json there; is it a `proxyless {command}` run directory?")
+    saved = read_json(path, UserError, f"{command} run's saved settings")
+    if not isinstance(saved, dict) or not isinstance(saved.get("command"), dict):
+        raise UserError(f"{path}: no saved command-line settings; resume it from Python with the settings it was "
+                        f"started with, or start a new run")
+    flags = saved["command"]
+    given = {dest: getattr(args, dest) for dest in getattr(args, "given", ()) if dest not in ("resume", "quiet")}
+    changed = resume_changes(flags, given, args.resume)
+    # flags added since the run started keep their defaults
+    return argparse.Namespace(**{**vars(args), **flags, **{k: new for k, (_, new) in changed.items()},
+                                 "resume": args.resume})
 
 
-def _fresh_dir(base: Path) -> Path:
-    """base, or base-2, base-3, ... whichever does not exist yet."""
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+def command_of(args: argparse.Namespace) -> dict:
+    """The flags a run is started with, saved in its config.json so that `--resume RUN_DIR` can replay them."""
+    skip = {"handler", "resume_hint", "command", "given", "resume", "overwrite", "quiet"}
+    return {key: value for key, value in vars(args).items() if key not in skip}
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the options written on the command line `argv` (not left at their defaults)."""
+    unset = object()
+    namespace = argparse.Namespace(**{action.dest: unset for action in parser._actions})
+    parser.parse_known_args(argv, namespace)  # argparse skips the defaults of what the namespace holds
+    return {action.dest for action in parser._actions if getattr(namespace, action.dest, unset) is not unset}

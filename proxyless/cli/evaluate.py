@@ -8,8 +8,7 @@ from pathlib import Path
 
 from proxyless.arch import Arch
 from proxyless.infra.checkpoint import load_checkpoint, load_state, load_weights
-from proxyless.cli.common import add_command, read_arch_file
-from proxyless.cli.train import add_data_flags
+from proxyless.cli.common import add_command, add_data_flags, read_arch_file
 from proxyless.data import load_splits
 from proxyless.infra.device import resolve_device
 from proxyless.errors import UserError, check_positive_flags

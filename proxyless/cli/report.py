@@ -19,7 +19,7 @@ from proxyless.cli.common import add_command
 from proxyless.errors import UserError
 from proxyless.figures import draw_alpha, draw_archs
 from proxyless.ops import format_op
-from proxyless.infra.run_files import read_json_object, read_jsonl
+from proxyless.infra.run_files import read_json_object, read_jsonl, run_settings
 
 EXAMPLES = """\
   proxyless report runs/search-proxyless-cifar            # writes RUN_DIR/report.md, arch.png, alpha.png
@@ -55,7 +55,7 @@ def write_report(run_dir: Path, out: Path) -> Path:
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     if not history:
         raise UserError(f"'{run_dir}/arch_history.jsonl' is missing or empty; is '{run_dir}' a search run?")
-    settings = read_json_object(run_dir / "args.json")
+    settings = run_settings(run_dir)
     latency = read_json_object(run_dir / "latency.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     candidates = [[format_op(op) for op in slot.candidates] for slot in arch.space.layers()]

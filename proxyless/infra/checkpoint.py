@@ -48,10 +48,16 @@ def load_checkpoint(path: str | Path, arch: Arch | None = None) -> dict[str, Any
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first}); use an earlier one or start over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a proxyless checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    if arch is not None and state.get("arch") != arch.to_dict():
+    if arch is not None:
+        check_arch(state, arch, path)
+    return state
+
+
+def check_arch(state: dict[str, Any], arch: Arch, path: Path) -> None:
+    """Refuse a checkpoint saved for another architecture than `arch`."""
+    if state.get("arch") != arch.to_dict():
         raise CheckpointError(f"{path}: checkpoint was saved for a different architecture than {_arch_name(arch)}; "
                               f"pass the matching --arch{_beside(path)}")
-    return state
 
 
 def _arch_name(arch: Arch) -> str:

@@ -3,8 +3,9 @@
     metrics.jsonl (or .csv)   one row per epoch, both kinds of run
     arch.json                 the trained network, or the one a search derived (absent mid-search)
     arch_history.jsonl        search: per epoch, each layer's argmax op, probabilities and entropy
-    config.json               search: the searched space, whose candidates the probabilities refer to
-    args.json, latency.json   search: its flags, and the derived net's latency against the target
+    config.json               the settings; search: the searched space, whose candidates the
+                              probabilities refer to, and the latency target
+    latency.json              search: the derived net's latency against the target
 
 Every reader tolerates a missing file (an unfinished run has fewer of them) and turns a malformed one
 into a one-line UserError naming it.
@@ -32,7 +33,7 @@ class RunFiles:
     history: list[dict[str, Any]]  # empty for a training run
     arch: Arch | None
     space: SearchSpace | None  # search: the searched space; training: the arch's
-    settings: dict[str, Any]  # args.json
+    settings: dict[str, Any]  # config.json's settings, flat (see `flat_settings`)
     latency: dict[str, Any]  # latency.json
 
     @property
@@ -66,7 +67,30 @@ def read_run(run_dir: str | Path) -> RunFiles:
     space = SearchSpace.from_dict(config["space"], where=f"{path / 'config.json'}: space") if "space" in config else None
     return RunFiles(path, metrics, read_jsonl(path / "arch_history.jsonl"), arch,
                     space or (arch.space if arch else None),
-                    read_json_object(path / "args.json"), read_json_object(path / "latency.json"))
+                    flat_settings(config), read_json_object(path / "latency.json"))
+
+
+def run_settings(run_dir: str | Path) -> dict[str, Any]:
+    """A run's settings, flat (see `flat_settings`); {} when it has no config.json."""
+    return flat_settings(read_json_object(Path(run_dir) / "config.json"))
+
+
+def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """config.json as one level named like the flags: the search's or training's config, the space's name,
+    the data, and for a latency target lut, target_latency ('40ms') and latency_loss."""
+    flat: dict[str, Any] = {**_mapping(config.get("search")), **_mapping(config.get("train"))}
+    if isinstance(config.get("space"), dict):
+        flat["space"] = config["space"].get("name")
+    if "data" in config:
+        flat["data"] = config["data"]
+    latency = _mapping(config.get("latency"))
+    if "target_ms" in latency:
+        flat.update(lut=latency.get("lut"), target_latency=f"{latency['target_ms']:g}ms", latency_loss=latency.get("loss"))
+    return flat
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,148 @@
+"""Run directories and the one resume contract of `search` and `train`.
+
+A run writes its settings beside its results when it starts. To resume it, the saved settings win:
+a setting given again with another value is refused, all of them listed in one line, except the
+few that may change between sessions (`RESUMABLE`: more epochs, progress bars, loader workers,
+checkpoint cadence, TensorBoard), which are applied and recorded under "resumed" in the settings file.
+The same check serves the command line (flat flags, args.json) and the Python API (nested configs,
+config.json).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from proxyless.errors import UserError
+from proxyless.infra.atomic import atomic_write_text, read_json
+
+# settings (leaf names) that may differ on a resume; `epochs` only grows
+RESUMABLE = frozenset({"epochs", "progress", "no_progress", "num_workers", "workers", "checkpoint_every",
+                       "tensorboard", "quiet"})
+_FLAG_OF = {"num_workers": "--workers", "progress": "--no-progress", "channels_last": "--channels-first"}
+
+
+def flag_name(key: str) -> str:
+    """The command-line flag of a setting: 'search.batch_size' -> '--batch-size'."""
+    leaf = key.rsplit(".", 1)[-1]
+    return _FLAG_OF.get(leaf, "--" + leaf.replace("_", "-"))
+
+
+def resume_changes(saved: Mapping[str, Any], given: Mapping[str, Any], run_dir: str | Path) -> dict[str, list]:
+    """The settings of `given` that differ from `saved` ({key: [saved, given]}) when each may change on a
+    resume; otherwise one UserError listing every difference. Keys missing from `saved` (settings added
+    since the run started) are taken as given."""
+    changed = _differences(saved, given)
+    refused = sorted(key for key in changed if key.rsplit(".", 1)[-1] not in RESUMABLE)
+    fewer = [key for key in changed if key.rsplit(".", 1)[-1] == "epochs" and _less(changed[key])]
+    if refused:
+        listed = ", ".join(f"{flag_name(k)} {_show(changed[k][1])} (saved: {_show(changed[k][0])})" for k in refused)
+        raise UserError(f"--resume {run_dir}: the saved settings win, but these differ: {listed}; drop them to "
+                        f"continue the run, or start a new one with --out")
+    if fewer:
+        key = fewer[0]
+        raise UserError(f"--resume {run_dir}: --epochs {changed[key][1]} is fewer than the run's {changed[key][0]}; "
+                        "a resume may only add epochs")
+    return changed
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, list]:
+    """{'search.lr': [0.1, 0.2]} for each leaf of `new` whose value differs in `old` (nested by dots)."""
+    changed: dict[str, list] = {}
+    for key, value in new.items():
+        if key not in old:
+            continue  # a setting added since the run started
+        before, name = old[key], f"{prefix}{key}"
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            changed.update(_differences(before, value, f"{name}."))
+        elif before != value:
+            changed[name] = [before, value]
+    return changed
+
+
+def _less(pair: list) -> bool:
+    saved, given = pair
+    return isinstance(saved, int) and isinstance(given, int) and given < saved
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def record_resume(settings: dict[str, Any], changed: dict[str, list]) -> dict[str, Any]:
+    """`settings` with the changes applied and a "resumed" entry saying when what changed."""
+    updated = dict(settings)
+    for key, (_, value) in changed.items():
+        _assign(updated, key.split("."), value)
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    updated["resumed"] = [*settings.get("resumed", []), {"at": when, "changed": changed}]
+    return updated
+
+
+def _assign(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        tree[part] = dict(tree[part])
+        tree = tree[part]
+    tree[path[-1]] = value
+
+
+def open_run(out: str | Path | None, default_name: str, settings: dict[str, Any], resume: bool = False,
+             overwrite: bool = False) -> Path:
+    """The run directory with `settings` in its config.json: written on a fresh run; on a resume compared
+    with the saved ones (`resume_changes`), and the allowed changes recorded."""
+    run_dir = prepare_run_dir(out, default_name, resume, overwrite)
+    path = run_dir / "config.json"
+    if not resume:
+        atomic_write_text(path, json.dumps({**settings, "torch": torch.__version__}, indent=2) + "\n")
+        return run_dir
+    saved = read_json(path, UserError, "run's saved settings")
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: expected the run's settings as a JSON object; the run directory is damaged")
+    changed = resume_changes(saved, settings, run_dir)
+    if changed:
+        atomic_write_text(path, json.dumps(record_resume(saved, changed), indent=2) + "\n")
+    return run_dir
+
+
+def prepare_run_dir(out: str | Path | None, default_name: str, resume: bool = False, overwrite: bool = False) -> Path:
+    """The run directory: refuse to touch an existing one unless resuming it or told to overwrite it.
+    Without `out`, runs/<default_name> (numbered if taken)."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    if out is None:
+        if resume:
+            raise UserError("--resume needs RUN_DIR: the run directory to continue")
+        return _fresh_dir(Path("runs") / default_name)
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {str(out)!r} is a file, not a directory; choose another path")
+    if resume:
+        if not (path / "config.json").is_file():
+            raise UserError(f"--resume {out}: no run there (no config.json); pass the directory of a run to continue")
+        return path
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise UserError(f"output directory {str(out)!r} already exists; pass --resume {out} to continue it or "
+                            "--overwrite to replace it")
+        if not (path / "config.json").exists():
+            raise UserError(f"refusing to --overwrite {str(out)!r}: it does not look like a proxyless run directory "
+                            "(no config.json)")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fresh_dir(base: Path) -> Path:
+    """base, or base-2, base-3, ... whichever does not exist yet."""
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path

@@ -1,0 +1,185 @@
+"""A hardware-aware search: the latency target as a config, the objective built from it, and the
+report on the derived network (predicted and, where this machine can time it, measured latency).
+
+    target = LatencyTarget(lut="lut_cifar.json", target_ms=40)
+    objective = latency_objective(target, supernet, space)   # the strategies' arch loss / reward
+    report = latency_report(objective, arch, "argmax", measure=True)   # -> latency.json
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from proxyless.arch import Arch
+from proxyless.errors import UserError, check_field_types
+from proxyless.latency.loss import KINDS, LatencyLoss
+from proxyless.latency.lut import LatencyTable, Stat, load_lut
+from proxyless.latency.measure import measure_archs
+from proxyless.latency.predict import LatencyModel
+from proxyless.latency.runners import BACKENDS, BackendUnavailable, check_backend
+from proxyless.latency.validate import network_config
+from proxyless.search.measured_derive import MeasuredDerive, derive_measured
+from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyReward
+from proxyless.search.supernet import SuperNet
+from proxyless.space import SearchSpace
+
+log = logging.getLogger("proxyless")
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """What a hardware-aware search aims at: a table of the target device and a latency in ms."""
+
+    lut: str  # a table from `proxyless lut build`, or the published mobile .yaml
+    target_ms: float
+    loss: str = "add"  # add | mul | log | hinge (see proxyless.latency.loss)
+    weight: float = 0.1  # the initial λ, adapted during the search
+    adapt_rate: float = 0.5  # λ ← λ·exp(rate·clip((L−T)/T, ±0.2)) after each arch step; 0: fixed λ
+    reward_latency: str = "predicted"  # reinforce: the latency in the reward, "predicted" or "measured"
+    measure: bool = True  # time the derived net on this machine after the search
+    measured_derive: bool = False  # correct the table by timing the derived net, and derive again
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if not self.target_ms > 0:
+            raise UserError(f"--target-latency must be a positive number of milliseconds, got {self.target_ms}")
+        if self.loss not in KINDS:
+            raise UserError(f"--latency-loss must be one of {', '.join(KINDS)}, got {self.loss!r}")
+        if self.weight <= 0 or self.adapt_rate < 0:
+            raise UserError("--latency-weight must be positive and --latency-adapt-rate not negative")
+        if self.reward_latency not in ("predicted", "measured"):
+            raise UserError(f"--reward-latency must be predicted or measured, got {self.reward_latency!r}")
+        if self.measured_derive and not self.measure:
+            raise UserError("--measured-derive times the derived net; it cannot go with --no-measure")
+
+
+def parse_target(text: str) -> float:
+    """'12ms', '12 ms' or '12' -> 12.0 (milliseconds)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms)?\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"--target-latency must be a positive number of milliseconds such as 12ms, got {text!r}")
+    return float(match.group(1))
+
+
+def latency_objective(target: LatencyTarget, supernet: SuperNet, space: SearchSpace) -> LatencyObjective:
+    """The objective for `target` over `space` (the deployed net's space: the data may change the supernet's
+    classes, not the latency); refuses a target out of the table's reach."""
+    model = LatencyModel(space, load_lut(target.lut))
+    loss = LatencyLoss(target.loss, target.target_ms, target.weight)
+    fastest, slowest = reachable(model)
+    if not fastest * (1 - TOLERANCE) <= loss.target <= slowest * (1 + TOLERANCE):
+        raise UserError(f"--target-latency {loss.target:g}ms is out of reach: on this table the nets of {space.name} "
+                        f"take {fastest:.2f} to {slowest:.2f} ms; choose a target in that range")
+    measured = _measured_latency(model) if target.reward_latency == "measured" else None
+    if target.measured_derive:
+        _local_backend(model.header, "--measured-derive times nets on this machine; derive from the table alone")
+    return LatencyObjective(supernet, model, loss, target.adapt_rate, reward_latency=measured)
+
+
+def reward_for(objective: LatencyObjective | None) -> LatencyReward | None:
+    return None if objective is None else LatencyReward(objective)
+
+
+def latency_range(space: SearchSpace, lut: LatencyTable | str) -> tuple[float, float]:
+    """Predicted latency (ms) of the fastest and of the slowest net of `space` on the table `lut`: the
+    targets a search can reach."""
+    return reachable(LatencyModel(space, load_lut(lut) if isinstance(lut, str) else lut))
+
+
+def reachable(model: LatencyModel) -> tuple[float, float]:
+    """Predicted latency of the fastest and of the slowest architecture."""
+    return (model.of_indices([int(lat.argmin()) for lat in model.per_layer]),
+            model.of_indices([int(lat.argmax()) for lat in model.per_layer]))
+
+
+def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> MeasuredDerive:
+    """`derive_measured` with nets timed on the table's backend, batch and threads (this machine)."""
+    backend = _local_backend(objective.model.header, "--measured-derive times nets on this machine")
+    config = network_config(objective.model.header, max_rounds=15)
+
+    def measure(indices: list[int]) -> Stat:
+        deployed = Arch(objective.model.space, supernet.arch_of(indices).ops)
+        (stat,) = measure_archs([deployed], backend, config, progress=False)
+        log.info("latency: derived net measured %.2f ms, predicted %.2f ms (target %g ms)", stat.mean,
+                 objective.model.of_arch(deployed), objective.target)
+        return stat
+
+    result = derive_measured(objective, supernet, measure)
+    result.kept["backend"] = backend
+    return result
+
+
+def latency_report(objective: LatencyObjective, arch: Arch, derived_by: str, argmax_ms: float, measure: bool,
+                   measured: MeasuredDerive | None = None) -> dict[str, Any]:
+    """Predicted (and, when possible, measured) latency of the derived `arch` against the target, as
+    latency.json holds it; `measured`: the derive already timed it (`measured_derive`)."""
+    deployed = Arch(objective.model.space, arch.ops, arch.name)  # the table's task (its classes), the searched ops
+    predicted, target = objective.model.of_arch(deployed), objective.target
+    report: dict[str, Any] = {"target_ms": target, "predicted_ms": predicted, "loss": objective.loss.kind,
+                              "error": predicted / target - 1, "on_target": objective.on_target(predicted),
+                              "derived_by": derived_by, "argmax_predicted_ms": argmax_ms,
+                              "final_latency_weight": objective.weight.value}
+    if measured is not None:
+        report.update({k: measured.kept[k] for k in ("measured_ms", "measured_std_ms", "backend", "table_scale")},
+                      measured_derive=measured.trail)
+    elif measure:
+        report.update(_measure(deployed, objective))
+    return report
+
+
+def describe_latency(report: dict[str, Any]) -> list[str]:
+    """The lines a user reads about a latency report."""
+    target, predicted = report["target_ms"], report["predicted_ms"]
+    band = "at most the target" if report["loss"] == "hinge" else f"within ±{TOLERANCE:.0%}"
+    lines = [f"latency: predicted {predicted:.2f} ms for a target of {target:g} ms ({report['error']:+.1%}; "
+             f"{'on target' if report['on_target'] else 'MISSED'}: {band}); derived by {report['derived_by']}; "
+             f"the argmax would take {report['argmax_predicted_ms']:.2f} ms"]
+    if "measured_derive" in report:
+        lines.append(f"latency: measured {report['measured_ms']:.2f} ms ({report['measured_ms'] / target - 1:+.1%} "
+                     f"of the target; {len(report['measured_derive'])} net(s) timed)")
+    elif report.get("not_measured"):
+        lines.append(f"latency: not measured here: {report['not_measured']}")
+    elif report.get("measured_ms") is not None:
+        lines.append(f"latency: measured {report['measured_ms']:.2f} ± {report['measured_std_ms']:.2f} ms "
+                     f"({report['backend']}, batch {report['batch']}, {report['rounds']} rounds)")
+    return lines
+
+
+def _measure(arch: Arch, objective: LatencyObjective) -> dict[str, Any]:
+    try:
+        backend = _local_backend(objective.model.header, "time the net there (`proxyless latency measure` on that device)")
+    except UserError as err:
+        return {"measured_ms": None, "not_measured": str(err)}
+    config = network_config(objective.model.header, max_rounds=15)
+    (stat,) = measure_archs([arch], backend, config, progress=False)
+    return {"measured_ms": stat.mean, "measured_std_ms": stat.var**0.5, "backend": backend, "batch": config.batch,
+            "rounds": stat.count}
+
+
+def _measured_latency(model: LatencyModel) -> Callable[[Arch], float]:
+    """REINFORCE with measured latency: time each sampled net on the table's backend (cached by ops)."""
+    backend = _local_backend(model.header, "--reward-latency measured times nets on this machine; "
+                                           "use --reward-latency predicted")
+    config = network_config(model.header, min_rounds=3, max_rounds=3)
+    cache: dict[tuple, float] = {}
+
+    def latency(arch: Arch) -> float:
+        if arch.ops not in cache:
+            deployed = Arch(model.space, arch.ops)
+            cache[arch.ops] = measure_archs([deployed], backend, config, progress=False)[0].mean
+        return cache[arch.ops]
+
+    return latency
+
+
+def _local_backend(header: dict, fix: str) -> str:
+    """The table's backend when this machine can time networks on it; else a one-line error ending in `fix`."""
+    backend = header["backend"]
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"the table was measured on {header.get('device', backend)}; {fix}")
+    check_backend(backend)
+    return backend
+

@@ -1,0 +1,202 @@
+"""A whole search as two library calls, what `proxyless search` and `proxyless derive` run:
+
+    result = search_arch("proxyless-cifar", "sample", SearchConfig(epochs=4), out="runs/s",
+                         latency=LatencyTarget(lut="lut.json", target_ms=40))
+    result.arch, result.run_dir, result.latency        # the derived Arch, where it is, latency.json
+    derive_from_run("runs/s", inherit=True)            # re-derive from the checkpoint
+
+A run directory holds config.json (the settings: search config, space, data, latency target),
+checkpoint.pt, metrics, arch_history.jsonl, and at the end arch.json, result.json and latency.json.
+`search_arch(..., resume=True)` continues it under the resume contract of `proxyless.infra.settings`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from proxyless.arch import Arch, save_arch
+from proxyless.data import Splits, load_splits
+from proxyless.errors import UserError
+from proxyless.infra.atomic import atomic_write_text, read_json
+from proxyless.infra.checkpoint import load_checkpoint, save_weights
+from proxyless.infra.device import resolve_device
+from proxyless.infra.distributed import Dist
+from proxyless.infra.settings import open_run
+from proxyless.net import build_net
+from proxyless.search.derive import argmax_rule, inherit_weights
+from proxyless.search.hardware import (
+    LatencyTarget,
+    derive_on_device,
+    latency_objective,
+    latency_report,
+    reward_for,
+)
+from proxyless.search.loop import SearchConfig, Searcher
+from proxyless.search.objective import LatencyObjective
+from proxyless.search.strategies import ArchStrategy, GradientStrategy, ReinforceStrategy
+from proxyless.search.supernet import SuperNet
+from proxyless.space import SearchSpace, get_space
+
+log = logging.getLogger("proxyless")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    arch: Arch  # the derived architecture (also run_dir/arch.json)
+    run_dir: Path
+    derived_by: str  # which rule kept it: "argmax", or the latency band's
+    latency: dict[str, Any] | None  # latency.json: predicted (and measured) vs the target; None without one
+
+    @property
+    def arch_json(self) -> Path:
+        return self.run_dir / "arch.json"
+
+
+@dataclass(frozen=True)
+class DeriveResult:
+    arch: Arch
+    arch_json: Path
+    derived_by: str
+    latency: dict[str, Any] | None  # the run's latency report, updated for this net
+    weights: Path | None  # the kept paths' supernet weights, with `inherit_weights`
+
+
+def load_search_data(source: str, image_size: int, valid_size: float = 0.2, limit_images: int | None = None,
+                     seed: int = 0, progress: bool = True) -> Splits:
+    """`load_splits` with a held-out valid split for α, and optionally only `limit_images` training images."""
+    if not 0 < valid_size < 1:
+        raise UserError(f"--valid-size must be a fraction in (0, 1), got {valid_size}")
+    splits = load_splits(source, image_size, valid_size=valid_size, seed=seed, progress=progress)
+    if limit_images is None:
+        return splits
+    if not 0 < limit_images <= len(splits.train):
+        raise UserError(f"--limit-images must be in 1..{len(splits.train)}, got {limit_images}")
+    keep = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:limit_images]
+    return replace(splits, train=Subset(splits.train, sorted(keep.tolist())),
+                   source=f"{splits.source}; {limit_images} training images used")
+
+
+def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str = "sample",
+           config: SearchConfig | None = None, *, latency: LatencyTarget | None = None,
+           out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+           device: str = "cpu", dist: Dist | None = None, command: dict[str, Any] | None = None) -> SearchResult:
+    """Search `space` (a preset name, a file, or a SearchSpace) on `data` (a source for `load_search_data`
+    or Splits with a valid split) and derive an architecture; with `latency`, for a target latency.
+
+    `out` is the run directory (default runs/search-<space>); `resume=True` continues it, its saved settings
+    winning (a different one is refused, except more epochs and the like: `proxyless.infra.settings`).
+    Under torchrun pass `Dist.from_env(...)` as `dist`; only rank 0 writes files. `command`: the flags of
+    the command line that started it, saved with the settings (the CLI resumes from them).
+    """
+    config = config or SearchConfig()
+    deployed = get_space(space) if isinstance(space, str) else space  # latency is predicted for this one
+    if isinstance(data, str):
+        data = load_search_data(data, deployed.input_size, seed=config.seed, progress=config.progress)
+    if data.valid is None:
+        raise UserError("a search needs a valid split to train α on; load the data with a valid_size")
+    fitted = deployed
+    if len(data.classes) != deployed.num_classes:
+        log.info("space %s: classifier set to the data's %d classes", deployed.name, len(data.classes))
+        fitted = replace(deployed, num_classes=len(data.classes))
+    settings = {"search": asdict(config), "space": deployed.to_dict(), "data": data.source,
+                "latency": asdict(latency) if latency else None, **({"command": command} if command else {})}
+    dist = dist or Dist(device=resolve_device(device))
+    run_dir = Path(dist.on_main(lambda: str(open_run(out, f"search-{deployed.name}", settings, resume, overwrite))))
+
+    torch.manual_seed(config.seed)
+    supernet = SuperNet(fitted)
+    objective = latency_objective(latency, supernet, deployed) if latency else None
+    searcher = Searcher(supernet, make_strategy(supernet, config, objective, dist), data.train, data.valid, config,
+                        dist.device, derive=objective.derive if objective else None, dist=dist, source=data.source)
+    found = searcher.run(run_dir, resume=resume)
+    arch, how = found["arch"], found["derived_by"]
+    if not dist.main or objective is None:  # the files and the latency report are rank 0's
+        return SearchResult(arch, run_dir, how, None)
+    measured = derive_on_device(objective, supernet) if latency.measured_derive else None
+    if measured is not None:  # the table corrected by measurement: the kept net may differ from the search's
+        arch, how = supernet.arch_of(measured.indices, name=arch.name), measured.how
+        save_arch(arch, run_dir / "arch.json")
+        record = {"arch": arch.op_strings(), "arch_json": str(run_dir / "arch.json"), "derived_by": how}
+        atomic_write_text(run_dir / "result.json", json.dumps(record, indent=2) + "\n")
+    argmax_ms = objective.model.of_indices(supernet.argmax())
+    report = latency_report(objective, arch, how, argmax_ms, latency.measure, measured)
+    atomic_write_text(run_dir / "latency.json", json.dumps(report, indent=2) + "\n")
+    return SearchResult(arch, run_dir, how, report)
+
+
+def make_strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObjective | None,
+                  dist: Dist) -> ArchStrategy:
+    if config.strategy == "reinforce":
+        return ReinforceStrategy(supernet, reward=reward_for(objective), lr=config.arch_lr, dist=dist)
+    return GradientStrategy(supernet, lr=config.arch_lr, mode=config.mode, arch_loss=objective, dist=dist)
+
+
+def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inherit: bool = False,
+           measured_derive: bool = False) -> DeriveResult:
+    """Derive the architecture of a search run from its checkpoint (path-level pruning), with the run's
+    latency rule when it had a target; `out` (default RUN_DIR/arch.json), `inherit` also writes the kept
+    paths' weights, `measured_derive` corrects the table by timing the derived net on this machine."""
+    run_dir = Path(run_dir)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    if state.get("kind") != "search":
+        raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
+    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=str(run_dir)))
+    supernet.load_state_dict(state["supernet"])
+    objective = search_objective(run_dir, supernet)
+    if measured_derive and objective is None:
+        raise UserError(f"--measured-derive needs a search with a latency target; {run_dir} had no --lut/--target-latency")
+    measured = derive_on_device(objective, supernet) if measured_derive else None
+    indices, how = (measured.indices, measured.how) if measured else (objective.derive if objective else argmax_rule)(supernet)
+    arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
+    arch_json = Path(out) if out else run_dir / "arch.json"
+    save_arch(arch, arch_json)
+    report = None
+    if objective is not None and out is None:  # the run's own arch.json changed: so does its latency report
+        report = _updated_latency_report(run_dir, objective, supernet, arch, how, measured)
+    weights = None
+    if inherit:
+        net = build_net(arch)
+        inherit_weights(supernet, net)
+        weights = save_weights(net, run_dir / "derived_weights.safetensors")
+    return DeriveResult(arch, arch_json, how, report, weights)
+
+
+def search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:
+    """The latency objective of a search that had a target (rebuilt from its config.json), else None."""
+    settings = read_json(run_dir / "config.json", UserError, "search's saved settings")
+    if not isinstance(settings, dict) or not isinstance(settings.get("space"), dict):
+        raise UserError(f"{run_dir / 'config.json'}: expected a search's settings; the run directory is damaged")
+    if not settings.get("latency"):
+        return None
+    try:
+        target = LatencyTarget(**settings["latency"])
+    except TypeError as err:
+        raise UserError(f"{run_dir / 'config.json'}: a damaged latency target ({err})") from None
+    deployed = SearchSpace.from_dict(settings["space"], where=str(run_dir / "config.json"))
+    return latency_objective(target, supernet, deployed)
+
+
+def _updated_latency_report(run_dir: Path, objective: LatencyObjective, supernet: SuperNet, arch: Arch, how: str,
+                            measured: Any) -> dict[str, Any] | None:
+    """latency.json for a re-derived net: new prediction; a measurement of the old net is dropped."""
+    path = run_dir / "latency.json"
+    if measured is not None:
+        report = latency_report(objective, arch, how, objective.model.of_indices(supernet.argmax()), False, measured)
+    elif path.is_file():
+        report = json.loads(path.read_text())
+        for stale in ("measured_ms", "measured_std_ms", "backend", "not_measured", "batch", "rounds"):
+            report.pop(stale, None)
+        predicted = objective.model.of_arch(Arch(objective.model.space, arch.ops))
+        report.update(predicted_ms=predicted, error=predicted / objective.target - 1,
+                      on_target=objective.on_target(predicted), derived_by=how)
+    else:  # the search stopped before writing one; `proxyless search --resume` will
+        return None
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    return report
