@@ -25,19 +25,20 @@ import io
 import json
 import math
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from proxyless.arch import Arch
+from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write, atomic_write_text
 from proxyless.infra.checkpoint import load_checkpoint, load_state, load_weights
-from proxyless.errors import UserError
-from proxyless.latency.runners import check_backend, export_onnx, onnxruntime_session
+from proxyless.infra.extras import require
+from proxyless.latency.runners import export_onnx, onnxruntime_session
 from proxyless.net import ProxylessNet, build_net
 
 FORMATS = ("onnx", "torchscript", "torch-export")
@@ -140,7 +141,7 @@ def load_exported(data: bytes, fmt: str) -> Forward:
             with _torchscript_on_purpose():
                 return torch.jit.load(io.BytesIO(data), map_location="cpu")
         return torch.export.load(io.BytesIO(data)).module()
-    except Exception as err:  # torch raises RuntimeError, zipfile and pickle errors for foreign files
+    except Exception as err:  # noqa: BLE001 (torch raises RuntimeError, zipfile and pickle errors for foreign files)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"cannot load it as {fmt} ({first}); was it written by `proxyless export`?") from None
 
@@ -176,8 +177,8 @@ def export_net(net: ProxylessNet, fmt: str, out: str | Path, batch_size: int = 2
     then write it and its record in export.json; raises ExportError, writing nothing, when it differs."""
     out = Path(out)
     _check_request(fmt, out, batch_size, tolerance)
-    if fmt == "onnx" and verify_onnxruntime:
-        check_backend("onnxruntime")
+    if fmt == "onnx" and verify_onnxruntime:  # before exporting: a missing package is named at once
+        require("onnxruntime", "onnx", "--verify-onnxruntime")
     net = net.eval()
     size = net.arch.space.input_size
     example_batch = max(batch_size, 2)  # torch.export turns a dimension of size 1 into a constant
