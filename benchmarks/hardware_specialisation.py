@@ -28,7 +28,7 @@ from lanes import Job, run_jobs  # noqa: E402
 from search_vs_baselines import link_subset  # noqa: E402
 
 from proxyless.arch import load_arch  # noqa: E402
-from proxyless.cli.search_latency import reachable  # noqa: E402
+from proxyless.search.hardware import reachable  # noqa: E402
 from proxyless.figures import draw_archs  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402

@@ -1,6 +1,7 @@
 """Do searches at two latency targets land on them, and do the measured latencies order the same way?
 
-Runs `proxyless search --lut LUT --target-latency T` on the embedded CIFAR-10 sample for each target,
+Runs a search for each target (`proxyless.search_arch`, what `proxyless search --lut LUT --target-latency T`
+runs) on the embedded CIFAR-10 sample,
 then times the derived networks again, interleaved (on the table's backend, batch and threads), so
 that their order is not an artefact of the machine's drift between the two runs.
 
@@ -13,8 +14,6 @@ Writes benchmarks/results/latency_targets.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,13 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, environment, write_results  # noqa: E402
 
-from proxyless.arch import load_arch  # noqa: E402
-from proxyless.cli.search_latency import reachable  # noqa: E402
-from proxyless.latency.lut import load_lut  # noqa: E402
-from proxyless.latency.measure import measure_archs  # noqa: E402
-from proxyless.latency.predict import LatencyModel  # noqa: E402
+import proxyless as px  # noqa: E402
 from proxyless.latency.validate import network_config  # noqa: E402
-from proxyless.space import get_space  # noqa: E402
 
 
 def main() -> None:
@@ -45,29 +39,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny searches to check the script")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write (default: benchmarks/results)")
     args = parser.parse_args()
-    table, space = load_lut(args.lut), get_space(args.space)
-    fastest, slowest = reachable(LatencyModel(space, table))
+    table, space = px.load_lut(args.lut), px.get_space(args.space)
+    fastest, slowest = px.latency_range(space, table)
     targets = args.targets or [fastest + f * (slowest - fastest) for f in (0.35, 0.65)]
     out = Path(args.out or tempfile.mkdtemp(prefix="latency_targets_"))
     runs = []
+    quick = {"epochs": 2, "warmup_epochs": 1, "batch_size": 32} if args.quick else {}
+    search_config = px.SearchConfig(**{"epochs": args.epochs, "warmup_epochs": 2, "arch_lr": args.arch_lr,
+                                "arch_every": args.arch_every, "progress": False, **quick})
+    data = px.load_search_data("sample", space.input_size, limit_images=256 if args.quick else None)
     for target in targets:  # 1. one search per target
-        run_dir = out / f"target_{target:.1f}ms"
-        cmd = [sys.executable, "-m", "proxyless", "search", "--space", args.space, "--lut", args.lut,
-               "--target-latency", f"{target:.3f}ms", "--out", str(run_dir), "--overwrite", "--no-progress",
-               "--no-measure", "--epochs", str(args.epochs), "--warmup-epochs", "2",
-               "--arch-lr", str(args.arch_lr), "--arch-every", str(args.arch_every)]
-        if args.quick:
-            cmd += ["--epochs", "2", "--warmup-epochs", "1", "--limit-images", "256", "--batch-size", "32"]
         start = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        latency = json.loads((run_dir / "latency.json").read_text())
-        runs.append({"target_ms": target, "search_s": time.perf_counter() - start, **latency,
-                     "arch": load_arch(run_dir / "arch.json").op_strings()})
+        found = px.search_arch(space, data, search_config, out=out / f"target_{target:.1f}ms", overwrite=True,
+                               latency=px.LatencyTarget(lut=args.lut, target_ms=round(target, 3), measure=False))
+        runs.append({"target_ms": target, "search_s": time.perf_counter() - start, **found.latency,
+                     "arch": found.arch.op_strings()})
     # 2. the derived nets, timed together
     header = table.header
     config = network_config(header, max_rounds=3 if args.quick else 20, min_rounds=3 if args.quick else 10)
-    archs = [load_arch(out / f"target_{r['target_ms']:.1f}ms" / "arch.json") for r in runs]
-    for run, stat in zip(runs, measure_archs(archs, header["backend"], config)):
+    archs = [px.load_arch(out / f"target_{r['target_ms']:.1f}ms" / "arch.json") for r in runs]
+    for run, stat in zip(runs, px.measure_archs(archs, header["backend"], config)):
         run.update(measured_ms=stat.mean, measured_std_ms=stat.var**0.5)
     same_order = (runs[0]["measured_ms"] < runs[1]["measured_ms"]) == (runs[0]["target_ms"] < runs[1]["target_ms"])
     on_target = all(r["on_target"] for r in runs)

@@ -42,7 +42,7 @@ from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
 
 from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
-from proxyless.cli.search import search_objective  # noqa: E402
+from proxyless.search.pipeline import search_objective  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.measure import measure_archs  # noqa: E402
@@ -105,7 +105,7 @@ def train_job(work: Path, name: str, seed: int, args: argparse.Namespace) -> Job
     flags = ["train", "--arch", str(work / "archs" / f"{name}.json"), "--data", str(work / "data"),
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
              "--seed", str(seed)]
-    return Job(f"train_{name}_seed{seed}", flags, out, ["train", *flags[1:], "--out", str(out), "--resume", "--no-progress"])
+    return Job(f"train_{name}_seed{seed}", flags, out, ["train", "--resume", str(out), "--no-progress"])
 
 
 def derived_candidates(work: Path, target: float) -> dict[str, tuple[Arch, float, float]]:

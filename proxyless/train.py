@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -98,10 +98,12 @@ def train_net(arch: Arch, data: Splits | str = "sample", config: TrainConfig | N
     dist = dist or Dist(device=resolve_device(config.device))
     settings = {"train": asdict(config), "data": data.source, **({"command": command} if command else {})}
     name = f"train-{arch.name or arch.space.name}"
-    run_dir = Path(dist.on_main(lambda: str(open_run(out, name, settings, resume, overwrite))))
     torch.manual_seed(config.seed)  # the initial weights depend on the seed too (the same on every rank)
-    record = Trainer(arch, build_net(arch), data, config, dist).run(run_dir, resume=resume)
-    return TrainResult(run_dir, arch, record["test_top1"], record["test_top5"], record["test_loss"], record)
+    trainer = Trainer(arch, build_net(arch), data, config, dist)
+    # only now, with every setting checked, the run directory (a refused training leaves no trace)
+    opened = dist.on_main(lambda: open_run(out, name, settings, resume, overwrite))
+    record = trainer.run(opened.path, resume, opened.record_resume)
+    return TrainResult(opened.path, arch, record["test_top1"], record["test_top5"], record["test_loss"], record)
 
 
 def fit_to_data(arch: Arch, data: Splits, adapt: bool) -> Arch:
@@ -149,9 +151,9 @@ class Trainer(ResumableRun):
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.last_test: dict[str, float] | None = None  # the last epoch's test metrics
 
-    def run(self, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    def run(self, run_dir: str | Path, resume: bool = False, restored: Callable[[], None] | None = None) -> dict[str, Any]:
         """Train every epoch left; returns the result record (also written to result.json)."""
-        super().run(run_dir, resume)
+        super().run(run_dir, resume, restored)
         # the last epoch's test metrics are the final weights'; evaluate only when no epoch was left to run
         return self._finish(self.session_seconds, self.last_test or self.evaluate())
 

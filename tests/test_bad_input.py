@@ -27,7 +27,7 @@ from test_data import write_mixed_folder
 
 from proxyless.arch import save_arch
 from proxyless.cli import main
-from proxyless.cli.search_latency import reachable
+from proxyless.search.hardware import reachable
 from proxyless.data import load_splits
 from proxyless.data.cache import CACHE_ENV
 from proxyless.latency.lut import LatencyTable, save_lut
@@ -217,8 +217,14 @@ ROWS = [
     row("validate a table of another space", "lut validate --lut {w}/lut.json --space proxyless-cifar --samples 3 "
         "--calibrate 3 --no-progress --out {t}/val", "does not cover space 'proxyless-cifar'"),
     # checkpoints
-    row("resume a run of another arch", TRAIN.replace(ZOO, "mobilenetv2_0.5") + " --epochs 2 --out {w}/train_run --resume", "checkpoint.pt", "saved for a different architecture than 'mobilenetv2_0.5'",
-        "pass the matching --arch, e.g. --arch {w}/train_run/arch.json"),
+    row("resume a run with another arch", "train --resume {w}/train_run --zoo mobilenetv2_0.5", "--resume",
+        "the saved settings win", "--zoo 'mobilenetv2_0.5' (saved: 'mobilenetv2_0.35')", "start a new one with --out"),
+    row("resume a training with another batch size", "train --resume {w}/train_run --batch-size 3 --lr 0.5",
+        "the saved settings win, but these differ: --batch-size 3 (saved: 4), --lr 0.5 (saved: 0.05)"),
+    row("resume a training with fewer epochs", "train --resume {w}/train_run --epochs 0",
+        "--epochs 0 is fewer than the run's 1", "a resume may only add epochs"),
+    row("resume a search with another batch size", "search --resume {w}/search_again --batch-size 3 --no-progress",
+        "the saved settings win, but these differ: --batch-size 3 (saved: 2)", "drop them to continue the run"),
     row("eval weights of another arch", "eval --arch {w}/other_arch.json --weights "
         "{w}/train_run/weights.safetensors --data {w}/imgs", "weights.safetensors",
         "weights of another architecture (218 tensors missing, extra or of another shape, first "
@@ -229,7 +235,7 @@ ROWS = [
         "{w}/train_run/weights.safetensors --format onnx", "weights of another architecture", "pass the matching --arch"),
     row("eval a truncated checkpoint", "eval {w}/train_truncated --data {w}/imgs",
         "truncated or corrupt checkpoint", "use an earlier one or start over"),
-    row("resume a truncated checkpoint", TRAIN + " --epochs 2 --out {w}/train_truncated --resume",
+    row("resume a truncated checkpoint", "train --resume {w}/train_truncated --epochs 2",
         "truncated or corrupt checkpoint (PytorchStreamReader failed reading zip archive: failed finding central "
         "directory); use an earlier one or start over"),
     row("export a truncated checkpoint", "export --arch {w}/arch.json --weights {w}/train_truncated/checkpoint.pt "
@@ -239,14 +245,14 @@ ROWS = [
     row("derive a truncated search", "derive {w}/search_truncated", "truncated or corrupt checkpoint"),
     row("derive a train run", "derive {w}/train_run", "not a search checkpoint", "proxyless search"),
     row("derive a missing run", "derive {w}/nowhere", "does not exist"),
-    row("resume a missing search", "search --resume {w}/nowhere", "no args.json there",
+    row("resume a missing search", "search --resume {w}/nowhere", "no config.json there",
         "`proxyless search` run directory"),
     # output directory
     row("existing output dir", TRAIN + " --out {w}/train_run", "already exists", "pass --resume", "--overwrite"),
     row("existing output dir (search)", SEARCH + " --out {w}/search_run", "already exists", "--overwrite"),
     row("overwrite a directory that is no run", TRAIN + " --out {w}/existing --overwrite",
         "refusing to --overwrite", "does not look like a proxyless run directory"),
-    row("--resume with --overwrite", TRAIN + " --out {w}/train_run --resume --overwrite",
+    row("--resume with --overwrite", "train --resume {w}/train_run --overwrite",
         "--resume and --overwrite contradict each other"),
     row("--resume with --overwrite (search)", "search --resume {w}/search_again --overwrite --no-progress",
         "--resume and --overwrite contradict each other"),

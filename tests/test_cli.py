@@ -42,7 +42,7 @@ def test_zoo_show_prints_params_and_macs(capsys):
 def test_zoo_list_and_build(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "zoo", "list")
     assert code == 0 and "proxyless_gpu" in out and "mobilenetv2_1.4" in out
-    code, out, _ = run_cli(capsys, "zoo", "build", "mobilenetv2_0.5", "--input-size", "32", "--num-classes", "10",
+    code, out, _ = run_cli(capsys, "zoo", "build", "mobilenetv2_0.5", "--image-size", "32", "--num-classes", "10",
                            "--out", str(tmp_path / "a.json"))
     assert code == 0 and json.loads((tmp_path / "a.json").read_text())["space"]["input_size"] == 32
 

@@ -161,12 +161,12 @@ def test_torchrun_train_resumes_after_a_kill_to_the_uninterrupted_result(tmp_pat
     killed = tmp_path / "killed"
     kill_at_first_checkpoint(argv, killed)
     assert (killed / "checkpoint.pt").exists() and not (killed / "result.json").exists()
-    resumed = torchrun(*argv, "--out", str(killed), "--resume")
+    resumed = torchrun("train", "--resume", str(killed), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     same = json.loads((killed / "result.json").read_text())
     assert same["test_top1"] == result["test_top1"] and same["test_loss"] == pytest.approx(result["test_loss"])
     # one process cannot continue what two started: each had its own augmentation RNG
-    alone = subprocess.run([sys.executable, "-m", "proxyless", *argv, "--out", str(killed), "--resume"],
+    alone = subprocess.run([sys.executable, "-m", "proxyless", "train", "--resume", str(killed), "--no-progress"],
                            capture_output=True, text=True, timeout=300)
     assert alone.returncode == 2 and "Traceback" not in alone.stderr
     assert alone.stderr.splitlines()[-1].endswith("saved by 2 process(es), this run has 1; resume with --nproc-per-node 2")

@@ -172,7 +172,7 @@ def test_train_survives_kills_and_ctrl_c(tmp_path, tiny_task):
     straight, run = tmp_path / "straight", tmp_path / "faulty"
     subprocess.run(PROXYLESS + train_argv(tiny_task, straight), check=True, capture_output=True, timeout=300)
     checkpoint = run / "checkpoint.pt"
-    resume = PROXYLESS + train_argv(tiny_task, run) + ["--resume"]
+    resume = PROXYLESS + ["train", "--resume", str(run), "--no-progress"]
 
     # 1. SIGKILL halfway through writing the third checkpoint
     crash_mid_write("checkpoint.pt", 3, train_argv(tiny_task, run))
@@ -184,7 +184,7 @@ def test_train_survives_kills_and_ctrl_c(tmp_path, tiny_task):
     at = checkpoint_position(checkpoint)
     done = signal_after_progress(resume, lambda: checkpoint_position(checkpoint), at, signal.SIGINT)
     assert_interrupted_cleanly(done, checkpoint)
-    assert "continue by running the same command with --resume" in done.stderr
+    assert "continue with `proxyless train --resume RUN_DIR`" in done.stderr
     # 4. finished: the uninterrupted run's weights and metrics
     done = subprocess.run(resume, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -10,7 +10,7 @@ from torch.utils.data import Subset
 
 from proxyless.arch import Arch
 from proxyless.cli import main
-from proxyless.cli.search_latency import reachable
+from proxyless.search.hardware import reachable
 from proxyless.data import Splits
 from proxyless.latency.lut import save_lut
 from proxyless.latency.predict import LatencyModel

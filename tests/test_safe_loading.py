@@ -12,6 +12,7 @@ import torch
 import proxyless
 from proxyless.arch import save_arch
 from proxyless.cli import main
+from proxyless.space import get_space
 from proxyless.zoo import get_zoo_arch
 
 PACKAGE = Path(proxyless.__file__).parent
@@ -68,7 +69,9 @@ def tampered(tmp_path: Path) -> Path:
         (tmp_path / run).mkdir()
         save_arch(arch, tmp_path / run / "arch.json")
         torch.save(evil_state, tmp_path / run / "checkpoint.pt")
-    (tmp_path / "search_run" / "args.json").write_text(json.dumps({"space": "proxyless-cifar"}))
+    # the settings a resume or derive reads before the checkpoint
+    (tmp_path / "search_run" / "config.json").write_text(json.dumps({"space": get_space("proxyless-cifar").to_dict()}))
+    (tmp_path / "train_run" / "config.json").write_text(json.dumps({"command": {"data": "sample", "epochs": 1}}))
     (tmp_path / "evil.pickle").write_bytes(pickle.dumps(Exploit(marker)))
     (tmp_path / "evil.yaml").write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
     return tmp_path
@@ -78,7 +81,7 @@ CASES = {
     "eval a run": ("eval {t}/train_run", "refused to load"),
     "export a checkpoint": ("export --arch {t}/train_run/arch.json --weights {t}/train_run/checkpoint.pt "
                             "--format onnx --out {t}/net.onnx", "refused to load"),
-    "resume a training": ("train --arch {t}/train_run/arch.json --out {t}/train_run --resume", "refused to load"),
+    "resume a training": ("train --resume {t}/train_run", "refused to load"),
     "derive a search": ("derive {t}/search_run", "refused to load"),
     "a pickle as arch.json": ("train --arch {t}/evil.pickle", "evil.pickle"),
     "a pickle as latency table": ("lut show --lut {t}/evil.pickle", "evil.pickle"),

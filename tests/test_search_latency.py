@@ -9,7 +9,7 @@ from helpers import synthetic_table, tiny32_space
 from PIL import Image
 
 from proxyless.cli import main
-from proxyless.cli.search_latency import parse_target, reachable
+from proxyless.search.hardware import parse_target, reachable
 from proxyless.latency.loss import LatencyLoss
 from proxyless.latency.lut import save_lut
 from proxyless.latency.measure import MeasureConfig, build_lut

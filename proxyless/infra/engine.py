@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch.utils.data import Dataset
@@ -137,9 +137,10 @@ class ResumableRun:
 
     # -- the engine ------------------------------------------------------------------------------------
 
-    def run(self, run_dir: str | Path, resume: bool = False) -> int:
-        """Run every epoch left into `run_dir` (continuing its checkpoint when `resume`); returns the
-        number of epochs this call ran. Stops with `Interrupted` on Ctrl-C/SIGTERM after saving."""
+    def run(self, run_dir: str | Path, resume: bool = False, restored: Callable[[], None] | None = None) -> int:
+        """Run every epoch left into `run_dir` (continuing its checkpoint when `resume`, then calling
+        `restored`); returns the number of epochs this call ran. Stops with `Interrupted` on Ctrl-C/SIGTERM
+        after saving."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
@@ -148,6 +149,8 @@ class ResumableRun:
         start, step, totals = (0, 0, None)
         if resume and self.checkpoint_path.exists():
             start, step, totals = self._restore()
+        if resume and restored is not None and self.dist.main:
+            restored()  # e.g. record the settings this resume changed, now that it can go on
         fresh = (start, step) == (0, 0)
         if fresh:
             torch.manual_seed(self.config.seed + self.dist.rank)  # each process its own augmentations

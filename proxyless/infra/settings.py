@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -92,22 +93,35 @@ def _assign(tree: dict[str, Any], path: list[str], value: Any) -> None:
     tree[path[-1]] = value
 
 
+@dataclass(frozen=True)
+class OpenedRun:
+    """A run directory ready to run in (plain data, so torchrun's rank 0 can send it to the others)."""
+
+    path: Path
+    saved: dict[str, Any] = field(default_factory=dict)  # a resume: the settings config.json held
+    changed: dict[str, list] = field(default_factory=dict)  # a resume: the allowed changes, [saved, given]
+
+    def record_resume(self) -> None:
+        """Write the changes of this resume into config.json; called once the checkpoint is restored, so that
+        a resume that fails leaves the run's files as they were."""
+        if self.changed:
+            atomic_write_text(self.path / "config.json", json.dumps(record_resume(self.saved, self.changed), indent=2)
+                              + "\n")
+
+
 def open_run(out: str | Path | None, default_name: str, settings: dict[str, Any], resume: bool = False,
-             overwrite: bool = False) -> Path:
-    """The run directory with `settings` in its config.json: written on a fresh run; on a resume compared
-    with the saved ones (`resume_changes`), and the allowed changes recorded."""
+             overwrite: bool = False) -> OpenedRun:
+    """The run directory with `settings` in its config.json: written at once for a fresh run; for a resume
+    compared with the saved ones (`resume_changes`), refusing a difference before anything runs."""
     run_dir = prepare_run_dir(out, default_name, resume, overwrite)
     path = run_dir / "config.json"
     if not resume:
         atomic_write_text(path, json.dumps({**settings, "torch": torch.__version__}, indent=2) + "\n")
-        return run_dir
+        return OpenedRun(run_dir)
     saved = read_json(path, UserError, "run's saved settings")
     if not isinstance(saved, dict):
         raise UserError(f"{path}: expected the run's settings as a JSON object; the run directory is damaged")
-    changed = resume_changes(saved, settings, run_dir)
-    if changed:
-        atomic_write_text(path, json.dumps(record_resume(saved, changed), indent=2) + "\n")
-    return run_dir
+    return OpenedRun(run_dir, saved, resume_changes(saved, settings, run_dir))
 
 
 def prepare_run_dir(out: str | Path | None, default_name: str, resume: bool = False, overwrite: bool = False) -> Path:

@@ -8,7 +8,6 @@ report on the derived network (predicted and, where this machine can time it, me
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,9 +24,6 @@ from proxyless.search.measured_derive import MeasuredDerive, derive_measured
 from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyReward
 from proxyless.search.supernet import SuperNet
 from proxyless.space import SearchSpace
-
-log = logging.getLogger("proxyless")
-
 
 @dataclass(frozen=True)
 class LatencyTarget:
@@ -103,8 +99,6 @@ def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> Measure
     def measure(indices: list[int]) -> Stat:
         deployed = Arch(objective.model.space, supernet.arch_of(indices).ops)
         (stat,) = measure_archs([deployed], backend, config, progress=False)
-        log.info("latency: derived net measured %.2f ms, predicted %.2f ms (target %g ms)", stat.mean,
-                 objective.model.of_arch(deployed), objective.target)
         return stat
 
     result = derive_measured(objective, supernet, measure)
@@ -138,6 +132,8 @@ def describe_latency(report: dict[str, Any]) -> list[str]:
              f"{'on target' if report['on_target'] else 'MISSED'}: {band}); derived by {report['derived_by']}; "
              f"the argmax would take {report['argmax_predicted_ms']:.2f} ms"]
     if "measured_derive" in report:
+        lines += [f"latency: derived net measured {net['measured_ms']:.2f} ms, predicted {net['predicted_ms']:.2f} ms "
+                  f"(table ×{net['table_scale']:.3g}, target {target:g} ms)" for net in report["measured_derive"]]
         lines.append(f"latency: measured {report['measured_ms']:.2f} ms ({report['measured_ms'] / target - 1:+.1%} "
                      f"of the target; {len(report['measured_derive'])} net(s) timed)")
     elif report.get("not_measured"):

@@ -108,14 +108,15 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
     settings = {"search": asdict(config), "space": deployed.to_dict(), "data": data.source,
                 "latency": asdict(latency) if latency else None, **({"command": command} if command else {})}
     dist = dist or Dist(device=resolve_device(device))
-    run_dir = Path(dist.on_main(lambda: str(open_run(out, f"search-{deployed.name}", settings, resume, overwrite))))
-
     torch.manual_seed(config.seed)
     supernet = SuperNet(fitted)
     objective = latency_objective(latency, supernet, deployed) if latency else None
     searcher = Searcher(supernet, make_strategy(supernet, config, objective, dist), data.train, data.valid, config,
                         dist.device, derive=objective.derive if objective else None, dist=dist, source=data.source)
-    found = searcher.run(run_dir, resume=resume)
+    # only now, with every setting checked, the run directory (a refused search leaves no trace)
+    opened = dist.on_main(lambda: open_run(out, f"search-{deployed.name}", settings, resume, overwrite))
+    run_dir = opened.path
+    found = searcher.run(run_dir, resume=resume, restored=opened.record_resume)
     arch, how = found["arch"], found["derived_by"]
     if not dist.main or objective is None:  # the files and the latency report are rank 0's
         return SearchResult(arch, run_dir, how, None)
