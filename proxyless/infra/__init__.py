@@ -8,6 +8,9 @@
     metrics       the per-epoch metrics log (CSV + JSON lines) and top-k counts
     tensorboard   the same rows as TensorBoard scalars (optional install)
     run_files     reading a run directory back (metrics, α history, arch, settings, latency)
+    extras        optional packages, or one line naming their pip install
+    engine        the resumable-run engine every long job runs on (ResumableRun, Totals)
+    settings      run directories and the resume contract (saved settings win, differences named)
 """
 
 from proxyless.infra.atomic import atomic_torch_save, atomic_write, atomic_write_text, read_json, remove_stale_temps
@@ -20,10 +23,12 @@ from proxyless.infra.checkpoint import (
     save_weights,
 )
 from proxyless.infra.device import resolve_device
+from proxyless.infra.engine import ResumableRun, Totals
 from proxyless.infra.distributed import Dist, RanksDisagree, keyed_generator, restore_rng, rng_states
 from proxyless.infra.extras import MissingExtra, require
 from proxyless.infra.metrics import MetricsLog, run_logs, topk_correct
 from proxyless.infra.run_files import RunFiles, read_run
+from proxyless.infra.settings import OpenedRun, open_run, prepare_run_dir, resume_changes
 from proxyless.infra.signals import Interrupted, StopSignals, stop_signals
 
 __all__ = [
@@ -32,9 +37,12 @@ __all__ = [
     "Interrupted",
     "MetricsLog",
     "MissingExtra",
+    "OpenedRun",
     "RanksDisagree",
+    "ResumableRun",
     "RunFiles",
     "StopSignals",
+    "Totals",
     "atomic_torch_save",
     "atomic_write",
     "atomic_write_text",
@@ -42,12 +50,15 @@ __all__ = [
     "load_checkpoint",
     "load_state",
     "load_weights",
+    "open_run",
+    "prepare_run_dir",
     "read_json",
     "read_run",
     "remove_stale_temps",
     "require",
     "resolve_device",
     "restore_rng",
+    "resume_changes",
     "rng_states",
     "run_logs",
     "save_checkpoint",
