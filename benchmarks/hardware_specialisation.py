@@ -25,15 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, environment, write_results  # noqa: E402
 from lanes import Job, run_jobs  # noqa: E402
-from search_vs_baselines import link_subset  # noqa: E402
-
 from proxyless.arch import load_arch  # noqa: E402
-from proxyless.search.hardware import reachable  # noqa: E402
 from proxyless.figures import draw_archs  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.ops import MBConv, format_op  # noqa: E402
+from proxyless.search.hardware import reachable  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
+from search_vs_baselines import link_subset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICES = {  # label -> default table

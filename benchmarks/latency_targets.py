@@ -21,9 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment, write_results  # noqa: E402
-
 import proxyless as px  # noqa: E402
+from common import RESULTS, environment, write_results  # noqa: E402
 from proxyless.latency.validate import network_config  # noqa: E402
 
 

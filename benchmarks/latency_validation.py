@@ -24,7 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, environment, write_results  # noqa: E402
-
 from proxyless.latency.lut import save_lut  # noqa: E402
 from proxyless.latency.measure import MeasureConfig, build_lut  # noqa: E402
 from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut  # noqa: E402

@@ -30,10 +30,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, median, write_results  # noqa: E402
-
 from proxyless.net import build_net  # noqa: E402
 from proxyless.ops import OpSpec, format_op, parse_op  # noqa: E402
 from proxyless.optim import make_sgd  # noqa: E402

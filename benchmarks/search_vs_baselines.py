@@ -39,16 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, environment, write_results  # noqa: E402
 from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
-
 from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
-from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
-from proxyless.search.pipeline import search_objective  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
+from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.measure import measure_archs  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.latency.validate import network_config, random_archs  # noqa: E402
 from proxyless.search.objective import DERIVE_BAND  # noqa: E402
+from proxyless.search.pipeline import search_objective  # noqa: E402
 from proxyless.search.supernet import SuperNet  # noqa: E402
 from proxyless.space import SearchSpace, get_space  # noqa: E402
 from proxyless.zoo import mobilenet_v2  # noqa: E402

@@ -19,7 +19,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, median, write_results  # noqa: E402
-
 from proxyless.data import load_splits, make_loader  # noqa: E402
 from proxyless.net import build_net  # noqa: E402
 from proxyless.optim import make_sgd  # noqa: E402

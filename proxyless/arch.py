@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from proxyless.infra.atomic import atomic_write_text, read_json
 from proxyless.errors import UserError
+from proxyless.infra.atomic import atomic_write_text, read_json
 from proxyless.ops import OpSpec, format_op, parse_op
 from proxyless.space import SearchSpace, SpaceError
 

@@ -20,9 +20,9 @@ The identity shortcut is not part of the op: the block that holds it adds the sh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from torch import nn
 

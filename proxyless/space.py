@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from proxyless.infra.atomic import atomic_write_text
 from proxyless.errors import UserError
+from proxyless.infra.atomic import atomic_write_text
 from proxyless.layers import make_divisible
 from proxyless.ops import OpSpec, Zero, format_op, parse_op
 

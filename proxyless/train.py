@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,11 +26,11 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 from proxyless.arch import Arch, ArchError, save_arch
+from proxyless.data import Splits, load_splits, make_loader
+from proxyless.errors import UserError, check_field_types, check_positive_flags
 from proxyless.infra.atomic import atomic_write_text
 from proxyless.infra.checkpoint import check_arch, load_state, save_weights
-from proxyless.data import Splits, load_splits, make_loader
 from proxyless.infra.device import resolve_device
-from proxyless.errors import UserError, check_field_types, check_positive_flags
 from proxyless.infra.distributed import Dist
 from proxyless.infra.engine import ResumableRun, Totals
 from proxyless.infra.metrics import topk_correct

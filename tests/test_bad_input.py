@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_table, tiny32_space
 from PIL import Image
-from test_data import write_mixed_folder
 
+from helpers import synthetic_table, tiny32_space
 from proxyless.arch import save_arch
 from proxyless.cli import main
-from proxyless.search.hardware import reachable
 from proxyless.data import load_splits
 from proxyless.data.cache import CACHE_ENV
 from proxyless.latency.lut import LatencyTable, save_lut
 from proxyless.latency.predict import LatencyModel
+from proxyless.search.hardware import reachable
 from proxyless.zoo import get_zoo_arch
+from test_data import write_mixed_folder
 
 ZOO = "mobilenetv2_0.35"
 CACHE = "cache"  # under {w}: the decode cache the data loader fills, left out of the snapshots

@@ -17,8 +17,7 @@ import torch
 from PIL import Image
 
 import proxyless.data.imagefolder as imagefolder
-from proxyless.data import (DataError, Splits, download_cifar10, load_splits, make_loader,
-                            native_image_size)
+from proxyless.data import DataError, Splits, download_cifar10, load_splits, make_loader, native_image_size
 from proxyless.data.transforms import CIFAR10_MEAN, CIFAR10_STD
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",

@@ -14,12 +14,11 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
+from helpers import synthetic_table, tiny32_space
 from proxyless.arch import Arch, save_arch
 from proxyless.infra.distributed import Dist, RanksDisagree
 from proxyless.latency.lut import save_lut
-
 from test_faults import checkpoint_position, signal_after_progress
-from helpers import synthetic_table, tiny32_space
 
 SPACE = tiny32_space()
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny32_space
 from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
 import proxyless as px
+from helpers import tiny32_space
 from proxyless.cli import main
 from proxyless.errors import UserError
 from proxyless.infra.checkpoint import load_checkpoint

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import tiny32_space
 
+from helpers import tiny32_space
 from proxyless.arch import Arch, save_arch
 from proxyless.cli import main
 from proxyless.export import ExportError, export_net, format_of, load_trained, read_exported

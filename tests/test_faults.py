@@ -13,8 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -22,13 +22,13 @@ import torch
 from safetensors.torch import load_file
 
 import proxyless
+from helpers import tiny32_space
 from proxyless.arch import Arch, save_arch
-from proxyless.infra.checkpoint import load_checkpoint
 from proxyless.data import load_splits
+from proxyless.infra.checkpoint import load_checkpoint
 from proxyless.infra.signals import Interrupted, stop_signals
 from proxyless.latency.lut import load_lut
 from proxyless.space import get_space
-from helpers import tiny32_space
 from test_data import write_cifar
 
 FAULT_SEED = int(os.environ.get("FAULT_SEED", "7"))

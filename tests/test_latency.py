@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from helpers import tiny_space
 
+from helpers import tiny_space
 from proxyless.arch import Arch
 from proxyless.latency import measure
 from proxyless.latency.keys import Context, OpKey, all_keys, arch_keys

@@ -183,8 +183,8 @@ def test_search_for_the_pixel1_with_the_imported_table(table, tmp_path, capsys, 
     from PIL import Image
 
     from proxyless.cli import main
-    from proxyless.search.hardware import reachable
     from proxyless.latency.predict import LatencyModel
+    from proxyless.search.hardware import reachable
 
     monkeypatch.setenv("PROXYLESS_CACHE", str(tmp_path / "cache"))
     sample = sample_splits.train

@@ -7,8 +7,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_space
 
+from helpers import tiny_space
 from proxyless.arch import Arch, save_arch
 from proxyless.cli import main
 from proxyless.latency.keys import Context, all_keys

@@ -7,7 +7,6 @@ from proxyless.latency.lut import Stat
 from proxyless.search.measured_derive import derive_measured
 from proxyless.search.objective import DERIVE_BAND
 from proxyless.search.supernet import SuperNet
-
 from test_search_latency import SPACE, objective_for
 
 FAVOURITE = [0, 1, 1, 1]  # predicted 2.94 ms on the synthetic table; nets of 2.66 ms exist (2.94 / 1.1 ≈ 2.67)

@@ -4,17 +4,17 @@ import json
 
 import pytest
 import torch
-from helpers import synthetic_table, tiny32_space
 from PIL import Image
 from torch.utils.data import Subset
 
+from helpers import synthetic_table, tiny32_space
 from proxyless.arch import Arch
 from proxyless.cli import main
-from proxyless.search.hardware import reachable
 from proxyless.data import Splits
 from proxyless.latency.lut import save_lut
 from proxyless.latency.predict import LatencyModel
 from proxyless.net import build_net
+from proxyless.search.hardware import reachable
 from proxyless.train import TrainConfig, Trainer
 
 SPACE = tiny32_space()

@@ -18,13 +18,14 @@ from __future__ import annotations
 import copy
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from helpers import tiny_space
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from helpers import tiny_space
 from proxyless.arch import Arch, load_arch, save_arch
 from proxyless.data.sources import parse_source
 from proxyless.errors import UserError

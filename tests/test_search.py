@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
-from helpers import tiny_space
 
+from helpers import tiny_space
 from proxyless.errors import NonFiniteLossError
 from proxyless.net import build_net
 from proxyless.ops import Zero, parse_op

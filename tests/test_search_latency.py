@@ -5,15 +5,15 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import synthetic_table, tiny32_space
 from PIL import Image
 
+from helpers import synthetic_table, tiny32_space
 from proxyless.cli import main
-from proxyless.search.hardware import parse_target, reachable
 from proxyless.latency.loss import LatencyLoss
 from proxyless.latency.lut import save_lut
 from proxyless.latency.measure import MeasureConfig, build_lut
 from proxyless.latency.predict import LatencyModel
+from proxyless.search.hardware import parse_target, reachable
 from proxyless.search.objective import LatencyObjective, LatencyReward
 from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet

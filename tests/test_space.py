@@ -4,7 +4,16 @@ from dataclasses import replace
 import pytest
 
 from proxyless.ops import Zero
-from proxyless.space import PRESETS, PROXYLESS_CIFAR, PROXYLESS_IMAGENET, SearchSpace, SpaceError, get_space, load_space, dump_space
+from proxyless.space import (
+    PRESETS,
+    PROXYLESS_CIFAR,
+    PROXYLESS_IMAGENET,
+    SearchSpace,
+    SpaceError,
+    dump_space,
+    get_space,
+    load_space,
+)
 
 
 def test_imagenet_preset_is_the_papers_space():

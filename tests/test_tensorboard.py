@@ -58,7 +58,6 @@ def test_train_and_search_write_event_files_with_tensorboard(tmp_path):
     import json
 
     from helpers import tiny32_space
-
     from proxyless.arch import Arch, save_arch
     from proxyless.cli import main
 

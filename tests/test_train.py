@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from proxyless.infra.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from proxyless.data import Splits, load_splits
+from proxyless.errors import NonFiniteLossError
+from proxyless.infra.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from proxyless.infra.signals import Interrupted
 from proxyless.net import build_net
 from proxyless.optim import WarmupCosine, param_groups
-from proxyless.errors import NonFiniteLossError
 from proxyless.train import TrainConfig, Trainer
 from proxyless.zoo import get_zoo_arch
 

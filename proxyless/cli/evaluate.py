@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from proxyless.arch import Arch
-from proxyless.infra.checkpoint import load_checkpoint, load_state, load_weights
 from proxyless.cli.common import add_command, add_data_flags, read_arch_file
 from proxyless.data import load_splits
-from proxyless.infra.device import resolve_device
 from proxyless.errors import UserError, check_positive_flags
+from proxyless.infra.checkpoint import load_checkpoint, load_state, load_weights
+from proxyless.infra.device import resolve_device
 from proxyless.net import build_net
 from proxyless.profile import profile
 from proxyless.train import evaluate

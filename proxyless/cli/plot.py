@@ -13,9 +13,9 @@ from pathlib import Path
 
 from proxyless.arch import Arch
 from proxyless.cli.common import add_command
-from proxyless.search.hardware import parse_target
 from proxyless.figures import LATENCY_CURVES, draw_alpha_heatmap, draw_archs, draw_curves, draw_latency
 from proxyless.infra.run_files import RunFiles, read_run
+from proxyless.search.hardware import parse_target
 
 EXAMPLES = """\
   proxyless plot runs/search-proxyless-cifar       # curves.png, arch.png, alpha_heatmap.png (+ latency.png)

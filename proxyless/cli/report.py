@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from proxyless.arch import Arch, load_arch
-from proxyless.infra.atomic import atomic_write_text
 from proxyless.cli.common import add_command
 from proxyless.errors import UserError
 from proxyless.figures import draw_alpha, draw_archs
-from proxyless.ops import format_op
+from proxyless.infra.atomic import atomic_write_text
 from proxyless.infra.run_files import read_json_object, read_jsonl, run_settings
+from proxyless.ops import format_op
 
 EXAMPLES = """\
   proxyless report runs/search-proxyless-cifar            # writes RUN_DIR/report.md, arch.png, alpha.png

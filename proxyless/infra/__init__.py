@@ -23,8 +23,8 @@ from proxyless.infra.checkpoint import (
     save_weights,
 )
 from proxyless.infra.device import resolve_device
-from proxyless.infra.engine import ResumableRun, Totals
 from proxyless.infra.distributed import Dist, RanksDisagree, keyed_generator, restore_rng, rng_states
+from proxyless.infra.engine import ResumableRun, Totals
 from proxyless.infra.extras import MissingExtra, require
 from proxyless.infra.metrics import MetricsLog, run_logs, topk_correct
 from proxyless.infra.run_files import RunFiles, read_run

@@ -19,7 +19,8 @@ no CPU SyncBatchNorm), the one way N processes differ from one with the N-fold b
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist

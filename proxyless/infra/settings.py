@@ -14,7 +14,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ def record_resume(settings: dict[str, Any], changed: dict[str, list]) -> dict[st
     updated = dict(settings)
     for key, (_, value) in changed.items():
         _assign(updated, key.split("."), value)
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    when = datetime.now(UTC).isoformat(timespec="seconds")
     updated["resumed"] = [*settings.get("resumed", []), {"at": when, "changed": changed}]
     return updated
 

@@ -12,8 +12,8 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Callable, Iterator
 
 log = logging.getLogger("proxyless")
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
-from proxyless.infra.atomic import atomic_write_text, read_json
 from proxyless.errors import UserError
+from proxyless.infra.atomic import atomic_write_text, read_json
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.space import SearchSpace
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import platform
 import random
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Hashable, Sequence
 
 import torch
 from torch import nn
@@ -111,7 +111,7 @@ def header_for(backend: str, config: MeasureConfig, space: SearchSpace) -> dict:
     return {
         "backend": backend, "device": device_name(backend), "threads": threads, "batch": config.batch,
         "dtype": "float32", "space": space.name, "unit": "ms", "versions": versions,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "method": f"median of {config.calls_per_sample} calls per round, rounds interleaved over keys; "
                   f"mean of round medians until its standard error < {config.rel_error:.0%}",
     }

@@ -13,8 +13,9 @@ The file maps one string per op (TFLite, batch 1, 224x224 input, milliseconds) t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from proxyless.latency.keys import Context, OpKey
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, is_count, is_nonnegative

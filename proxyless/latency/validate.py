@@ -14,10 +14,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def validate_lut(lut: LatencyTable, space: SearchSpace, samples: int = 50, calib
     # 2. fit on the calibration networks (or keep the table's own calibration when calibrate == 0)
     fit = fit_calibration(raw[:calibrate], measured[:calibrate]) if calibrate else calibration_of(lut)
     calibration = {"scale": fit.scale, "offset": fit.offset, "samples": calibrate,
-                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "date": datetime.now(UTC).isoformat(timespec="seconds"),
                    "method": "least squares of whole-network latency on the per-op sum, "
                              f"{calibrate} random architectures (seed {seed})"}
     # 3. validate on the others

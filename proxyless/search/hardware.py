@@ -9,8 +9,9 @@ report on the derived network (predicted and, where this machine can time it, me
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from proxyless.arch import Arch
 from proxyless.errors import UserError, check_field_types
@@ -24,6 +25,7 @@ from proxyless.search.measured_derive import MeasuredDerive, derive_measured
 from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyReward
 from proxyless.search.supernet import SuperNet
 from proxyless.space import SearchSpace
+
 
 @dataclass(frozen=True)
 class LatencyTarget:

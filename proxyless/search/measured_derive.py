@@ -16,8 +16,9 @@ closest to the target is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from proxyless.latency.lut import Stat
 from proxyless.search.objective import DERIVE_BAND, LatencyObjective

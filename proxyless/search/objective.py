@@ -15,7 +15,7 @@ it keeps the most probable architecture inside that band (see `budget`), and say
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

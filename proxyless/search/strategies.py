@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from proxyless.arch import Arch
-from proxyless.infra.distributed import Dist
 from proxyless.errors import NonFiniteLossError
+from proxyless.infra.distributed import Dist
 from proxyless.search.mixed_op import TwoPaths
 from proxyless.search.supernet import SuperNet
 
