@@ -71,7 +71,8 @@ def cost_ratios(model: LatencyModel) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/")
-    parser.add_argument("--pixel-lut", type=Path, default=DEVICES["pixel1"], help="the Pixel 1 table (mobile_trim.yaml)")
+    parser.add_argument("--pixel-lut", type=Path, default=DEVICES["pixel1"],
+                        help="the Pixel 1 table (mobile_trim.yaml)")
     parser.add_argument("--space", default="proxyless-imagenet")
     parser.add_argument("--fraction", type=float, default=0.3, help="target = fastest + FRACTION x (slowest - fastest)")
     parser.add_argument("--per-class", type=int, default=40)
@@ -98,7 +99,8 @@ def main() -> None:
         out = args.work / device
         flags = ["search", "--data", str(args.work / "data"), "--space", args.space, "--lut", str(lut),
                  "--target-latency", f"{targets[device]:.3f}ms", "--epochs", str(args.epochs), "--warmup-epochs", "1",
-                 "--arch-lr", str(args.arch_lr), "--arch-every", "1", "--batch-size", str(args.batch_size), "--no-measure"]
+                 "--arch-lr", str(args.arch_lr), "--arch-every", "1", "--batch-size", str(args.batch_size),
+                 "--no-measure"]
         jobs.append(Job(device, flags, out, ["search", "--resume", str(out), "--no-progress"]))
     records = run_jobs(jobs, args.lanes, args.work / "jobs")
     archs = {device: load_arch(args.work / device / "arch.json") for device in luts}
@@ -109,20 +111,28 @@ def main() -> None:
     ratios = {d: cost_ratios(models[d]) for d in luts}
     suffix = "_quick" if args.quick else ""
     args.results.mkdir(parents=True, exist_ok=True)
-    draw_archs([(f"{d} ({targets[d]:.1f} ms)", archs[d]) for d in luts], args.results / f"hardware_specialisation{suffix}.png",
-               title=f"{args.space}: derived architectures per latency model (target at {args.fraction:.0%} of each range)")
+    draw_archs([(f"{d} ({targets[d]:.1f} ms)", archs[d]) for d in luts],
+               args.results / f"hardware_specialisation{suffix}.png",
+               title=f"{args.space}: derived architectures per latency model "
+                     f"(target at {args.fraction:.0%} of each range)")
     rows = "\n".join(
-        f"| {d} | {targets[d]:.2f} | {latency[d]['predicted_ms']:.2f} ({latency[d]['error']:+.1%}) | {summaries[d]['depth']} | "
-        f"{summaries[d]['kernels'][3]} / {summaries[d]['kernels'][5]} / {summaries[d]['kernels'][7]} | {summaries[d]['expand6']} | "
+        f"| {d} | {targets[d]:.2f} | {latency[d]['predicted_ms']:.2f} ({latency[d]['error']:+.1%}) | "
+        f"{summaries[d]['depth']} | "
+        f"{summaries[d]['kernels'][3]} / {summaries[d]['kernels'][5]} / {summaries[d]['kernels'][7]} | "
+        f"{summaries[d]['expand6']} | "
         + " | ".join(f"{cross[d][m]:.1f}" for m in luts) + f" | {records[d]['wall_s']:.0f} s |" for d in luts)
-    ops = "\n".join(f"| {i} | " + " | ".join(format_op(archs[d].ops[i]) for d in luts) + " |" for i in range(space.num_layers))
+    ops = "\n".join(f"| {i} | " + " | ".join(format_op(archs[d].ops[i]) for d in luts) + " |"
+                    for i in range(space.num_layers))
     markdown = (
         f"# Hardware specialisation ({args.space})\n\n"
-        f"{counts['train']} CIFAR-10 training images resized to {space.input_size} px (the first {args.per_class} per class), "
-        f"{args.epochs} search epochs (1 warmup), α lr {args.arch_lr}, an arch step every weight step, batch {args.batch_size}; "
+        f"{counts['train']} CIFAR-10 training images resized to {space.input_size} px "
+        f"(the first {args.per_class} per class), "
+        f"{args.epochs} search epochs (1 warmup), α lr {args.arch_lr}, an arch step every weight step, "
+        f"batch {args.batch_size}; "
         f"target at {args.fraction:.0%} of each table's reachable range.\n\n"
         "| latency model | target (ms) | predicted (ms) | depth | k3 / k5 / k7 | e6 | "
-        + " | ".join(f"on {m} (ms)" for m in luts) + " | search |\n|" + "---|" * (8 + len(luts) - 1) + "\n" + rows + "\n\n"
+        + " | ".join(f"on {m} (ms)" for m in luts) + " | search |\n|" + "---|" * (8 + len(luts) - 1) + "\n"
+        + rows + "\n\n"
         "What each device charges for a bigger op (the table's cost ratio, averaged over the 21 layers):\n\n"
         "| latency model | " + " | ".join(RATIOS) + " |\n|---|" + "---|" * len(RATIOS) + "\n"
         + "\n".join(f"| {d} | " + " | ".join(f"{ratios[d][r]:.2f}" for r in RATIOS) + " |" for d in luts) + "\n\n"
@@ -130,7 +140,8 @@ def main() -> None:
         "| layer | " + " | ".join(luts) + " |\n|---|" + "---|" * len(luts) + "\n" + ops + "\n\n"
         f"Reproduce: `python benchmarks/hardware_specialisation.py --data DIR --pixel-lut mobile_trim.yaml"
         f"{' --quick' if args.quick else ''}`\n")
-    data = {"environment": environment(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    data = {"environment": environment(),
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "targets": targets, "cost_ratios": ratios, "latency": latency, "cross_ms": cross, "summaries": summaries,
             "archs": {d: a.op_strings() for d, a in archs.items()}, "records": records}
     write_results(f"hardware_specialisation{suffix}", data, markdown, args.results)

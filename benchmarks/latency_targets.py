@@ -63,7 +63,8 @@ def main() -> None:
     on_target = all(r["on_target"] for r in runs)
     rows = "\n".join(
         f"| {r['target_ms']:.2f} | {r['predicted_ms']:.2f} ({r['error']:+.1%}) | {r['argmax_predicted_ms']:.2f} | "
-        f"{r['measured_ms']:.2f} ± {r['measured_std_ms']:.2f} | {r['derived_by'].split(' (')[0]} | {r['search_s']:.0f} s |"
+        f"{r['measured_ms']:.2f} ± {r['measured_std_ms']:.2f} | {r['derived_by'].split(' (')[0]} | "
+        f"{r['search_s']:.0f} s |"
         for r in runs)
     markdown = (
         f"# Searches at two latency targets ({args.space}, {header['backend']}, batch {header['batch']}, "

@@ -65,7 +65,8 @@ def link_subset(source: Path, dest: Path, per_class: int, test_per_class: int | 
     counts = {}
     for split, limit in (("train", per_class), ("test", test_per_class)):
         if not (source / split).is_dir():
-            raise SystemExit(f"--data {source} has no {split}/ folder; expected an ImageFolder tree with train/ and test/")
+            raise SystemExit(f"--data {source} has no {split}/ folder; "
+                             "expected an ImageFolder tree with train/ and test/")
         total = 0
         for class_dir in sorted(p for p in (source / split).iterdir() if p.is_dir()):
             files = sorted(class_dir.iterdir())[:limit]
@@ -155,7 +156,8 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
             above = min((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] > t), default=widths[-1])
             for step in range(1, round((above - below) / 0.01)):
                 w = round(below + 0.01 * step, 2)
-                refine[f"mbv2_{w:g}"] = _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes), f"mbv2_{w:g}")
+                refine[f"mbv2_{w:g}"] = _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes),
+                                               f"mbv2_{w:g}")
     if refine:
         stats = measure_archs(list(refine.values()), table.header["backend"], network_config(table.header, **rounds))
         measured.update({name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(refine, stats)})
@@ -178,7 +180,8 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
         save_arch(arch, work / "archs" / f"{name}.json")
     result = {"measured": measured, "predicted": {n: model.of_arch(a) for n, a in candidates.items()
                                                    if a.space == space},
-              "chosen": chosen, "searched_picks": picks, "random_candidates": len(randoms), "random_in_band": len(in_band), "band": band}
+              "chosen": chosen, "searched_picks": picks, "random_candidates": len(randoms),
+              "random_in_band": len(in_band), "band": band}
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return result
 
@@ -213,12 +216,14 @@ def summarise(work: Path, targets: list[float], matched: dict, records: dict, ar
     for t in targets:
         for name in matched["chosen"][f"{t:g}"]:
             seeds = seeds_for(name, t, targets, args)
-            results = [json.loads((work / "train" / f"{name}_seed{s}" / "result.json").read_text()) for s in range(seeds)]
+            results = [json.loads((work / "train" / f"{name}_seed{s}" / "result.json").read_text())
+                       for s in range(seeds)]
             top1 = [r["test_top1"] for r in results]
             epochs = [_epoch_seconds(work / "train" / f"{name}_seed{s}") for s in range(seeds)]
             rows.append({
                 "target_ms": t, "net": name, "kind": name.split("_")[0],
-                "measured_ms": matched["measured"][name]["mean_ms"], "measured_std_ms": matched["measured"][name]["std_ms"],
+                "measured_ms": matched["measured"][name]["mean_ms"],
+                "measured_std_ms": matched["measured"][name]["std_ms"],
                 "off_target": matched["measured"][name]["mean_ms"] / t - 1,
                 "params": results[0]["params"], "macs": results[0]["macs"],
                 "top1": top1, "top1_mean": statistics.mean(top1), "top1_spread": (max(top1) - min(top1)) / 2,
@@ -259,7 +264,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    style = {"mbv2": ("MobileNetV2 (width-matched)", "s", "tab:gray"), "random": ("random from the space", "o", "tab:blue"),
+    style = {"mbv2": ("MobileNetV2 (width-matched)", "s", "tab:gray"),
+             "random": ("random from the space", "o", "tab:blue"),
              "searched": ("searched (proxyless)", "*", "tab:red")}
     for kind, (label, marker, colour) in style.items():
         mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["measured_ms"])
@@ -293,19 +299,24 @@ def markdown(rows, costs, matched, info, args) -> str:
         return f"{100 * r['top1_mean']:.1f}{spread} (n={len(r['top1'])})"
 
     table = "\n".join(
-        f"| {r['target_ms']:g} | {r['net']} | {r['measured_ms']:.1f} ± {r['measured_std_ms']:.1f} ({r['off_target']:+.1%}) | "
+        f"| {r['target_ms']:g} | {r['net']} | "
+        f"{r['measured_ms']:.1f} ± {r['measured_std_ms']:.1f} ({r['off_target']:+.1%}) | "
         f"{r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.1f}M | {fmt_top1(r)} |" for r in rows)
     cost = "\n".join(
         f"| {c['target_ms']:g} | {c['search_s']:.0f} s | {c['epoch_s']:.0f} s | **{c['search_in_epochs']:.1f}** | "
-        f"{c['train_s']:.0f} s | {c['search_over_train']:.2f} | {c['search_rss_mb']:.0f} / {c['train_rss_mb']:.0f} MB | "
-        f"**{c['rss_ratio']:.2f}** ({c['rss_ratio_above_imports']:.2f} above the {c['import_rss_mb']:.0f} MB of imports) |"
+        f"{c['train_s']:.0f} s | {c['search_over_train']:.2f} | "
+        f"{c['search_rss_mb']:.0f} / {c['train_rss_mb']:.0f} MB | "
+        f"**{c['rss_ratio']:.2f}** ({c['rss_ratio_above_imports']:.2f} above the "
+        f"{c['import_rss_mb']:.0f} MB of imports) |"
         for c in costs)
     return (
         f"# Searched vs MobileNetV2 and random networks at equal measured latency ({args.space})\n\n"
         f"{info['data']}. Latency: {info['latency']}. Every net trained from scratch with the same recipe: "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr} (SGD-Nesterov, cosine, label smoothing 0.1); "
-        f"search: {args.search_epochs} epochs ({args.search_warmup} warmup), weight lr {args.search_lr}, α lr {args.arch_lr}, an arch step every "
-        f"{args.arch_every} weight steps, 20% of the training subset held out for α. Jobs ran two at a time, one thread each.\n\n"
+        f"search: {args.search_epochs} epochs ({args.search_warmup} warmup), weight lr {args.search_lr}, "
+        f"α lr {args.arch_lr}, an arch step every "
+        f"{args.arch_every} weight steps, 20% of the training subset held out for α. "
+        "Jobs ran two at a time, one thread each.\n\n"
         "| target (ms) | net | measured latency (ms) | params | MACs | test top-1 % (mean ± half-range over seeds) |\n"
         "|---|---|---|---|---|---|\n" + table + "\n\n"
         "Each searched net: the search's supernet derived with the table scaled by "
@@ -315,7 +326,8 @@ def markdown(rows, costs, matched, info, args) -> str:
         f"Random nets: {matched['random_candidates']} drawn with predicted latency within ±2.5% of the first target, "
         f"{matched['random_in_band']} of them measured within ±{matched['band']:.0%}.\n\n"
         "## Search cost (same run, same images)\n\n"
-        "| target (ms) | search wall | one training epoch of the derived net | search / epoch | training (all epochs) | "
+        "| target (ms) | search wall | one training epoch of the derived net | search / epoch | "
+        "training (all epochs) | "
         "search / training | peak RSS search / training | ratio |\n|---|---|---|---|---|---|---|---|\n" + cost + "\n\n"
         f"![latency vs accuracy](search_vs_baselines{info['suffix']}.png)\n\n"
         f"Reproduce: `{info['command']}`\n")
@@ -371,7 +383,8 @@ def main() -> None:
     header = load_lut(args.lut).header
     suffix = "_quick" if args.quick else ""
     info = {
-        "data": f"CIFAR-10 from {args.data.name}: {counts['train']} training images (the first {args.per_class} of each "
+        "data": f"CIFAR-10 from {args.data.name}: {counts['train']} training images "
+                f"(the first {args.per_class} of each "
                 f"class by file name), {counts['test']} test images",
         "latency": f"{header['backend']}, batch {header['batch']}, {header.get('threads')} thread(s), "
                    f"table {args.lut.name} (calibrated; validated to 3.3% MAPE on this space)",
@@ -383,7 +396,8 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     plot(rows, args.results / f"search_vs_baselines{suffix}.png", title)
     text = markdown(rows, costs, matched, info, args)
-    data = {"environment": environment(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    data = {"environment": environment(),
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "info": info, "rows": rows, "search_cost": costs, "matched": matched}
     write_results(f"search_vs_baselines{suffix}", data, text, args.results)
     print(text)

@@ -45,7 +45,8 @@ class Arch:
             if op not in slot.candidates:
                 allowed = ", ".join(format_op(c) for c in slot.candidates)
                 why = " ('zero' needs a block that keeps its shape)" if format_op(op) == "zero" else ""
-                raise ArchError(f"{slot.describe()}: op {format_op(op)!r} is not allowed here{why}; choose one of {allowed}")
+                raise ArchError(f"{slot.describe()}: op {format_op(op)!r} is not allowed here{why}; "
+                                f"choose one of {allowed}")
 
     @classmethod
     def from_strings(cls, space: SearchSpace, ops: list[str], name: str = "") -> Arch:

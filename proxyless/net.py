@@ -22,7 +22,8 @@ class ProxylessNet(nn.Module):
         self.stem = ConvBNAct(3, space.stem_out, 3, space.stem_stride)
         self.first_block = shortcut_block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
         self.blocks = nn.Sequential(
-            *(shortcut_block(op.build(s.in_channels, s.out_channels, s.stride)) for s, op in zip(space.layers(), arch.ops))
+            *(shortcut_block(op.build(s.in_channels, s.out_channels, s.stride))
+              for s, op in zip(space.layers(), arch.ops))
         )
         self.feature_mix = ConvBNAct(space.last_channels, space.feature_mix_out, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)

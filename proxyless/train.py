@@ -130,7 +130,8 @@ class Trainer(ResumableRun):
 
     kind = "train"
 
-    def __init__(self, arch: Arch, net: nn.Module, splits: Splits, config: TrainConfig, dist: Dist | None = None) -> None:
+    def __init__(self, arch: Arch, net: nn.Module, splits: Splits, config: TrainConfig,
+                 dist: Dist | None = None) -> None:
         self.arch, self.splits, self.config, self.train_set = arch, splits, config, splits.train
         self.dist = dist or Dist(device=resolve_device(config.device))
         self.device = self.dist.device
@@ -152,7 +153,8 @@ class Trainer(ResumableRun):
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.last_test: dict[str, float] | None = None  # the last epoch's test metrics
 
-    def run(self, run_dir: str | Path, resume: bool = False, restored: Callable[[], None] | None = None) -> dict[str, Any]:
+    def run(self, run_dir: str | Path, resume: bool = False,
+            restored: Callable[[], None] | None = None) -> dict[str, Any]:
         """Train every epoch left; returns the result record (also written to result.json)."""
         super().run(run_dir, resume, restored)
         # the last epoch's test metrics are the final weights'; evaluate only when no epoch was left to run
@@ -272,12 +274,14 @@ def evaluate(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int,
              memory_format: torch.memory_format = torch.contiguous_format, progress: bool = True) -> dict[str, float]:
     """Loss, top-1 and top-5 accuracy over `dataset` in eval mode."""
     sums = evaluate_sums(net, dataset, batch_size, device, memory_format, progress)
-    return {"loss": sums["loss"] / sums["seen"], "top1": sums["top1"] / sums["seen"], "top5": sums["top5"] / sums["seen"]}
+    return {"loss": sums["loss"] / sums["seen"], "top1": sums["top1"] / sums["seen"],
+            "top5": sums["top5"] / sums["seen"]}
 
 
 @torch.no_grad()
 def evaluate_sums(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device,
-                  memory_format: torch.memory_format = torch.contiguous_format, progress: bool = True) -> dict[str, float]:
+                  memory_format: torch.memory_format = torch.contiguous_format,
+                  progress: bool = True) -> dict[str, float]:
     """Summed loss, top-1 and top-5 hits and the number of images (to add over processes)."""
     net.eval()
     loader = make_loader(dataset, batch_size, train=False)

@@ -38,7 +38,8 @@ def test_unknown_op_names_the_layer():
 def test_zero_where_shape_changes_names_the_layer():
     ops = ["mb_k3_e3"] * 21
     ops[4] = "zero"  # first block of stage 1: 16 -> 24 channels, stride 2
-    with pytest.raises(ArchError, match=r"layer 4 \(stage 1, block 0: 16->24 channels, stride 2\): op 'zero' is not allowed"):
+    with pytest.raises(ArchError,
+                       match=r"layer 4 \(stage 1, block 0: 16->24 channels, stride 2\): op 'zero' is not allowed"):
         Arch.from_strings(PROXYLESS_CIFAR, ops)
 
 
@@ -96,7 +97,8 @@ def _proxyless_imports(module):
     import importlib
 
     tree = ast.parse(open(importlib.import_module(module).__file__).read())
-    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module.startswith("proxyless")}
+    return {node.module for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module.startswith("proxyless")}
 
 
 def test_standalone_builder_imports_only_the_arch_contract():

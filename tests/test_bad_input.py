@@ -164,7 +164,8 @@ def row(case: str, template: str, *expected: str, marks=()):
 
 ROWS = [
     # data
-    row("missing data dir", TRAIN + " --data {w}/nowhere --out {t}/run", "nowhere", "is not a directory", "pass 'sample'"),
+    row("missing data dir", TRAIN + " --data {w}/nowhere --out {t}/run", "nowhere", "is not a directory",
+        "pass 'sample'"),
     row("missing data dir (search)", SEARCH + " --data {w}/nowhere --out {t}/run", "nowhere", "is not a directory"),
     row("empty data dir", TRAIN + " --data {w}/empty --out {t}/run", "no class folders with images",
         "expected ROOT/<class>/*.jpg"),
@@ -183,7 +184,8 @@ ROWS = [
         "expects 32 px images and 10 classes", "the data has 32 px and 2 classes",
         "proxyless zoo build NAME --image-size 32 --num-classes 2"),
     row("eval: arch for other classes", "eval --arch {w}/arch10.json --weights {w}/train_run/weights.safetensors "
-        "--data {w}/imgs", "weights of another architecture", "first classifier.bias: 2 in the file, 10 in the network"),
+        "--data {w}/imgs", "weights of another architecture",
+        "first classifier.bias: 2 in the file, 10 in the network"),
     # arch.json
     row("missing arch file", "train --arch {w}/nope.json --out {t}/run", "nope.json", "does not exist"),
     row("arch: bad JSON", "train --arch {w}/bad.json --out {t}/run", "bad.json", "not valid JSON"),
@@ -232,7 +234,8 @@ ROWS = [
     row("export a checkpoint of another arch", "export --arch {w}/other_arch.json --weights "
         "{w}/train_run/checkpoint.pt --format torchscript", "saved for a different architecture"),
     row("export weights of another arch", "export --arch {w}/other_arch.json --weights "
-        "{w}/train_run/weights.safetensors --format onnx", "weights of another architecture", "pass the matching --arch"),
+        "{w}/train_run/weights.safetensors --format onnx", "weights of another architecture",
+        "pass the matching --arch"),
     row("eval a truncated checkpoint", "eval {w}/train_truncated --data {w}/imgs",
         "truncated or corrupt checkpoint", "use an earlier one or start over"),
     row("resume a truncated checkpoint", "train --resume {w}/train_truncated --epochs 2",

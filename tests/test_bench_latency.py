@@ -19,7 +19,8 @@ def test_validation_then_two_target_searches(tmp_path):
     out = run("latency_validation.py", "--space", "proxyless-cifar", "--batch", "8", "--results", str(tmp_path))
     assert "| calibrated |" in out and "Done-when" in out
     report = json.loads((tmp_path / "latency_proxyless-cifar_torch-cpu_b8_quick.json").read_text())
-    assert len(report["report"]["rows"]) == 4 and (tmp_path / "latency_proxyless-cifar_torch-cpu_b8_quick.png").stat().st_size
+    assert (len(report["report"]["rows"]) == 4
+            and (tmp_path / "latency_proxyless-cifar_torch-cpu_b8_quick.png").stat().st_size)
     lut = tmp_path / "lut_proxyless-cifar_torch-cpu_b8_quick.json"
     assert json.loads(lut.read_text())["header"]["calibration"]["samples"] == 3
     out = run("latency_targets.py", "--lut", str(lut), "--results", str(tmp_path), "--out", str(tmp_path / "runs"))

@@ -72,7 +72,8 @@ def kill_at_first_checkpoint(argv, out):
     """Start `torchrun ... proxyless ARGV --out OUT` and SIGKILL the whole job once a checkpoint exists."""
     job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                             "-m", "proxyless", *argv, "--out", str(out)], start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 240
     while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and job.poll() is None:
         time.sleep(0.05)
@@ -168,7 +169,8 @@ def test_torchrun_train_resumes_after_a_kill_to_the_uninterrupted_result(tmp_pat
     alone = subprocess.run([sys.executable, "-m", "proxyless", "train", "--resume", str(killed), "--no-progress"],
                            capture_output=True, text=True, timeout=300)
     assert alone.returncode == 2 and "Traceback" not in alone.stderr
-    assert alone.stderr.splitlines()[-1].endswith("saved by 2 process(es), this run has 1; resume with --nproc-per-node 2")
+    assert alone.stderr.splitlines()[-1].endswith(
+        "saved by 2 process(es), this run has 1; resume with --nproc-per-node 2")
 
 
 def test_torchrun_search_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):

@@ -38,7 +38,8 @@ class ToyRun(ResumableRun):
 
     def __init__(self, config: ToyConfig, kind: str = "toy") -> None:
         generator = torch.Generator().manual_seed(0)
-        self.train_set = TensorDataset(torch.randn(64, 4, generator=generator), torch.randint(0, 2, (64,), generator=generator))
+        self.train_set = TensorDataset(torch.randn(64, 4, generator=generator),
+                                       torch.randint(0, 2, (64,), generator=generator))
         self.config, self.dist, self.kind = config, Dist(), kind
         self.steps_per_epoch = len(self.train_set) // config.batch_size
         torch.manual_seed(1)
@@ -133,7 +134,8 @@ def test_resume_changes_lists_every_refused_setting_and_allows_more_epochs():
 
 def test_train_resumed_with_more_epochs_trains_them_and_records_it(tmp_path, sample_splits):
     arch = px.Arch.from_strings(tiny32_space(), ["mb_k3_e3"] * tiny32_space().num_layers, "tiny")
-    data = px.Splits(Subset(sample_splits.train, range(0, 5000, 40)), None, Subset(sample_splits.test, range(0, 1000, 20)),
+    data = px.Splits(Subset(sample_splits.train, range(0, 5000, 40)), None,
+                     Subset(sample_splits.test, range(0, 1000, 20)),
                      sample_splits.classes, 32, "a subset of the sample")
     config = px.TrainConfig(epochs=1, batch_size=25, progress=False)
     first = px.train_net(arch, data, config, out=tmp_path / "run")

@@ -142,7 +142,8 @@ def test_search_survives_kills_and_ctrl_c(tmp_path, space_file):
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert temporaries(run) == []
     # 5. derive on the finished run gives the same arch.json, and the kept paths' weights
-    done = subprocess.run(PROXYLESS + ["derive", str(run), "--inherit-weights", "--out", str(tmp_path / "derived.json")],
+    done = subprocess.run(PROXYLESS + ["derive", str(run), "--inherit-weights", "--out",
+                                       str(tmp_path / "derived.json")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "derived.json").read_text()) == json.loads((run / "arch.json").read_text())

@@ -199,7 +199,7 @@ def test_both_strategies_find_the_known_best_path(strategy_name):
     else:
         strategy = ReinforceStrategy(net, lr=0.05, baseline_decay=0.9)
     generator = torch.Generator().manual_seed(1)
-    for step in range(400):
+    for _step in range(400):
         rows = torch.randint(0, len(x), (64,), generator=generator)
         strategy.step(net, x[rows], y[rows], generator)
     assert net.argmax() == best, [p.tolist() for p in net.probs()]

@@ -29,7 +29,8 @@ EXAMPLES = """\
 
 
 def register(subparsers) -> None:
-    parser = add_command(subparsers, "search", "Search an architecture with a binarized supernet (ProxylessNAS).", EXAMPLES)
+    parser = add_command(subparsers, "search", "Search an architecture with a binarized supernet (ProxylessNAS).",
+                         EXAMPLES)
     defaults = SearchConfig()
     parser.add_argument("--space", default="proxyless-cifar", help="preset name or .yaml/.json space file")
     add_data_flags(parser)
@@ -66,7 +67,8 @@ def add_latency_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lut", help="latency table of the target device (`proxyless lut build`, or mobile .yaml)")
     group.add_argument("--target-latency", help="target latency of the searched net, e.g. 12ms (needs --lut)")
     group.add_argument("--latency-loss", choices=KINDS, default="add",
-                       help="add: CE + λ(E/T−1); mul: CE·(E/T)^λ; log: log CE + λ log(E/T); hinge: CE + λ max(0, E/T−1)")
+                       help="add: CE + λ(E/T−1); mul: CE·(E/T)^λ; log: log CE + λ log(E/T); "
+                            "hinge: CE + λ max(0, E/T−1)")
     group.add_argument("--latency-weight", type=float, default=0.1, help="initial λ (adapted during the search)")
     group.add_argument("--latency-adapt-rate", type=float, default=0.5,
                        help="λ ← λ·exp(rate·clip((L−T)/T, ±0.2)) after each arch step, L the derived net's latency "
@@ -129,7 +131,8 @@ def latency_target(args: argparse.Namespace) -> LatencyTarget | None:
 
 
 def run_derive(args: argparse.Namespace) -> int:
-    result = derive_from_run(args.run_dir, out=args.out, inherit=args.inherit_weights, measured_derive=args.measured_derive)
+    result = derive_from_run(args.run_dir, out=args.out, inherit=args.inherit_weights,
+                             measured_derive=args.measured_derive)
     print(f"derived by {result.derived_by}")
     print(result.arch.summary())
     for line in describe_latency(result.latency) if result.latency and args.measured_derive else []:

@@ -82,7 +82,7 @@ def list_folder(root: Path) -> FolderListing:
     flat = [(label, e) for label, found in enumerate(entries) for e in found]
     stats = tuple((st.st_size, st.st_mtime_ns) for st in (e.stat() for _, e in flat))
     return FolderListing(root, tuple(d.name for d in class_dirs),
-                         tuple(Path(e.path) for _, e in flat), tuple(l for l, _ in flat), stats)
+                         tuple(Path(e.path) for _, e in flat), tuple(label for label, _ in flat), stats)
 
 
 def decode_image(path: Path, spec: DecodeSpec) -> np.ndarray:

@@ -45,7 +45,8 @@ def load_checkpoint(path: str | Path, arch: Arch | None = None) -> dict[str, Any
         raise CheckpointError(f"{path}: refused to load (not a plain-data checkpoint: {first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         first = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first}); use an earlier one or start over") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first}); "
+                              "use an earlier one or start over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a proxyless checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     if arch is not None:

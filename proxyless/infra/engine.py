@@ -173,7 +173,8 @@ class ResumableRun:
                 step, totals = 0, None
                 log.info(self.summary(rows))
                 if epoch + 1 < self.config.epochs:
-                    stop.check(lambda: saved, self.dist.any)  # the checkpoint just written is the one to keep
+                    stop.check(lambda saved=saved: saved,  # the checkpoint just written is the one to keep
+                               self.dist.any)
         for metrics in logs:
             metrics.close()
         return max(0, self.config.epochs - start)
@@ -193,14 +194,15 @@ class ResumableRun:
         global_batch = cfg.batch_size * self.dist.world
         started = time.perf_counter() - totals.seconds  # the steps before a resume count too
         bar = tqdm(total=self.steps_per_epoch * global_batch, initial=start * global_batch, unit="img",
-                   unit_scale=True, desc=self.describe(epoch), leave=False, disable=not (cfg.progress and self.dist.main))
+                   unit_scale=True, desc=self.describe(epoch), leave=False,
+                   disable=not (cfg.progress and self.dist.main))
         with bar:
             for step, (images, targets) in enumerate(loader, start=start):
                 self.step(images, targets, epoch, step, totals)
                 totals.seconds = time.perf_counter() - started
                 bar.update(len(targets) * self.dist.world)
                 bar.set_postfix(self.postfix(totals))
-                stop.check(lambda: self.save(epoch, step + 1, totals), self.dist.any)
+                stop.check(lambda step=step: self.save(epoch, step + 1, totals), self.dist.any)
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
                     self.save(epoch, step + 1, totals)
         totals.seconds = time.perf_counter() - started

@@ -64,7 +64,8 @@ def read_run(run_dir: str | Path) -> RunFiles:
                         "is it a `proxyless train` or `proxyless search` run that finished an epoch?")
     arch = load_arch(path / "arch.json") if (path / "arch.json").is_file() else None
     config = read_json_object(path / "config.json")
-    space = SearchSpace.from_dict(config["space"], where=f"{path / 'config.json'}: space") if "space" in config else None
+    space = (SearchSpace.from_dict(config["space"], where=f"{path / 'config.json'}: space")
+             if "space" in config else None)
     return RunFiles(path, metrics, read_jsonl(path / "arch_history.jsonl"), arch,
                     space or (arch.space if arch else None),
                     flat_settings(config), read_json_object(path / "latency.json"))
@@ -85,7 +86,8 @@ def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
         flat["data"] = config["data"]
     latency = _mapping(config.get("latency"))
     if "target_ms" in latency:
-        flat.update(lut=latency.get("lut"), target_latency=f"{latency['target_ms']:g}ms", latency_loss=latency.get("loss"))
+        flat.update(lut=latency.get("lut"), target_latency=f"{latency['target_ms']:g}ms",
+                    latency_loss=latency.get("loss"))
     return flat
 
 

@@ -148,7 +148,8 @@ def describe_latency(report: dict[str, Any]) -> list[str]:
 
 def _measure(arch: Arch, objective: LatencyObjective) -> dict[str, Any]:
     try:
-        backend = _local_backend(objective.model.header, "time the net there (`proxyless latency measure` on that device)")
+        backend = _local_backend(objective.model.header,
+                                 "time the net there (`proxyless latency measure` on that device)")
     except UserError as err:
         return {"measured_ms": None, "not_measured": str(err)}
     config = network_config(objective.model.header, max_rounds=15)

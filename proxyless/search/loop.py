@@ -116,7 +116,8 @@ class Searcher(ResumableRun):
         self.scheduler = make_scheduler(self.optimizer, self.steps_per_epoch * config.epochs, self.steps_per_epoch // 2)
         self.criterion = nn.CrossEntropyLoss()
 
-    def run(self, run_dir: str | Path, resume: bool = False, restored: Callable[[], None] | None = None) -> dict[str, Any]:
+    def run(self, run_dir: str | Path, resume: bool = False,
+            restored: Callable[[], None] | None = None) -> dict[str, Any]:
         """Search every epoch left, then derive; returns {"arch": Arch, "arch_json", "derived_by"}."""
         super().run(run_dir, resume, restored)
         return self.finish()

@@ -35,7 +35,8 @@ class MeasuredDerive:
     trail: list[dict[str, Any]]  # the record of every net timed, in order
 
 
-def derive_measured(objective: LatencyObjective, supernet: SuperNet, measure: Measure, tries: int = 3) -> MeasuredDerive:
+def derive_measured(objective: LatencyObjective, supernet: SuperNet, measure: Measure,
+                    tries: int = 3) -> MeasuredDerive:
     """Derive, time, and derive again with the table corrected, until a net is measured on target."""
     target, scale = objective.target, 1.0
     timed: list[tuple[list[int], str, dict[str, Any]]] = []

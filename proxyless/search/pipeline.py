@@ -152,9 +152,11 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
     supernet.load_state_dict(state["supernet"])
     objective = search_objective(run_dir, supernet)
     if measured_derive and objective is None:
-        raise UserError(f"--measured-derive needs a search with a latency target; {run_dir} had no --lut/--target-latency")
+        raise UserError("--measured-derive needs a search with a latency target; "
+                        f"{run_dir} had no --lut/--target-latency")
     measured = derive_on_device(objective, supernet) if measured_derive else None
-    indices, how = (measured.indices, measured.how) if measured else (objective.derive if objective else argmax_rule)(supernet)
+    indices, how = ((measured.indices, measured.how) if measured
+                    else (objective.derive if objective else argmax_rule)(supernet))
     arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
     arch_json = Path(out) if out else run_dir / "arch.json"
     save_arch(arch, arch_json)

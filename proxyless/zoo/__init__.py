@@ -27,7 +27,8 @@ class ZooEntry:
 
 def mobilenet_v2(width_mult: float = 1.0) -> Arch:
     """MobileNetV2 (Sandler et al., 2018) as an `Arch`: every layer is mb_k3_e6."""
-    stages = tuple(Stage(w, d, s) for w, d, s in ((24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1)))
+    stages = tuple(Stage(w, d, s)
+                   for w, d, s in ((24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1)))
     space = SearchSpace(
         name=f"mobilenetv2_{width_mult:g}",
         input_size=224,
@@ -45,8 +46,10 @@ def mobilenet_v2(width_mult: float = 1.0) -> Arch:
 
 
 def list_zoo() -> list[ZooEntry]:
-    entries = [ZooEntry(f"mobilenetv2_{w:g}", f"MobileNetV2, width x{w:g} (hand-designed baseline)") for w in MOBILENETV2_WIDTHS]
-    entries += [ZooEntry(name, f"ProxylessNAS {name.removeprefix('proxyless_')} (Cai et al., 2019)") for name in PUBLISHED]
+    entries = [ZooEntry(f"mobilenetv2_{w:g}", f"MobileNetV2, width x{w:g} (hand-designed baseline)")
+               for w in MOBILENETV2_WIDTHS]
+    entries += [ZooEntry(name, f"ProxylessNAS {name.removeprefix('proxyless_')} (Cai et al., 2019)")
+                for name in PUBLISHED]
     return entries
 
 
