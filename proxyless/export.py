@@ -141,7 +141,7 @@ def load_exported(data: bytes, fmt: str) -> Forward:
             with _torchscript_on_purpose():
                 return torch.jit.load(io.BytesIO(data), map_location="cpu")
         return torch.export.load(io.BytesIO(data)).module()
-    except Exception as err:  # noqa: BLE001 (torch raises RuntimeError, zipfile and pickle errors for foreign files)
+    except Exception as err:  # torch raises RuntimeError, zipfile and pickle errors for foreign files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"cannot load it as {fmt} ({first}); was it written by `proxyless export`?") from None
 

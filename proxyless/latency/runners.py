@@ -193,7 +193,7 @@ def onnxruntime_session(model: bytes, threads: int = 0):
     options.log_severity_level = 3
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001 (onnxruntime raises its own exception types for unreadable models)
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable models
         raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}") from None
 
 
