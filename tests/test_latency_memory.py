@@ -1,7 +1,7 @@
 """steady_memory: glibc keeps freed memory while latency is measured, and only then.
 
-Observed for real through glibc's own counters: a 4 MiB malloc is served by mmap (mallinfo2's `hblks`
-goes up) under glibc's default threshold of 128 KiB, and from the heap while memory is kept.
+Observed for real through glibc's own counters: a 64 MiB malloc is served by mmap (mallinfo2's `hblks`
+goes up) outside, where the threshold is glibc's settled 32 MiB, and from the heap while memory is kept.
 """
 
 import ctypes
@@ -36,7 +36,7 @@ if LIBC is not None:
     LIBC.free.argtypes = [ctypes.c_void_p]
 
 
-def mmapped(size: int = 4 << 20) -> bool:
+def mmapped(size: int = 64 << 20) -> bool:
     """Whether glibc serves a `size`-byte malloc with its own mmap (the default) rather than from the heap."""
     before = LIBC.mallinfo2().hblks
     pointer = LIBC.malloc(size)
@@ -51,8 +51,9 @@ def test_memory_is_kept_inside_only_also_when_nested():
         with steady_memory():
             assert not mmapped()
         assert not mmapped()  # the inner scope left the outer one's settings alone
-    assert mmapped()  # glibc's default threshold again
+    assert mmapped()  # outside: above the settled 32 MiB threshold
     assert mmapped()  # and fixed: glibc's adaptive threshold would have risen after the first free
+    assert not mmapped(16 << 20)  # below it: from the heap, as once glibc's own threshold has settled
 
 
 def test_building_and_calling_a_timer_changes_nothing():

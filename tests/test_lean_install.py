@@ -97,9 +97,9 @@ def test_search_and_train_run_without_the_extras(searched, trained):
     ("onnx", ["export", "--arch", "train/arch.json", "--weights", "train/weights.safetensors", "--format", "onnx"]),
     ("onnx", ["latency", "measure", "--arch", "train/arch.json", "--backend", "onnxruntime", "--rounds", "1"]),
     ("plot", ["plot", "search"]),
-    ("tensorboard", ["-q", "train", "--arch", "train/arch.json", "--data", "imgs", "--batch-size", "4", "--epochs", "1",
+    ("tensorboard", ["train", "--arch", "train/arch.json", "--data", "imgs", "--batch-size", "4", "--epochs", "1",
                      "--tensorboard", "--no-progress", "--out", "board"]),
-], ids=["export-onnx", "latency-onnxruntime", "plot", "train-tensorboard"])  # -q: no "training ..." line first
+], ids=["export-onnx", "latency-onnxruntime", "plot", "train-tensorboard"])
 def test_a_command_needing_an_extra_names_its_install_in_one_line(lean, trained, extra, argv):
     done = lean(*argv)
     assert done.returncode == 2, done.stderr[-3000:]

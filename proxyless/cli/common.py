@@ -12,6 +12,7 @@ from typing import NoReturn
 from proxyless.arch import Arch, load_arch
 from proxyless.errors import UserError
 from proxyless.infra.atomic import read_json
+from proxyless.infra.extras import require
 from proxyless.infra.settings import resume_changes
 from proxyless.zoo import get_zoo_arch
 from proxyless.zoo.legacy import arch_from_legacy, is_legacy_config
@@ -83,6 +84,12 @@ def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--tensorboard", action="store_true",
                        help="also log the per-epoch metrics as TensorBoard scalars in the run directory")
+
+
+def check_extras(args: argparse.Namespace) -> None:
+    """Stop before any work when a flag needs an optional package that is missing (one line, its install)."""
+    if getattr(args, "tensorboard", False):
+        require("tensorboard", "tensorboard", "TensorBoard logging")
 
 
 def resumed_args(args: argparse.Namespace, command: str) -> argparse.Namespace:

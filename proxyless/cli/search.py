@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from proxyless.cli.common import add_command, add_data_flags, add_run_flags, command_of, resumed_args
+from proxyless.cli.common import add_command, add_data_flags, add_run_flags, check_extras, command_of, resumed_args
 from proxyless.errors import UserError
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
@@ -90,6 +90,7 @@ def run_search(args: argparse.Namespace) -> int:
         args = resumed_args(args, "search")
     elif args.warmup_epochs is None:  # saved resolved, so that a resume with more epochs keeps it
         args.warmup_epochs = default_warmup(args.epochs)
+    check_extras(args)
     config = SearchConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,

@@ -7,7 +7,15 @@ import logging
 from pathlib import Path
 
 from proxyless.arch import load_arch
-from proxyless.cli.common import add_command, add_data_flags, add_run_flags, command_of, resolve_arch, resumed_args
+from proxyless.cli.common import (
+    add_command,
+    add_data_flags,
+    add_run_flags,
+    check_extras,
+    command_of,
+    resolve_arch,
+    resumed_args,
+)
 from proxyless.data import load_splits, native_image_size
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
@@ -51,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         arch, adaptable = load_arch(Path(args.resume) / "arch.json"), False
     else:
         arch, adaptable = resolve_arch(args.arch, args.zoo)
+    check_extras(args)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs, seed=args.seed,

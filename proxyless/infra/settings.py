@@ -4,8 +4,8 @@ A run writes its settings beside its results when it starts. To resume it, the s
 a setting given again with another value is refused, all of them listed in one line, except the
 few that may change between sessions (`RESUMABLE`: more epochs, progress bars, loader workers,
 checkpoint cadence, TensorBoard), which are applied and recorded under "resumed" in the settings file.
-The same check serves the command line (flat flags, args.json) and the Python API (nested configs,
-config.json).
+The same check serves the command line (its flags, saved under "command" in config.json) and the
+Python API (the nested configs of config.json).
 """
 
 from __future__ import annotations
