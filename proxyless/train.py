@@ -86,8 +86,8 @@ class TrainResult:
 
 
 def train_net(arch: Arch, data: Splits | str = "sample", config: TrainConfig | None = None, *,
-          out: str | Path | None = None, resume: bool = False, overwrite: bool = False, adapt: bool = False,
-          dist: Dist | None = None, command: dict[str, Any] | None = None) -> TrainResult:
+              out: str | Path | None = None, resume: bool = False, overwrite: bool = False, adapt: bool = False,
+              dist: Dist | None = None, command: dict[str, Any] | None = None) -> TrainResult:
     """Train `arch` from scratch on `data` (a source for `load_splits`, or Splits) into the run directory `out`
     (default runs/train-<name>); `resume=True` continues it, its saved settings winning (see
     `proxyless.infra.settings`). `adapt`: fit the arch to the data's image size and classes (zoo nets);

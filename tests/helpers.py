@@ -30,12 +30,8 @@ def tiny_space(candidates: tuple[str, ...] = OPS, **changes: Any) -> SearchSpace
 
 def tiny32_space(candidates: tuple[str, ...] = OPS, **changes: Any) -> SearchSpace:
     """32 px, 10 classes, four layers: searchable and trainable on the embedded CIFAR-10 sample."""
-    space = SearchSpace(
-        name="tiny32", input_size=32, stem_channels=8, stem_stride=2, first_block_channels=8,
-        stages=(Stage(8, 2, 2), Stage(16, 2, 2)), candidates=tuple(parse_op(op) for op in candidates),
-        feature_mix_channels=32, num_classes=10,
-    )
-    return replace(space, **changes)
+    return tiny_space(candidates, **{"name": "tiny32", "input_size": 32, "stages": (Stage(8, 2, 2), Stage(16, 2, 2)),
+                                     "feature_mix_channels": 32, "num_classes": 10, **changes})
 
 
 def synthetic_table(space: SearchSpace | None = None) -> LatencyTable:

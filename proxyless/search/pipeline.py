@@ -84,9 +84,10 @@ def load_search_data(source: str, image_size: int, valid_size: float = 0.2, limi
 
 
 def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str = "sample",
-           config: SearchConfig | None = None, *, latency: LatencyTarget | None = None,
-           out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-           device: str = "cpu", dist: Dist | None = None, command: dict[str, Any] | None = None) -> SearchResult:
+                config: SearchConfig | None = None, *, latency: LatencyTarget | None = None,
+                out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+                device: str = "cpu", dist: Dist | None = None, command: dict[str, Any] | None = None,
+                ) -> SearchResult:
     """Search `space` (a preset name, a file, or a SearchSpace) on `data` (a source for `load_search_data`
     or Splits with a valid split) and derive an architecture; with `latency`, for a target latency.
 
@@ -140,7 +141,7 @@ def make_strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyOb
 
 
 def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inherit: bool = False,
-           measured_derive: bool = False) -> DeriveResult:
+                    measured_derive: bool = False) -> DeriveResult:
     """Derive the architecture of a search run from its checkpoint (path-level pruning), with the run's
     latency rule when it had a target; `out` (default RUN_DIR/arch.json), `inherit` also writes the kept
     paths' weights, `measured_derive` corrects the table by timing the derived net on this machine."""
