@@ -265,8 +265,9 @@ def evaluate_net(arch: Arch, weights: str | Path, data: Splits | str = "sample",
         raise UserError(f"the network has {arch.space.num_classes} classes but {data.source} has {len(data.classes)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    net = load_trained(arch, weights).to(resolve_device(device))
-    result = evaluate(net, data.test, batch_size, resolve_device(device), progress=False)
+    where = resolve_device(device)
+    net = load_trained(arch, weights).to(where)
+    result = evaluate(net, data.test, batch_size, where, progress=False)
     return {**result, **vars(profile(net, arch.space.input_size))}
 
 

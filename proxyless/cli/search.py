@@ -11,7 +11,7 @@ from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
 from proxyless.latency.loss import KINDS
 from proxyless.search.hardware import LatencyTarget, describe_latency, parse_target
-from proxyless.search.loop import SearchConfig, default_warmup
+from proxyless.search.loop import SearchConfig
 from proxyless.search.pipeline import derive_from_run, load_search_data, search_arch
 from proxyless.space import get_space
 
@@ -88,8 +88,6 @@ def add_measured_derive_flag(parser) -> None:
 def run_search(args: argparse.Namespace) -> int:
     if args.resume:
         args = resumed_args(args, "search")
-    elif args.warmup_epochs is None:  # saved resolved, so that a resume with more epochs keeps it
-        args.warmup_epochs = default_warmup(args.epochs)
     check_extras(args)
     config = SearchConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
@@ -97,6 +95,7 @@ def run_search(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
         tensorboard=args.tensorboard,
     )
+    args.warmup_epochs = config.warmup_epochs  # saved resolved, so that a resume with more epochs keeps it
     target = latency_target(args)
     dist = Dist.from_env(resolve_device(args.device))  # torchrun: this process's rank and device
     try:

@@ -25,7 +25,7 @@ from proxyless.infra.atomic import atomic_write_text, read_json
 
 # settings (leaf names) that may differ on a resume; `epochs` only grows
 RESUMABLE = frozenset({"epochs", "progress", "no_progress", "num_workers", "workers", "checkpoint_every",
-                       "tensorboard", "quiet"})
+                       "tensorboard"})
 _FLAG_OF = {"num_workers": "--workers", "progress": "--no-progress", "channels_last": "--channels-first"}
 
 

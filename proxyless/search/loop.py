@@ -246,8 +246,3 @@ def make_sgd_for(supernet: SuperNet, config: SearchConfig) -> torch.optim.SGD:
     """SGD-Nesterov over the supernet's weights only (α has its own optimizer in the strategy)."""
     weights = nn.ParameterList(supernet.weight_parameters())
     return make_sgd(weights, config.lr, config.momentum, config.weight_decay)
-
-
-def write_search_config(run_dir: Path, config: SearchConfig, space_dict: dict, data: str) -> None:
-    payload = {"search": asdict(config), "space": space_dict, "data": data, "torch": torch.__version__}
-    atomic_write_text(run_dir / "config.json", json.dumps(payload, indent=2) + "\n")
