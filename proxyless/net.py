@@ -10,6 +10,7 @@ from torch import nn
 
 from proxyless.arch import Arch
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
+from proxyless.space import SearchSpace
 
 
 class ProxylessNet(nn.Module):
@@ -19,13 +20,10 @@ class ProxylessNet(nn.Module):
         super().__init__()
         space = arch.space
         self.arch = arch
-        self.stem = ConvBNAct(3, space.stem_out, 3, space.stem_stride)
-        self.first_block = shortcut_block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
-        self.blocks = nn.Sequential(
-            *(shortcut_block(op.build(s.in_channels, s.out_channels, s.stride))
-              for s, op in zip(space.layers(), arch.ops))
-        )
-        self.feature_mix = ConvBNAct(space.last_channels, space.feature_mix_out, 1)
+        self.stem = make_stem(space)
+        self.first_block = make_first_block(space)
+        self.blocks = nn.Sequential(*(shortcut_block(slot.build(op)) for slot, op in zip(space.layers(), arch.ops)))
+        self.feature_mix = make_feature_mix(space)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(space.dropout)
         self.classifier = nn.Linear(space.feature_mix_out, space.num_classes)
@@ -40,6 +38,21 @@ class ProxylessNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x)).flatten(1)  # (B, feature_mix)
         return self.classifier(self.dropout(x))
+
+
+def make_stem(space: SearchSpace) -> nn.Module:
+    return ConvBNAct(3, space.stem_out, 3, space.stem_stride, act=space.activation)
+
+
+def make_first_block(space: SearchSpace) -> nn.Module:
+    """The fixed MBConv (expand 1, 3x3) after the stem; the identity in a space without one."""
+    if not space.has_first_block:
+        return nn.Identity()
+    return shortcut_block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1, space.activation))
+
+
+def make_feature_mix(space: SearchSpace) -> nn.Module:
+    return ConvBNAct(space.last_channels, space.feature_mix_out, 1, act=space.activation)
 
 
 def shortcut_block(body: nn.Module) -> nn.Module:

@@ -7,13 +7,17 @@ Grammar (one token per op):
                    1x1 linear projection + BN; no biases.  K in {3, 5, 7}, E in {1, 3, 6}.
     zero           skip the block: the output is the identity shortcut.  Only valid where the
                    block keeps its shape (stride 1, in == out channels).
+    skip           the identity where the block keeps its shape (then the same net as `zero`), and
+                   a 1x1 conv with the block's stride + BN (no activation) where the shape changes,
+                   so a net may skip any layer (NAS-Bench-Macro's "identity" candidate).
 
     >>> parse_op("mb_k5_e3")
     MBConv(kernel=5, expand=3)
     >>> format_op(parse_op("zero"))
     'zero'
 
-Every op record builds its module through one factory signature, `build(in_ch, out_ch, stride)`.
+Every op record builds its module through one factory signature, `build(in_ch, out_ch, stride, act)`
+(`act` names the space's activation, see `proxyless.layers.ACTIVATIONS`).
 The identity shortcut is not part of the op: the block that holds it adds the shortcut
 (see `proxyless.layers.Residual`), so a supernet can mix ops under one shared shortcut.
 """
@@ -27,7 +31,7 @@ from types import MappingProxyType
 from torch import nn
 
 from proxyless.errors import UserError
-from proxyless.layers import InvertedResidual
+from proxyless.layers import ConvBNAct, InvertedResidual
 
 KERNEL_SIZES = (3, 5, 7)
 EXPAND_RATIOS = (1, 3, 6)
@@ -54,8 +58,8 @@ class MBConv:
     def __str__(self) -> str:
         return f"mb_k{self.kernel}_e{self.expand}"
 
-    def build(self, in_ch: int, out_ch: int, stride: int) -> nn.Module:
-        return InvertedResidual(in_ch, out_ch, self.kernel, stride, self.expand)
+    def build(self, in_ch: int, out_ch: int, stride: int, act: str = "relu6") -> nn.Module:
+        return InvertedResidual(in_ch, out_ch, self.kernel, stride, self.expand, act)
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,32 @@ class Zero:
     def __str__(self) -> str:
         return "zero"
 
-    def build(self, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    def build(self, in_ch: int, out_ch: int, stride: int, act: str = "relu6") -> nn.Module:
         if stride != 1 or in_ch != out_ch:
             raise ValueError(f"zero op needs stride 1 and in == out channels, got {in_ch}->{out_ch} stride {stride}")
         return nn.Identity()
 
 
-OpSpec = MBConv | Zero
+@dataclass(frozen=True)
+class Skip:
+    """The identity where the shape is kept, a 1x1 conv + BN projection where it changes."""
+
+    def __str__(self) -> str:
+        return "skip"
+
+    def build(self, in_ch: int, out_ch: int, stride: int, act: str = "relu6") -> nn.Module:
+        if stride == 1 and in_ch == out_ch:
+            return nn.Identity()
+        return ConvBNAct(in_ch, out_ch, 1, stride, act=None)
+
+
+OpSpec = MBConv | Zero | Skip
+
+
+def is_identity(op: OpSpec, in_ch: int, out_ch: int, stride: int) -> bool:
+    """Whether `op` computes nothing at a layer of this shape: the block is then its input alone."""
+    keeps_shape = stride == 1 and in_ch == out_ch
+    return isinstance(op, Zero) or (isinstance(op, Skip) and keeps_shape)
 
 
 def _make_registry(ops: list[OpSpec]) -> Mapping[str, OpSpec]:
@@ -86,7 +109,7 @@ def _make_registry(ops: list[OpSpec]) -> Mapping[str, OpSpec]:
 
 #: Every op name the grammar accepts, mapped to its record (read-only).
 CANDIDATE_OPS: Mapping[str, OpSpec] = _make_registry(
-    [MBConv(k, e) for k in KERNEL_SIZES for e in EXPAND_RATIOS] + [Zero()]
+    [MBConv(k, e) for k in KERNEL_SIZES for e in EXPAND_RATIOS] + [Zero(), Skip()]
 )
 
 

@@ -2,11 +2,14 @@
 
 A space describes the macro layout of a ProxylessNAS network:
 
-    stem      conv 3x3 (stride `stem_stride`) + BN + ReLU6
-    first     fixed MBConv, expand 1, 3x3, stride 1                   (not searched)
+    stem      conv 3x3 (stride `stem_stride`) + BN + act
+    first     fixed MBConv, expand 1, 3x3, stride 1      (not searched; none when
+              `first_block_channels` is null)
     stages    `depth` searchable layers each; the first layer of a stage has the stage's
               stride and width, the rest keep the shape (and may also choose `zero`)
-    head      feature-mix 1x1 conv + BN + ReLU6 -> global average pool -> dropout -> linear
+    head      feature-mix 1x1 conv + BN + act -> global average pool -> dropout -> linear
+
+`act` is the space's `activation`: relu6 (the paper) or relu (NAS-Bench-Macro).
 
 Widths are base widths; the built network uses make_divisible(width * width_mult, 8).
 The feature-mix width grows with the multiplier only above 1 (as in MobileNetV2).
@@ -20,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write_text
-from proxyless.layers import make_divisible
-from proxyless.ops import OpSpec, Zero, format_op, parse_op
+from proxyless.layers import ACTIVATIONS, make_divisible
+from proxyless.ops import OpSpec, Skip, Zero, format_op, is_identity, parse_op
 
 
 class SpaceError(UserError):
@@ -60,10 +64,19 @@ class LayerSlot:
     stride: int
     input_size: int  # spatial side of the layer's input map
     candidates: tuple[OpSpec, ...]
+    activation: str = "relu6"
 
     @property
     def keeps_shape(self) -> bool:
         return self.stride == 1 and self.in_channels == self.out_channels
+
+    def build(self, op: OpSpec) -> nn.Module:
+        """The module of candidate `op` at this layer (its body; the block adds any shortcut)."""
+        return op.build(self.in_channels, self.out_channels, self.stride, self.activation)
+
+    def is_identity(self, op: OpSpec) -> bool:
+        """Whether `op` computes nothing here (`zero`, or `skip` where the shape is kept)."""
+        return is_identity(op, self.in_channels, self.out_channels, self.stride)
 
     def describe(self) -> str:
         return (
@@ -78,7 +91,7 @@ class SearchSpace:
     input_size: int
     stem_channels: int
     stem_stride: int
-    first_block_channels: int
+    first_block_channels: int | None  # None: no fixed first block
     stages: tuple[Stage, ...]
     candidates: tuple[OpSpec, ...]
     feature_mix_channels: int
@@ -86,12 +99,17 @@ class SearchSpace:
     width_mult: float = 1.0
     zero_when_shape_kept: bool = True
     dropout: float = 0.0
+    activation: str = "relu6"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise SpaceError("space 'name' must be a non-empty string")
-        for name in ("input_size", "stem_channels", "first_block_channels", "feature_mix_channels", "num_classes"):
+        for name in ("input_size", "stem_channels", "feature_mix_channels", "num_classes"):
             _check_positive_int(name, getattr(self, name))
+        if self.first_block_channels is not None:
+            _check_positive_int("first_block_channels", self.first_block_channels)
+        if self.activation not in ACTIVATIONS:
+            raise SpaceError(f"'activation' must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         _check_stride("stem_stride", self.stem_stride)
         if not self.stages:
             raise SpaceError("'stages' must list at least one stage")
@@ -101,6 +119,9 @@ class SearchSpace:
             raise SpaceError("do not list 'zero' in 'candidates'; set 'zero_when_shape_kept: true' instead")
         if len(set(self.candidates)) != len(self.candidates):
             raise SpaceError("'candidates' lists an op twice")
+        if Skip() in self.candidates and self.zero_when_shape_kept:
+            raise SpaceError("'skip' already is the identity where the shape is kept; "
+                             "set 'zero_when_shape_kept: false' in a space that lists it")
         if not (_is_number(self.width_mult) and 0 < self.width_mult <= MAX_SIZE):
             raise SpaceError(f"'width_mult' must be a positive number up to {MAX_SIZE}, got {self.width_mult!r}")
         if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
@@ -118,8 +139,13 @@ class SearchSpace:
         return self.channels(self.stem_channels)
 
     @property
+    def has_first_block(self) -> bool:
+        return self.first_block_channels is not None
+
+    @property
     def first_block_out(self) -> int:
-        return self.channels(self.first_block_channels)
+        """Channels entering the first searchable layer (the stem's when there is no first block)."""
+        return self.channels(self.first_block_channels) if self.has_first_block else self.stem_out
 
     @property
     def last_channels(self) -> int:
@@ -139,7 +165,8 @@ class SearchSpace:
                 stride = stage.stride if b == 0 else 1
                 keeps = stride == 1 and in_ch == out_ch
                 extra = (Zero(),) if keeps and self.zero_when_shape_kept else ()
-                slots.append(LayerSlot(len(slots), s, b, in_ch, out_ch, stride, size, self.candidates + extra))
+                slots.append(LayerSlot(len(slots), s, b, in_ch, out_ch, stride, size, self.candidates + extra,
+                                       self.activation))
                 in_ch, size = out_ch, _down(size, stride)
         return slots
 
@@ -284,7 +311,27 @@ PROXYLESS_CIFAR = replace(
     width_mult=0.5,
 )
 
-PRESETS: dict[str, SearchSpace] = {space.name: space for space in (PROXYLESS_IMAGENET, PROXYLESS_CIFAR)}
+# NAS-Bench-Macro (Su et al., CVPR 2021): 8 layers of 3 choices, every one of its 6,561 nets trained on
+# CIFAR-10, so a search can be scored against true accuracies. Candidate i is digit i of its codes:
+# 0 identity (here `skip`), 1 MB3_K3, 2 MB6_K5. ReLU, no fixed first block, widths exactly as published
+# (width_mult 1 keeps them), and the params and MACs of every net equal the benchmark's.
+NAS_BENCH_MACRO = SearchSpace(
+    name="nas-bench-macro",
+    input_size=32,
+    stem_channels=32,
+    stem_stride=1,
+    first_block_channels=None,
+    stages=(Stage(64, 2, 2), Stage(128, 3, 2), Stage(256, 3, 2)),
+    candidates=(Skip(), parse_op("mb_k3_e3"), parse_op("mb_k5_e6")),
+    feature_mix_channels=1280,
+    num_classes=10,
+    zero_when_shape_kept=False,
+    activation="relu",
+)
+
+PRESETS: dict[str, SearchSpace] = {
+    space.name: space for space in (PROXYLESS_IMAGENET, PROXYLESS_CIFAR, NAS_BENCH_MACRO)
+}
 
 
 def get_space(name_or_path: str) -> SearchSpace:

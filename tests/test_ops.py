@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from proxyless.ops import CANDIDATE_OPS, EXPAND_RATIOS, KERNEL_SIZES, MBConv, Zero, format_op, parse_op
+from proxyless.ops import CANDIDATE_OPS, EXPAND_RATIOS, KERNEL_SIZES, MBConv, Skip, Zero, format_op, parse_op
 
 
 @pytest.mark.parametrize("name", list(CANDIDATE_OPS))
@@ -10,9 +10,10 @@ def test_op_string_round_trip(name):
 
 
 def test_registry_covers_the_grammar():
-    assert len(CANDIDATE_OPS) == len(KERNEL_SIZES) * len(EXPAND_RATIOS) + 1
+    assert len(CANDIDATE_OPS) == len(KERNEL_SIZES) * len(EXPAND_RATIOS) + 2  # + zero, skip
     assert parse_op("mb_k7_e3") == MBConv(7, 3)
     assert parse_op("zero") == Zero()
+    assert parse_op("skip") == Skip()
 
 
 @pytest.mark.parametrize("bad", ["mb_k4_e3", "mb_k3_e2", "mb_k3", "conv3x3", "", "MB_K3_E3", "zero2"])
@@ -45,3 +46,19 @@ def test_zero_only_where_shape_is_kept():
     assert torch.equal(Zero().build(8, 8, 1)(x), x)
     with pytest.raises(ValueError, match="stride 1"):
         Zero().build(8, 16, 1)
+
+
+def test_skip_is_the_input_where_the_shape_is_kept_and_a_projection_where_it_changes():
+    x = torch.randn(2, 8, 9, 9)
+    assert torch.equal(Skip().build(8, 8, 1)(x), x)
+    projection = Skip().build(8, 16, 2, act="relu")
+    convs = [m for m in projection.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.bias) for c in convs] == [((1, 1), (2, 2), None)]
+    assert not any(isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)) for m in projection.modules())  # linear, + BN
+    assert projection(x).shape == (2, 16, 5, 5)
+
+
+@pytest.mark.parametrize("act,kind", [("relu6", torch.nn.ReLU6), ("relu", torch.nn.ReLU)])
+def test_mbconv_uses_the_named_activation(act, kind):
+    body = MBConv(3, 6).build(8, 8, 1, act=act)
+    assert [type(m) for m in body.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))] == [kind, kind]

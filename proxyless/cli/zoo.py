@@ -67,7 +67,8 @@ def run_show(args: argparse.Namespace) -> int:
     arch = _arch_for(args)
     space = arch.space
     print(f"{arch.name or space.name}: {space.input_size} px, {space.num_classes} classes, "
-          f"stem {space.stem_out} s{space.stem_stride}, first block {space.first_block_out}, "
+          f"stem {space.stem_out} s{space.stem_stride}, "
+          f"first block {space.first_block_out if space.has_first_block else 'none'}, "
           f"feature mix {space.feature_mix_out}")
     print(arch.summary())
     print(profile(build_net(arch), space.input_size))

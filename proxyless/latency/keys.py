@@ -3,9 +3,11 @@
     OpKey(kind="mbconv", input_size=32, in_channels=16, out_channels=24, kernel=5, expand=3,
           stride=2, shortcut=False, batch=32, dtype="float32", backend="torch-cpu")
 
-`kind` is one of: "stem" (conv 3x3 + BN + ReLU6), "mbconv" (an inverted-residual block, its shortcut
-included when `shortcut`), "feature_mix" (conv 1x1 + BN + ReLU6) and "classifier" (global pool +
-dropout + linear; `input_size` is the map it pools).  `zero` ops have no key: they cost nothing.
+`kind` is one of: "stem" (conv 3x3 + BN + act), "mbconv" (an inverted-residual block, its shortcut
+included when `shortcut`), "skip" (the 1x1 conv + BN projection of a `skip` op that changes the shape),
+"feature_mix" (conv 1x1 + BN + act) and "classifier" (global pool + dropout + linear; `input_size` is
+the map it pools); `act` is the space's activation.  `zero` ops, and `skip` where the shape is kept,
+have no key: they cost nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from proxyless.arch import Arch
-from proxyless.ops import MBConv, OpSpec, Zero
+from proxyless.layers import ACTIVATIONS
+from proxyless.ops import MBConv, OpSpec, Skip
 from proxyless.space import LayerSlot, SearchSpace
 
-KINDS = ("stem", "mbconv", "feature_mix", "classifier")
+KINDS = ("stem", "mbconv", "skip", "feature_mix", "classifier")
 _SIZE_FIELDS = ("input_size", "in_channels", "out_channels", "kernel", "expand", "stride", "batch")
 
 
@@ -34,6 +37,7 @@ class OpKey:
     batch: int = 1
     dtype: str = "float32"
     backend: str = "torch-cpu"
+    act: str = "relu6"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -48,6 +52,8 @@ class OpKey:
         if not (isinstance(self.dtype, str) and isinstance(self.backend, str)):
             raise ValueError(f"latency key fields 'dtype' and 'backend' must be strings, "
                              f"got {self.dtype!r} and {self.backend!r}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"latency key field 'act' must be one of {', '.join(ACTIVATIONS)}, got {self.act!r}")
 
     @property
     def output_size(self) -> int:
@@ -70,7 +76,9 @@ class OpKey:
         shape = f"{self.input_size}x{self.input_size}x{self.in_channels}->{self.out_channels}"
         skip = " +skip" if self.shortcut else ""
         op = f" k{self.kernel} e{self.expand} s{self.stride}{skip}" if self.kind == "mbconv" else ""
-        return f"{self.kind} {shape}{op}"
+        op += f" s{self.stride}" if self.kind == "skip" else ""
+        act = f" {self.act}" if self.act != "relu6" else ""
+        return f"{self.kind} {shape}{op}{act}"
 
 
 @dataclass(frozen=True)
@@ -83,31 +91,36 @@ class Context:
 
 
 def op_key(slot: LayerSlot, op: OpSpec, context: Context) -> OpKey | None:
-    """The key of candidate `op` at searchable layer `slot`; None for `zero`."""
-    if isinstance(op, Zero):
+    """The key of candidate `op` at searchable layer `slot`; None where it computes nothing."""
+    if slot.is_identity(op):
         return None
+    shared = {**asdict(context), "act": slot.activation}
+    if isinstance(op, Skip):
+        return OpKey("skip", slot.input_size, slot.in_channels, slot.out_channels, stride=slot.stride, **shared)
     assert isinstance(op, MBConv), op
     return OpKey("mbconv", slot.input_size, slot.in_channels, slot.out_channels, op.kernel, op.expand,
-                 slot.stride, slot.keeps_shape, **asdict(context))
+                 slot.stride, slot.keeps_shape, **shared)
 
 
 def fixed_keys(space: SearchSpace, context: Context) -> list[OpKey]:
-    """Keys of the parts every architecture of `space` has: stem, first block, feature mix, classifier."""
+    """Keys of the parts every architecture of `space` has: stem, first block (if any), feature mix,
+    classifier."""
     stem_size = (space.input_size + space.stem_stride - 1) // space.stem_stride
     last = space.layers()[-1]
     final_size = (last.input_size + last.stride - 1) // last.stride
-    shared = asdict(context)
+    shared = {**asdict(context), "act": space.activation}
+    first = [OpKey("mbconv", stem_size, space.stem_out, space.first_block_out, 3, 1, 1,
+                   space.stem_out == space.first_block_out, **shared)] if space.has_first_block else []
     return [
         OpKey("stem", space.input_size, 3, space.stem_out, 3, 1, space.stem_stride, **shared),
-        OpKey("mbconv", stem_size, space.stem_out, space.first_block_out, 3, 1, 1,
-              space.stem_out == space.first_block_out, **shared),
+        *first,
         OpKey("feature_mix", final_size, space.last_channels, space.feature_mix_out, **shared),
         OpKey("classifier", final_size, space.feature_mix_out, space.num_classes, **shared),
     ]
 
 
 def candidate_keys(space: SearchSpace, context: Context) -> list[list[OpKey | None]]:
-    """For each searchable layer, the key of each candidate (None for `zero`)."""
+    """For each searchable layer, the key of each candidate (None where it computes nothing)."""
     return [[op_key(slot, op, context) for op in slot.candidates] for slot in space.layers()]
 
 

@@ -51,12 +51,14 @@ class MeasureConfig:
 def module_for_key(key: OpKey) -> nn.Module:
     """The module whose latency `key` stands for, in eval mode."""
     if key.kind == "stem":
-        module: nn.Module = ConvBNAct(key.in_channels, key.out_channels, key.kernel, key.stride)
+        module: nn.Module = ConvBNAct(key.in_channels, key.out_channels, key.kernel, key.stride, act=key.act)
     elif key.kind == "mbconv":
-        body = InvertedResidual(key.in_channels, key.out_channels, key.kernel, key.stride, key.expand)
+        body = InvertedResidual(key.in_channels, key.out_channels, key.kernel, key.stride, key.expand, key.act)
         module = Residual(body) if key.shortcut else body
+    elif key.kind == "skip":
+        module = ConvBNAct(key.in_channels, key.out_channels, 1, key.stride, act=None)
     elif key.kind == "feature_mix":
-        module = ConvBNAct(key.in_channels, key.out_channels, 1)
+        module = ConvBNAct(key.in_channels, key.out_channels, 1, act=key.act)
     else:
         module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(key.in_channels, key.out_channels))
     return module.eval()

@@ -137,6 +137,9 @@ def parse_key(text: str, context: Context = MOBILE_CONTEXT) -> OpKey:
 def format_key(key: OpKey) -> str:
     """OpKey('feature_mix', 7, 320, 1280) -> 'Conv_1-input:7x7x320-output:7x7x1280': the inverse of `parse_key`
     (the batch, dtype and backend are the table's, not the key string's)."""
+    if key.kind == "skip" or key.act != "relu6":
+        raise ValueError(f"the Pixel 1 table format has no key for {key.describe()!r} (it covers MBConv "
+                         "spaces with ReLU6 only)")
     size, out = key.input_size, key.output_size
     maps = f"input:{size}x{size}x{key.in_channels}-output:{out}x{out}x{key.out_channels}"
     if key.kind == "stem":

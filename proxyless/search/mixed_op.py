@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from proxyless.ops import OpSpec, Zero
+from proxyless.ops import OpSpec
 from proxyless.space import LayerSlot
 
 
@@ -69,10 +69,9 @@ class MixedOp(nn.Module):
         super().__init__()
         self.slot = slot
         self.specs: tuple[OpSpec, ...] = slot.candidates
-        # Zero has no module: its output is a zero tensor, never computed.
+        # `zero` (and `skip` where the shape is kept) has no module: the block is its shortcut alone
         self.candidates = nn.ModuleList(
-            nn.Identity() if isinstance(op, Zero) else op.build(slot.in_channels, slot.out_channels, slot.stride)
-            for op in self.specs
+            nn.Identity() if slot.is_identity(op) else slot.build(op) for op in self.specs
         )
         self.alpha = nn.Parameter(torch.zeros(len(self.specs)))
 
@@ -81,7 +80,8 @@ class MixedOp(nn.Module):
         return torch.softmax(self.alpha, dim=0)
 
     def is_zero(self, index: int) -> bool:
-        return isinstance(self.specs[index], Zero)
+        """Whether candidate `index` adds nothing to the layer's shortcut (`zero`, or a shape-keeping `skip`)."""
+        return self.slot.is_identity(self.specs[index])
 
     def run_op(self, index: int, x: torch.Tensor) -> torch.Tensor | None:
         """Single path: the output of candidate `index` alone; None for `zero` (nothing to add to the

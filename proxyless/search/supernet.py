@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from proxyless.arch import Arch
-from proxyless.layers import ConvBNAct, InvertedResidual
-from proxyless.net import init_weights, shortcut_block
+from proxyless.layers import InvertedResidual
+from proxyless.net import init_weights, make_feature_mix, make_first_block, make_stem
 from proxyless.search.mixed_op import MixedOp, TwoPaths
 from proxyless.space import SearchSpace
 
@@ -51,10 +51,10 @@ class SuperNet(nn.Module):
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()
         self.space = space
-        self.stem = ConvBNAct(3, space.stem_out, 3, space.stem_stride)
-        self.first_block = shortcut_block(InvertedResidual(space.stem_out, space.first_block_out, 3, 1, 1))
+        self.stem = make_stem(space)
+        self.first_block = make_first_block(space)
         self.blocks = nn.ModuleList(SuperBlock(MixedOp(slot)) for slot in space.layers())
-        self.feature_mix = ConvBNAct(space.last_channels, space.feature_mix_out, 1)
+        self.feature_mix = make_feature_mix(space)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(space.dropout)
         self.classifier = nn.Linear(space.feature_mix_out, space.num_classes)

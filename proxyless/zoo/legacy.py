@@ -27,7 +27,7 @@ from proxyless.arch import Arch, ArchError
 from proxyless.errors import UserError
 from proxyless.layers import BN_EPS, BN_MOMENTUM, ConvBNAct, InvertedResidual, Residual
 from proxyless.net import ProxylessNet
-from proxyless.ops import MBConv, OpSpec, Zero
+from proxyless.ops import MBConv, OpSpec, Skip, Zero
 from proxyless.space import PROXYLESS_IMAGENET, SearchSpace, Stage
 
 _CONV_DEFAULTS = {"dilation": 1, "groups": 1, "bias": False, "has_shuffle": False,
@@ -113,6 +113,10 @@ def _candidates_for(ops: list[OpSpec]) -> tuple[OpSpec, ...]:
 
 def legacy_from_net(net: ProxylessNet) -> dict[str, Any]:
     """Describe a built network in the original configuration format, read off its modules."""
+    space = net.arch.space
+    if space.activation != "relu6" or not space.has_first_block or Skip() in space.candidates:
+        raise ArchError(f"space {space.name!r} has no equivalent in the original configuration format, which "
+                        "knows ReLU6 MBConv nets with a first block and zero layers only")
     return {
         "name": "ProxylessNASNets",
         "bn": {"momentum": BN_MOMENTUM, "eps": BN_EPS},
