@@ -23,7 +23,7 @@ from proxyless.latency.lut import load_lut
 from proxyless.latency.measure import MeasureConfig, build_lut, measure_archs
 from proxyless.latency.predict import predict_latency
 from proxyless.net import ProxylessNet, build_net
-from proxyless.ops import CANDIDATE_OPS, MBConv, OpSpec, Zero, format_op, parse_op
+from proxyless.ops import CANDIDATE_OPS, MBConv, OpSpec, Skip, Zero, format_op, parse_op
 from proxyless.search.hardware import LatencyTarget, latency_range
 from proxyless.search.loop import SearchConfig
 from proxyless.search.pipeline import DeriveResult, SearchResult, derive_from_run, load_search_data, search_arch
@@ -47,6 +47,7 @@ __all__ = [
     "SearchConfig",
     "SearchResult",
     "SearchSpace",
+    "Skip",
     "SpaceError",
     "Splits",
     "Stage",
