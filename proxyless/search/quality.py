@@ -516,7 +516,7 @@ def regret_report(derived: Indices, truth: GroundTruth, latency: Callable[[Indic
     if not pool:
         raise QualityError(f"no net of {truth.source} fits {target_ms} ms (+{tolerance:.0%}): the fastest takes "
                            f"{min(latencies.values()):.4g} ms; raise the target")
-    band = [code for code in pool if abs(latencies[code] - target_ms) < tolerance * target_ms]
+    band = [code for code in pool if abs(latencies[code] - target_ms) <= tolerance * target_ms]
     # 3. the best net and the largest that fits (max keeps the first code among equals)
     best = max(pool, key=lambda code: accuracy[code])
     largest = max(pool, key=lambda code: (latencies[code], _flops_or_least(truth.records[code])))
