@@ -25,7 +25,7 @@ def inherit_weights(supernet: SuperNet, net: ProxylessNet) -> None:
     for name in ("stem", "first_block", "feature_mix", "classifier"):
         getattr(net, name).load_state_dict(getattr(supernet, name).state_dict())
     for block, mixed, op in zip(net.blocks, supernet.mixed_ops(), net.arch.ops):
-        kept = mixed.candidates[mixed.specs.index(op)]
+        kept = mixed.standalone(mixed.specs.index(op))  # an entangled candidate's slices, copied out
         body = block.body if isinstance(block, Residual) else block
         if not isinstance(body, nn.Identity):  # `zero` has nothing to copy
             body.load_state_dict(kept.state_dict())

@@ -11,6 +11,10 @@
 
 The identity shortcut is not part of the mixed op: a shape-keeping layer computes x + mixed(x)
 (see `SuperBlock`), so the `zero` candidate contributes 0 and the block reduces to its shortcut.
+
+Candidates are independent by default (the paper).  With `entangled=True` the MBConv candidates are
+slices of one shared weight set (`EntangledMBConv`); `skip` and `zero` stay as they are.  All three
+ways to run build on `run_op`, so they work alike for both kinds.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from proxyless.ops import OpSpec
+from proxyless.ops import MBConv, OpSpec
+from proxyless.search.entangled import EntangledMBConv
 from proxyless.space import LayerSlot
 
 
@@ -63,17 +68,26 @@ def binary_connect(logits: torch.Tensor, grad_gates: torch.Tensor) -> torch.Tens
 
 
 class MixedOp(nn.Module):
-    """All candidates of one searchable layer and their logits α (initialised to zero: uniform p)."""
+    """All candidates of one searchable layer and their logits α (initialised to zero: uniform p).
 
-    def __init__(self, slot: LayerSlot) -> None:
+    `candidates[k]` is candidate k's own module, or `nn.Identity` where it has none: `zero` and `skip`
+    where the shape is kept (the block is its shortcut alone) and, when `entangled`, the MBConvs, which
+    all run through the one `EntangledMBConv` in `self.shared` (None when independent).
+    """
+
+    def __init__(self, slot: LayerSlot, entangled: bool = False) -> None:
         super().__init__()
         self.slot = slot
         self.specs: tuple[OpSpec, ...] = slot.candidates
-        # `zero` (and `skip` where the shape is kept) has no module: the block is its shortcut alone
+        has_mbconv = any(isinstance(op, MBConv) for op in self.specs)
+        self.shared: EntangledMBConv | None = EntangledMBConv(slot) if entangled and has_mbconv else None
         self.candidates = nn.ModuleList(
-            nn.Identity() if slot.is_identity(op) else slot.build(op) for op in self.specs
+            nn.Identity() if slot.is_identity(op) or self._is_shared(op) else slot.build(op) for op in self.specs
         )
         self.alpha = nn.Parameter(torch.zeros(len(self.specs)))
+
+    def _is_shared(self, op: OpSpec) -> bool:
+        return self.shared is not None and isinstance(op, MBConv)
 
     @property
     def probs(self) -> torch.Tensor:
@@ -86,7 +100,17 @@ class MixedOp(nn.Module):
     def run_op(self, index: int, x: torch.Tensor) -> torch.Tensor | None:
         """Single path: the output of candidate `index` alone; None for `zero` (nothing to add to the
         shortcut).  The two-path and full forwards are built from it."""
-        return None if self.is_zero(index) else self.candidates[index](x)
+        if self.is_zero(index):
+            return None
+        op = self.specs[index]
+        return self.shared(x, op) if self._is_shared(op) else self.candidates[index](x)
+
+    def standalone(self, index: int) -> nn.Module:
+        """Candidate `index` as the module `slot.build` makes for it, holding this layer's weights: the
+        candidate itself when independent, a fresh `InvertedResidual` with copies of its slices and BNs
+        when entangled (`nn.Identity` for `zero`)."""
+        op = self.specs[index]
+        return self.shared.to_standalone(op) if self._is_shared(op) else self.candidates[index]
 
     def forward_two_paths(self, x: torch.Tensor, paths: TwoPaths) -> torch.Tensor:
         """Binary-gated output; the gradient w.r.t. α flows through `_BinaryGates`."""

@@ -8,6 +8,9 @@ Which path each layer runs is passed with every call as a *plan*, one entry per 
 
 There is no mode stored anywhere: the same supernet serves every kind of step.
 Module names match `ProxylessNet`, so a derived network can inherit the supernet's weights.
+
+`SuperNet(space, entangled=True)` shares one weight set among the MBConv candidates of each layer
+(see `proxyless.search.entangled`); the default keeps the paper's independent candidates.
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ class SuperBlock(nn.Module):
 
 
 class SuperNet(nn.Module):
-    def __init__(self, space: SearchSpace) -> None:
+    """Every candidate of every layer of `space`; `entangled` makes each layer's MBConvs share weights."""
+
+    def __init__(self, space: SearchSpace, entangled: bool = False) -> None:
         super().__init__()
         self.space = space
+        self.entangled = entangled
         self.stem = make_stem(space)
         self.first_block = make_first_block(space)
-        self.blocks = nn.ModuleList(SuperBlock(MixedOp(slot)) for slot in space.layers())
+        self.blocks = nn.ModuleList(SuperBlock(MixedOp(slot, entangled)) for slot in space.layers())
         self.feature_mix = make_feature_mix(space)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(space.dropout)
@@ -63,6 +69,9 @@ class SuperNet(nn.Module):
             if isinstance(op, InvertedResidual)
         )
         init_weights(self, zero_residual=shortcut_bodies)
+        for mixed in self.mixed_ops():
+            if mixed.shared is not None:  # init_weights reset its BNs (zeroed project BNs included)
+                mixed.shared.reset_parameters()
 
     def forward(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
         assert len(plan) == len(self.blocks), (len(plan), len(self.blocks))
