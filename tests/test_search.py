@@ -135,7 +135,7 @@ def test_weight_step_touches_only_sampled_ops(tmp_path):
     searcher = Searcher(net, GradientStrategy(net), data, data, config, torch.device("cpu"))
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
     plan = net.sample_single(torch.Generator().manual_seed(7))
-    searcher.weight_step(x, y, torch.Generator().manual_seed(7), uniform=False)
+    searcher.weight_step(x, y, plan)
     for layer, (mixed, chosen) in enumerate(zip(net.mixed_ops(), plan)):
         for k, op in enumerate(mixed.candidates):
             changed = [not torch.equal(before[n], p) for n, p in _named(net, op)]

@@ -11,8 +11,9 @@ from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
 from proxyless.latency.loss import KINDS
 from proxyless.search.hardware import LatencyTarget, describe_latency, parse_target
-from proxyless.search.loop import SearchConfig
+from proxyless.search.loop import WEIGHTS, SearchConfig
 from proxyless.search.pipeline import derive_from_run, load_search_data, search_arch
+from proxyless.search.sampling import SAMPLINGS
 from proxyless.space import get_space
 
 log = logging.getLogger("proxyless")
@@ -43,8 +44,17 @@ def register(subparsers) -> None:
                                                           "rounded down, so that a short run still searches)")
     group.add_argument("--batch-size", type=int, default=defaults.batch_size)
     group.add_argument("--lr", type=float, default=defaults.lr, help="weight learning rate (SGD-Nesterov, cosine)")
-    group.add_argument("--arch-lr", type=float, default=defaults.arch_lr, help="α learning rate (Adam, β1 = 0)")
-    group.add_argument("--arch-every", type=int, default=defaults.arch_every, help="an arch step every N weight steps")
+    group.add_argument("--arch-lr", type=float, help="α learning rate (Adam, β1 = 0; default: scaled so that α can "
+                                                     "move over the search, however short)")
+    group.add_argument("--arch-every", type=int, help="an arch step every N weight steps (default: as often as gives "
+                                                      "100 arch steps, every 2nd to 5th)")
+    group.add_argument("--weights", choices=WEIGHTS, default=defaults.weights,
+                       help="independent: each candidate its own weights (the paper); entangled: the candidates of a "
+                            "layer share one weight set (k3 the centre of k5, e3 the first channels of e6)")
+    group.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
+                       help="warmup paths: uniform, or fair (each candidate of each layer once per cycle)")
+    group.add_argument("--bn-batches", type=int, default=defaults.bn_batches,
+                       help="train batches that recalibrate BN on the argmax path before each epoch's valid top-1")
     group.add_argument("--valid-size", type=float, default=0.2, help="held-out part of the training data for α")
     group.add_argument("--limit-images", type=int, help="use only this many training images (quick trials)")
     group.add_argument("--seed", type=int, default=defaults.seed)
@@ -92,6 +102,7 @@ def run_search(args: argparse.Namespace) -> int:
     config = SearchConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,
+        weights=args.weights, sampling=args.sampling, bn_batches=args.bn_batches,
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
         tensorboard=args.tensorboard,
     )

@@ -16,10 +16,12 @@ processes, the paths of every step are checked to be the same on all of them, an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ from proxyless.infra.distributed import Dist, keyed_generator
 from proxyless.infra.engine import ResumableRun, Totals
 from proxyless.optim import load_schedule, make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
+from proxyless.search.quality import recalibrate_bn
+from proxyless.search.sampling import SAMPLINGS, fair_plan
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
 
@@ -49,10 +53,13 @@ class SearchConfig:
     lr: float = 0.025
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    arch_lr: float = 1e-3
-    arch_every: int = 5
+    arch_lr: float | None = None  # None: scaled to the number of arch steps (`arch_budget`)
+    arch_every: int | None = None  # None: as often as gives MIN_ARCH_STEPS, every 2nd to 5th weight step
     strategy: str = "gradient"
     mode: str = "two"
+    weights: str = "independent"  # or "entangled": the candidates of a layer share one weight set
+    sampling: str = "uniform"  # warmup paths: "uniform" or "fair" (see `search.sampling`)
+    bn_batches: int = 8  # train batches that recalibrate BN before each epoch's argmax is evaluated (0: none)
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
     channels_last: bool = True
@@ -62,21 +69,55 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        check_positive_flags(self, "epochs", "batch_size", "arch_every")
+        check_positive_flags(self, "epochs", "batch_size")
+        if self.arch_every is not None and not (_is_int(self.arch_every) and self.arch_every >= 1):
+            raise UserError(f"--arch-every must be a positive integer, got {self.arch_every!r}")
+        if self.arch_lr is not None and not (_is_real(self.arch_lr) and math.isfinite(self.arch_lr)):
+            raise UserError(f"--arch-lr must be a finite number, got {self.arch_lr!r}")
         if self.warmup_epochs is None:
             object.__setattr__(self, "warmup_epochs", default_warmup(self.epochs))
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int):
             raise UserError(f"--warmup-epochs must be an int, got {self.warmup_epochs!r}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise UserError(f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} of {self.epochs}")
-        if self.lr <= 0 or self.arch_lr <= 0:
+        if self.lr <= 0 or (self.arch_lr is not None and self.arch_lr <= 0):
             raise UserError("--lr and --arch-lr must be positive")
+        if self.weights not in WEIGHTS:
+            raise UserError(f"--weights must be {' or '.join(WEIGHTS)}, got {self.weights!r}")
+        if self.sampling not in SAMPLINGS:
+            raise UserError(f"--sampling must be {' or '.join(SAMPLINGS)}, got {self.sampling!r}")
+        if self.bn_batches < 0:
+            raise UserError(f"--bn-batches must not be negative, got {self.bn_batches}")
         if self.strategy not in ("gradient", "reinforce"):
             raise UserError(f"--strategy must be gradient or reinforce, got {self.strategy!r}")
         if self.mode not in ("two", "full"):
             raise UserError(f"--mode must be two or full, got {self.mode!r}")
         if self.checkpoint_every < 0:
             raise UserError("--checkpoint-every must not be negative")
+
+
+WEIGHTS = ("independent", "entangled")
+ARCH_TRAVEL = 8.0  # logits α can travel over a search: Adam (β1 = 0) moves each logit by about lr a step
+MIN_ARCH_STEPS = 100
+
+
+def with_arch_budget(config: SearchConfig, train_images: int, world: int = 1) -> SearchConfig:
+    """`config` with arch_lr and arch_every resolved for a search of `train_images` images (given values are
+    kept): an arch step as often as gives MIN_ARCH_STEPS (every 2nd to 5th weight step: an arch step costs
+    about two weight steps), and a step size
+    that lets α travel ARCH_TRAVEL logits over the search, however short (31 steps at 1e-3 leave α uniform)."""
+    steps = train_images // (config.batch_size * world) * (config.epochs - config.warmup_epochs)
+    every = config.arch_every or max(2, min(5, steps // MIN_ARCH_STEPS))
+    lr = config.arch_lr or min(0.5, max(1e-3, ARCH_TRAVEL / max(1, steps // every)))
+    return replace(config, arch_lr=float(lr), arch_every=every)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def default_warmup(epochs: int) -> int:
@@ -102,6 +143,7 @@ class Searcher(ResumableRun):
         self.model = self.dist.wrap(self.supernet, find_unused_parameters=True)
         self.strategy, self.train_set, self.valid, self.source = strategy, train, valid, source
         self.derive = derive or argmax_rule
+        config = with_arch_budget(config, len(train), self.dist.world)  # the strategy was made with the same
         self.config, self.device = config, device
         self.global_batch = config.batch_size * self.dist.world
         self.steps_per_epoch = len(train) // self.global_batch
@@ -125,6 +167,8 @@ class Searcher(ResumableRun):
     def begin(self, fresh: bool) -> None:
         log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", self.supernet.space.name,
                  self.source, len(self.train_set), len(self.valid), self.dist.world, self.run_dir)
+        log.info("%s weights, %s warmup paths; an arch step every %d weight steps, arch lr %.3g",
+                 self.config.weights, self.config.sampling, self.config.arch_every, self.config.arch_lr)
 
     def begin_epoch(self, epoch: int) -> None:
         self.checks_before = self.dist.checks
@@ -142,17 +186,24 @@ class Searcher(ResumableRun):
         """A weight step, and after warmup an architecture step every `arch_every` of them."""
         cfg = self.config
         generator = keyed_generator(cfg.seed, epoch * self.steps_per_epoch + step)
-        loss, correct = self.weight_step(images, targets, generator, uniform=epoch < cfg.warmup_epochs)
+        loss, correct = self.weight_step(images, targets, self.weight_plan(epoch, step, generator))
         totals.add(loss, correct, len(targets))
         if epoch >= cfg.warmup_epochs and (step + 1) % cfg.arch_every == 0:
             totals.last_arch_step = self.arch_step(epoch, (step + 1) // cfg.arch_every - 1, generator)
             totals.arch_steps += 1
 
-    def weight_step(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
-                    uniform: bool) -> tuple[float, int]:
-        """One sampled path per layer: only its ops run, get gradients, and are updated."""
+    def weight_plan(self, epoch: int, step: int, generator: torch.Generator) -> list[int]:
+        """The path of a weight step: during warmup uniform or strictly fair, then drawn from p."""
+        if epoch >= self.config.warmup_epochs:
+            return self.supernet.sample_single(generator)
+        if self.config.sampling == "fair":
+            sizes = [len(m.specs) for m in self.supernet.mixed_ops()]
+            return fair_plan(sizes, self.config.seed, epoch * self.steps_per_epoch + step)
+        return self.supernet.sample_single(generator, uniform=True)
+
+    def weight_step(self, images: torch.Tensor, targets: torch.Tensor, plan: list[int]) -> tuple[float, int]:
+        """One path per layer: only its ops run, get gradients, and are updated."""
         self.supernet.train()
-        plan = self.supernet.sample_single(generator, uniform=uniform)
         self.dist.check_same(plan, "the paths of a weight step")
         images, targets = self._to_device(images), targets.to(self.device)
         logits = self.model(images, plan)  # (B, classes)
@@ -185,7 +236,7 @@ class Searcher(ResumableRun):
             "epoch": epoch + 1,
             "train_loss": sums.loss,
             "train_top1": sums.top1,
-            "valid_top1_argmax": self.evaluate_plan(argmax),
+            "valid_top1_argmax": self.evaluate_plan(argmax, epoch),
             "arch_steps": totals.arch_steps,
             "mean_entropy": sum(entropy(p) for p in probs) / len(probs),
             "lr": self.scheduler.get_last_lr()[0],
@@ -198,15 +249,27 @@ class Searcher(ResumableRun):
         return {"metrics": row, "arch_history": arch_row}
 
     @torch.no_grad()
-    def evaluate_plan(self, plan: list[int]) -> float:
-        """Top-1 of one single-path plan on the valid split (BN in eval mode), each rank a share of it."""
+    def evaluate_plan(self, plan: list[int], epoch: int) -> float:
+        """Top-1 of one single-path plan on the valid split, each rank a share of it; BN statistics first
+        recalibrated on that path (`bn_batches` train batches), since running statistics averaged over
+        random paths describe no one subnet, and restored after."""
         self.dist.sync_buffers(self.supernet)
-        self.supernet.eval()
         share = Subset(self.valid, self.dist.eval_indices(len(self.valid)))
         loader = DataLoader(share, batch_size=self.config.batch_size * 2)
-        correct = sum(int((self.supernet(self._to_device(x), plan).argmax(1) == y.to(self.device)).sum())
-                      for x, y in loader)
+        with self.recalibrated(plan, epoch):
+            correct = sum(int((self.supernet(self._to_device(x), plan).argmax(1) == y.to(self.device)).sum())
+                          for x, y in loader)
         return self.dist.sum([correct])[0] / len(self.valid)
+
+    def recalibrated(self, plan: list[int], epoch: int) -> contextlib.AbstractContextManager:
+        """BN recalibrated on `plan` with this epoch's first `bn_batches` train batches (eval mode inside)."""
+        if self.config.bn_batches == 0:
+            self.supernet.eval()
+            return contextlib.nullcontext()
+        order = torch.randperm(len(self.train_set), generator=keyed_generator(self.config.seed, epoch, 2))
+        rows = order[: self.config.bn_batches * self.config.batch_size].tolist()
+        batches = DataLoader(Subset(self.train_set, rows), batch_size=self.config.batch_size)
+        return recalibrate_bn(self.supernet, plan, (x for x, _ in batches), memory_format=self.memory_format)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device).contiguous(memory_format=self.memory_format)  # (B, 3, H, W)

@@ -38,7 +38,7 @@ from proxyless.search.hardware import (
     latency_report,
     reward_for,
 )
-from proxyless.search.loop import SearchConfig, Searcher
+from proxyless.search.loop import SearchConfig, Searcher, with_arch_budget
 from proxyless.search.objective import LatencyObjective
 from proxyless.search.strategies import ArchStrategy, GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
@@ -109,8 +109,10 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
     settings = {"search": asdict(config), "space": deployed.to_dict(), "data": data.source,
                 "latency": asdict(latency) if latency else None, **({"command": command} if command else {})}
     dist = dist or Dist(device=resolve_device(device))
+    # α's step size and count for this budget; saved as given (None: scaled), so a resume may add epochs
+    config = with_arch_budget(config, len(data.train), dist.world)
     torch.manual_seed(config.seed)
-    supernet = SuperNet(fitted)
+    supernet = SuperNet(fitted, entangled=config.weights == "entangled")
     objective = latency_objective(latency, supernet, deployed) if latency else None
     searcher = Searcher(supernet, make_strategy(supernet, config, objective, dist), data.train, data.valid, config,
                         dist.device, derive=objective.derive if objective else None, dist=dist, source=data.source)
@@ -149,8 +151,7 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
     state = load_checkpoint(run_dir / "checkpoint.pt")
     if state.get("kind") != "search":
         raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
-    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=str(run_dir)))
-    supernet.load_state_dict(state["supernet"])
+    supernet = supernet_of(state, str(run_dir))
     objective = search_objective(run_dir, supernet)
     if measured_derive and objective is None:
         raise UserError("--measured-derive needs a search with a latency target; "
@@ -170,6 +171,14 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
         inherit_weights(supernet, net)
         weights = save_weights(net, run_dir / "derived_weights.safetensors")
     return DeriveResult(arch, arch_json, how, report, weights)
+
+
+def supernet_of(state: dict[str, Any], where: str) -> SuperNet:
+    """The trained supernet of a search checkpoint's state (independent or entangled weights, as searched)."""
+    weights = state.get("config", {}).get("weights", "independent")
+    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=where), entangled=weights == "entangled")
+    supernet.load_state_dict(state["supernet"])
+    return supernet
 
 
 def search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:

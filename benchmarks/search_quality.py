@@ -1,0 +1,250 @@
+"""Does the search find good networks? Scored against NAS-Bench-Macro's true CIFAR-10 accuracies.
+
+For each supernet-training variant (the ablation; `--variants`), on the `nas-bench-macro` space:
+  1. a hardware-aware search at the median target of the space's predicted latency (seed 0);
+  2. supernet ranking: each of `--rank-nets` random nets scored by the trained supernet on held-out valid
+     images, with and without recalibrating its BN statistics, against the table (Kendall τ, Spearman ρ,
+     over all of them and over those within ±5% of the median latency);
+  3. regret of the derived net: its true accuracy against the best net within target + 5%, its
+     percentile in that pool, and the baselines (mean of the nets in the ±5% band, the largest net that fits).
+Then, for the first variant (the default), searches at the 25th, 50th and 75th percentile targets with
+every seed of `--seeds`. Each search is its own run (no shared warmup). Latency is predicted with a
+torch-cpu table built here (`--batch`, one thread). Valid images are held out of CIFAR-10's training
+images; the test split is never used (the table's accuracies are the only truth).
+
+Resumable: every search is a run directory under --out, resumed when interrupted; finished parts are
+read back. Writes benchmarks/results/search_quality.{json,md} and search_quality.png.
+
+    python benchmarks/search_quality.py --data ~/data/cifar10-jpg \
+        --truth ../shared/data/nas-bench-macro/nas-bench-macro_cifar10.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import proxyless as px  # noqa: E402
+from common import RESULTS, environment, write_results  # noqa: E402
+from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
+from proxyless.infra.run_files import read_metrics  # noqa: E402
+from proxyless.latency.predict import LatencyModel  # noqa: E402
+from proxyless.search.pipeline import supernet_of  # noqa: E402
+from proxyless.search.quality import (  # noqa: E402
+    load_ground_truth,
+    per_layer_latency,
+    ranking_report,
+    regret_report,
+    sample_archs,
+)
+from proxyless.search.scoring import supernet_scores  # noqa: E402
+
+# name -> SearchConfig fields; "paper" is what proxyless did before this benchmark existed
+VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": {"weights": "independent", "sampling": "uniform", "arch_lr": 1e-3, "arch_every": 5, "bn_batches": 0},
+    "independent": {"weights": "independent", "sampling": "uniform"},
+    "independent-fair": {"weights": "independent", "sampling": "fair"},
+    "entangled": {"weights": "entangled", "sampling": "uniform"},
+    "entangled-fair": {"weights": "entangled", "sampling": "fair"},
+}
+PERCENTILES = (25, 50, 75)
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    space = px.get_space("nas-bench-macro")
+    truth = load_ground_truth(args.truth, space)
+    out = Path(args.out)
+    rounds = {"min_rounds": 2, "max_rounds": 2} if args.quick else {}
+    table = px.build_lut(space, out / "lut.json", config=px.MeasureConfig(batch=args.batch, threads=1, **rounds),
+                         progress=False)
+    torch.set_num_threads(args.threads)  # build_lut set one thread for the timings
+    latency = per_layer_latency(LatencyModel(space, table))
+    targets = percentile_targets(truth, latency)
+    data = px.load_search_data(args.data, 32, valid_size=args.valid_size, limit_images=args.train_images,
+                               progress=False)
+    base = px.SearchConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                           progress=False)
+    rank_archs = sample_archs(space, args.rank_nets, seed=1)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report: dict[str, Any] = {"environment": environment(), "settings": settings,
+                              "targets_ms": targets, "variants": {}, "searches": []}
+    for name in args.variants:
+        config = replace(base, **VARIANTS[name])
+        run_dir = out / name / "p50_seed0"
+        run = search(space, data, config, run_dir, out / "lut.json", targets[50])
+        report["variants"][name] = score_variant(run_dir, run, truth, latency, targets[50], rank_archs, data, args)
+        save(report, args, started)
+    default = replace(base, **VARIANTS[args.variants[0]])
+    for percentile in PERCENTILES:
+        for seed in args.seeds:
+            run_dir = out / args.variants[0] / f"p{percentile}_seed{seed}"
+            run = search(space, data, replace(default, seed=seed), run_dir, out / "lut.json", targets[percentile])
+            regret = regret_report(run["indices"], truth, latency, targets[percentile])
+            report["searches"].append({"target_percentile": percentile, "seed": seed, "search_s": run["search_s"],
+                                       **regret.to_dict()})
+            save(report, args, started)
+    report["figure"] = figure(truth, latency, report, args)
+    save(report, args, started)
+    print(markdown(report))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="sample", help="CIFAR-10 ImageFolder root (the JPEG tree), or 'sample'")
+    parser.add_argument("--truth", required=True, help="NAS-Bench-Macro's nas-bench-macro_cifar10.json")
+    parser.add_argument("--out", default=str(RESULTS / "search_quality_runs"),
+                        help="run directories (resumable; their small files are committed, checkpoints are not)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--variants", nargs="+", default=["entangled-fair", "entangled", "independent", "paper"],
+                        choices=list(VARIANTS), help="supernet-training variants; the first is searched at every "
+                        "target and seed")
+    parser.add_argument("--train-images", type=int, default=10_000)
+    parser.add_argument("--valid-size", type=float, default=0.1, help="part of CIFAR-10's training images held out")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--warmup-epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rank-nets", type=int, default=100)
+    parser.add_argument("--rank-images", type=int, default=1000, help="valid images each subnet is scored on")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--batch", type=int, default=32, help="batch size of the latency table")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--quick", action="store_true", help="a tiny run on the embedded sample to check the script")
+    args = parser.parse_args()
+    if args.quick:
+        args.data, args.train_images, args.epochs, args.warmup_epochs = "sample", 128, 2, 1
+        args.batch_size, args.rank_nets, args.rank_images, args.seeds, args.batch = 32, 6, 64, [0], 1
+        args.variants = args.variants[:1]
+    return args
+
+
+def percentile_targets(truth, latency) -> dict[int, float]:
+    """The 25th, 50th and 75th percentile of the predicted latency of every net in the table."""
+    values = torch.tensor([latency(indices) for indices in truth.all_indices()], dtype=torch.float64)
+    return {p: float(torch.quantile(values, p / 100)) for p in PERCENTILES}
+
+
+def search(space, data, config, run_dir: Path, lut: Path, target_ms: float) -> dict[str, Any]:
+    """One search (resumed if interrupted, read back if finished): its derived indices and wall time."""
+    done = run_dir / "quality.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    started = time.perf_counter()
+    resume = (run_dir / "checkpoint.pt").is_file()
+    found = px.search_arch(space, data, config, out=run_dir, resume=resume, overwrite=not resume,
+                           latency=px.LatencyTarget(lut=str(lut), target_ms=round(target_ms, 3), measure=False))
+    layers = space.layers()
+    indices = [layers[i].candidates.index(op) for i, op in enumerate(found.arch.ops)]
+    rows = read_metrics(run_dir)
+    record = {"indices": indices, "derived_by": found.derived_by, "search_s": time.perf_counter() - started,
+              "resumed": resume, "entropy": [row["mean_entropy"] for row in rows],
+              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config)}
+    px.infra.atomic.atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def score_variant(run_dir: Path, run, truth, latency, target_ms, rank_archs, data, args) -> dict[str, Any]:
+    """Ranking (with and without BN recalibration) and regret of one variant's median-target search."""
+    cached = run_dir / "ranking.json"
+    if cached.is_file():
+        ranking = json.loads(cached.read_text())
+    else:
+        supernet = supernet_of(load_checkpoint(run_dir / "checkpoint.pt"), str(run_dir))
+        costs = {truth.code_of(a): latency(a) for a in rank_archs}
+        ranking = {}
+        for label, train in (("recalibrated", data.train), ("running_stats", None)):
+            scores = supernet_scores(supernet, rank_archs, truth, data.valid, train, images=args.rank_images,
+                                     progress=False)
+            ranking[label] = ranking_report(scores, truth, costs).to_dict()
+        px.infra.atomic.atomic_write_text(cached, json.dumps(ranking, indent=2) + "\n")
+    regret = regret_report(run["indices"], truth, latency, target_ms).to_dict()
+    return {"ranking": ranking, "regret": regret, "search_s": run["search_s"], "entropy": run["entropy"],
+            "train_top1": run["train_top1"], "derived_by": run["derived_by"]}
+
+
+def save(report: dict[str, Any], args: argparse.Namespace, started: float) -> None:
+    report["wall_s"] = time.perf_counter() - started
+    write_results("search_quality_quick" if args.quick else "search_quality", report, markdown(report), args.results)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    lines = [f"# Search quality on NAS-Bench-Macro ({s['train_images']} CIFAR-10 training images, {s['epochs']} "
+             f"epochs incl. {s['warmup_epochs']} warmup, batch {s['batch_size']}; {s['rank_nets']} random nets "
+             f"scored on {s['rank_images']} valid images)", "",
+             "Targets (predicted, torch-cpu table built here): "
+             + ", ".join(f"p{p} {t:.2f} ms" for p, t in report["targets_ms"].items()), "",
+             "## Ablation (search at the median target, seed 0)", "",
+             "| variant | τ all (recal) | τ band (recal) | ρ all (recal) | τ all (running BN) | τ band (running BN) "
+             "| α entropy per epoch | derived by | true acc | regret | percentile | search s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in report["variants"].items():
+        rec, run = v["ranking"]["recalibrated"], v["ranking"]["running_stats"]
+        g = v["regret"]
+        lines.append(f"| {name} | {_f(rec['overall']['kendall_tau'])} | {_f(rec['same_cost']['kendall_tau'])} "
+                     f"| {_f(rec['overall']['spearman_rho'])} | {_f(run['overall']['kendall_tau'])} "
+                     f"| {_f(run['same_cost']['kendall_tau'])} | {' '.join(f'{e:.2f}' for e in v['entropy'])} "
+                     f"| {v['derived_by'].split(' (')[0]} | {g['derived_accuracy']:.2f} | {g['regret']:.2f} "
+                     f"| {g['percentile']:.2f} | {v['search_s']:.0f} |")
+    if report["searches"]:
+        lines += ["", "## Regret at three targets (first variant)", "",
+                  "| target | seed | predicted ms | in band | true acc | best in budget | regret | percentile "
+                  "| band mean | largest that fits | search s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in report["searches"]:
+            lines.append(f"| p{r['target_percentile']} {r['target_ms']:.2f} ms | {r['seed']} "
+                         f"| {r['derived_latency_ms']:.2f} | {r['derived_in_band']} | {r['derived_accuracy']:.2f} "
+                         f"| {r['best_accuracy']:.2f} "
+                         f"| {r['regret']:.2f} | {r['percentile']:.2f} | {_f(r['band_mean_accuracy'])} "
+                         f"| {r['largest_accuracy']:.2f} | {r['search_s']:.0f} |")
+    lines += ["", f"Whole benchmark so far: {report['wall_s'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def _f(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def figure(truth, latency, report: dict[str, Any], args: argparse.Namespace) -> str | None:
+    """True accuracy vs predicted latency of every net, searched nets and baselines marked."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    nets = truth.all_indices()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([latency(a) for a in nets], [truth.accuracy(a) for a in nets], s=2, c="0.75", label="all nets")
+    for r in report["searches"]:
+        ax.scatter(r["derived_latency_ms"], r["derived_accuracy"], marker="*", s=120, c="C3",
+                   label="searched" if r is report["searches"][0] else None)
+        ax.scatter(r["best_latency_ms"], r["best_accuracy"], marker="^", s=40, c="C2",
+                   label="best in budget" if r is report["searches"][0] else None)
+        ax.scatter(r["largest_latency_ms"], r["largest_accuracy"], marker="s", s=30, c="C0",
+                   label="largest that fits" if r is report["searches"][0] else None)
+    for target in report["targets_ms"].values():
+        ax.axvline(target, c="0.5", lw=0.8, ls="--")
+    ax.set(xlabel="predicted latency (ms, torch-cpu table)", ylabel="true CIFAR-10 top-1 (%)", ylim=(85, 94),
+           title="NAS-Bench-Macro: searched nets against every net of the space")
+    ax.legend(loc="lower right")
+    name = "search_quality_quick.png" if args.quick else "search_quality.png"
+    path = Path(args.results) / name
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return name
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The search-quality benchmark end to end (`--quick`: embedded sample, tiny searches), scored against a
+ground-truth table made here from the NAS-Bench-Macro cost extract (accuracy rising with MACs)."""
+
+import csv
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_run_scores_an_ablation_and_three_targets(tmp_path):
+    with gzip.open(ROOT / "tests" / "data" / "nas_bench_macro_costs.csv.gz", "rt") as f:
+        rows = list(csv.DictReader(f))
+    truth = {r["code"]: {"mean_acc": 85 + 8 * int(r["flops"]) / 1.06e8 + (int(r["code"]) % 7) / 20,
+                         "params": int(r["params"]), "flops": int(r["flops"])} for r in rows}
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_quality.py"), "--quick",
+                           "--truth", str(tmp_path / "truth.json"), "--out", str(tmp_path / "runs"),
+                           "--results", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "search_quality_quick.json").read_text())
+    [variant] = report["variants"].values()
+    for mode in ("recalibrated", "running_stats"):
+        assert variant["ranking"][mode]["overall"]["count"] == 6
+    assert len(variant["entropy"]) == 2 and variant["regret"]["pool_count"] > 0
+    searches = report["searches"]
+    assert [s["target_percentile"] for s in searches] == [25, 50, 75]
+    assert searches[1]["derived_code"] == variant["regret"]["derived_code"]  # the median search is reused
+    targets = [s["target_ms"] for s in searches]
+    assert targets == sorted(targets) and all(s["derived_in_band"] for s in searches)
+    assert all(s["best_accuracy"] >= s["derived_accuracy"] - 1e-9 or not s["derived_in_band"] for s in searches)
+    assert "| entangled-fair |" in done.stdout and (tmp_path / "search_quality_quick.png").stat().st_size > 0

@@ -1,0 +1,105 @@
+"""The parts that make a search learn: fair warmup paths, α's budget, BN recalibrated before the argmax
+is scored, and the options reaching the supernet."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers import tiny32_space
+from proxyless.errors import UserError
+from proxyless.search.loop import MIN_ARCH_STEPS, SearchConfig, Searcher, with_arch_budget
+from proxyless.search.sampling import fair_plan
+from proxyless.search.strategies import GradientStrategy
+from proxyless.search.supernet import SuperNet
+
+
+@pytest.mark.parametrize("sizes", [(3, 3, 3), (7, 6, 7, 2)])
+def test_fair_paths_train_every_candidate_once_per_cycle(sizes):
+    n = max(sizes)
+    for cycle in range(3):
+        plans = [fair_plan(sizes, seed=5, step=cycle * n + j) for j in range(n)]
+        for layer, size in enumerate(sizes):
+            counts = Counter(plan[layer] for plan in plans)
+            assert set(counts) == set(range(size))  # every candidate trained in every cycle
+            if size == n:
+                assert set(counts.values()) == {1}  # strictly once
+    assert fair_plan(sizes, 5, 4) == fair_plan(sizes, 5, 4)  # a function of (seed, step): resumes replay it
+
+
+def test_fair_orders_differ_between_cycles_and_seeds():
+    orders = {tuple(tuple(fair_plan((3, 3), seed, cycle * 3 + j)) for j in range(3))
+              for seed in range(3) for cycle in range(4)}
+    assert len(orders) > 3
+
+
+def test_arch_budget_scales_with_the_search():
+    short = with_arch_budget(SearchConfig(epochs=4), train_images=1600)  # 25 steps an epoch, 3 searched
+    long = with_arch_budget(SearchConfig(epochs=8, warmup_epochs=3), train_images=10_000)  # 156 a epoch, 5
+    assert (short.arch_every, long.arch_every) == (2, 5)
+    assert short.arch_lr > long.arch_lr > 1e-3  # fewer steps, each larger: α can move in either
+    steps = 10_000 // 64 * 5 // 5
+    assert long.arch_lr == pytest.approx(8.0 / steps) and steps >= MIN_ARCH_STEPS
+    given = with_arch_budget(SearchConfig(epochs=8, arch_lr=1e-3, arch_every=5), train_images=10_000)
+    assert (given.arch_lr, given.arch_every) == (1e-3, 5)
+
+
+@pytest.mark.parametrize("changes,flag", [({"weights": "shared"}, "--weights"), ({"sampling": "random"}, "--sampling"),
+                                          ({"bn_batches": -1}, "--bn-batches"), ({"arch_every": 0}, "--arch-every"),
+                                          ({"arch_lr": float("nan")}, "--arch-lr"), ({"arch_lr": "1e-3"}, "--arch-lr")])
+def test_bad_learning_settings_name_their_flag(changes, flag):
+    with pytest.raises(UserError, match=flag):
+        SearchConfig(**changes)
+
+
+def _searcher(config: SearchConfig, entangled: bool = False) -> Searcher:
+    torch.manual_seed(0)
+    net = SuperNet(tiny32_space(), entangled=entangled)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,)))
+    config = with_arch_budget(config, len(data))
+    return Searcher(net, GradientStrategy(net, lr=config.arch_lr), data, data, config, torch.device("cpu"))
+
+
+def test_warmup_paths_follow_the_sampling_and_then_alpha():
+    config = SearchConfig(epochs=3, warmup_epochs=2, batch_size=8, sampling="fair", progress=False)
+    searcher = _searcher(config)
+    sizes = [len(m.specs) for m in searcher.supernet.mixed_ops()]
+    generator = torch.Generator().manual_seed(1)
+    assert searcher.weight_plan(1, 3, generator) == fair_plan(sizes, 0, 1 * searcher.steps_per_epoch + 3)
+    with torch.no_grad():
+        for mixed in searcher.supernet.mixed_ops():
+            mixed.alpha[-1] = 50.0  # after warmup the path follows p: here the last candidate everywhere
+    assert searcher.weight_plan(2, 0, generator) == [s - 1 for s in sizes]
+
+
+def test_the_argmax_is_scored_with_recalibrated_bn_and_the_statistics_come_back():
+    searcher = _searcher(SearchConfig(epochs=2, batch_size=8, bn_batches=2, progress=False, channels_last=False))
+    stem_bn = searcher.supernet.stem[1]
+    for norm in (m for m in searcher.supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.fill_(5.0)  # statistics that describe no subnet
+    plan = searcher.supernet.argmax()
+    with searcher.recalibrated(plan, epoch=0):
+        inside = stem_bn.running_mean.clone()
+        assert not searcher.supernet.training
+    images = torch.stack([searcher.train_set[i][0] for i in range(len(searcher.train_set))])
+    assert inside.abs().max() < 5.0 and not torch.equal(inside, torch.full_like(inside, 5.0))
+    assert inside.abs().max() < images.abs().max() * 10  # measured on real batches, not left at 5
+    searcher.evaluate_plan(plan, epoch=0)
+    assert torch.equal(stem_bn.running_mean, torch.full_like(stem_bn.running_mean, 5.0))  # restored after
+    off = _searcher(replace(searcher.config, bn_batches=0))
+    with off.recalibrated(plan, epoch=0):
+        assert torch.equal(off.supernet.stem[1].running_mean, torch.zeros_like(inside))  # as trained: untouched
+
+
+def test_entangled_weights_reach_the_search_and_its_checkpoint(tmp_path):
+    from proxyless.infra.checkpoint import load_checkpoint
+    from proxyless.search.pipeline import load_search_data, search_arch, supernet_of
+
+    data = load_search_data("sample", 32, limit_images=64, progress=False)
+    config = SearchConfig(epochs=2, batch_size=32, weights="entangled", sampling="fair", progress=False)
+    found = search_arch(tiny32_space(), data, config, out=tmp_path / "run")
+    supernet = supernet_of(load_checkpoint(found.run_dir / "checkpoint.pt"), "run")
+    assert supernet.entangled and any(m.shared is not None for m in supernet.mixed_ops())
