@@ -87,7 +87,7 @@ def main() -> None:
         report["variants"][name] = score_variant(run_dir, run, truth, latency, targets[50], rank_archs, data, args)
         save(report, args, started)
     default = replace(base, **VARIANTS[args.variants[0]])
-    for percentile in PERCENTILES:
+    for percentile in () if args.no_targets else PERCENTILES:
         for seed in args.seeds:
             run_dir = out / args.variants[0] / f"p{percentile}_seed{seed}"
             run = search(space, data, replace(default, seed=seed), run_dir, out / "lut.json", targets[percentile])
@@ -107,24 +107,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default=str(RESULTS / "search_quality_runs"),
                         help="run directories (resumable; their small files are committed, checkpoints are not)")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--variants", nargs="+", default=["entangled-fair", "entangled", "independent", "paper"],
+    parser.add_argument("--name", help="result files' name (default search_quality[_quick]); a second lane running "
+                        "other variants into the same --out writes its own, and a last run of all variants merges")
+    parser.add_argument("--no-targets", action="store_true", help="the ablation only, no searches at three targets")
+    parser.add_argument("--variants", nargs="+", default=["entangled-fair", "paper", "entangled", "independent"],
                         choices=list(VARIANTS), help="supernet-training variants; the first is searched at every "
                         "target and seed")
-    parser.add_argument("--train-images", type=int, default=10_000)
+    parser.add_argument("--train-images", type=int, default=5_000)
     parser.add_argument("--valid-size", type=float, default=0.1, help="part of CIFAR-10's training images held out")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--warmup-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rank-nets", type=int, default=100)
-    parser.add_argument("--rank-images", type=int, default=1000, help="valid images each subnet is scored on")
+    parser.add_argument("--rank-images", type=int, default=500, help="valid images each subnet is scored on")
+    parser.add_argument("--bn-batches", type=int, default=4, help="train batches of 100 that recalibrate BN per subnet")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--batch", type=int, default=32, help="batch size of the latency table")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="a tiny run on the embedded sample to check the script")
     args = parser.parse_args()
+    args.name = args.name or ("search_quality_quick" if args.quick else "search_quality")
     if args.quick:
         args.data, args.train_images, args.epochs, args.warmup_epochs = "sample", 128, 2, 1
         args.batch_size, args.rank_nets, args.rank_images, args.seeds, args.batch = 32, 6, 64, [0], 1
+        args.bn_batches = 1
         args.variants = args.variants[:1]
     return args
 
@@ -165,7 +171,7 @@ def score_variant(run_dir: Path, run, truth, latency, target_ms, rank_archs, dat
         ranking = {}
         for label, train in (("recalibrated", data.train), ("running_stats", None)):
             scores = supernet_scores(supernet, rank_archs, truth, data.valid, train, images=args.rank_images,
-                                     progress=False)
+                                     bn_batches=args.bn_batches, progress=False)
             ranking[label] = ranking_report(scores, truth, costs).to_dict()
         px.infra.atomic.atomic_write_text(cached, json.dumps(ranking, indent=2) + "\n")
     regret = regret_report(run["indices"], truth, latency, target_ms).to_dict()
@@ -175,7 +181,7 @@ def score_variant(run_dir: Path, run, truth, latency, target_ms, rank_archs, dat
 
 def save(report: dict[str, Any], args: argparse.Namespace, started: float) -> None:
     report["wall_s"] = time.perf_counter() - started
-    write_results("search_quality_quick" if args.quick else "search_quality", report, markdown(report), args.results)
+    write_results(args.name, report, markdown(report), args.results)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -238,7 +244,7 @@ def figure(truth, latency, report: dict[str, Any], args: argparse.Namespace) -> 
     ax.set(xlabel="predicted latency (ms, torch-cpu table)", ylabel="true CIFAR-10 top-1 (%)", ylim=(85, 94),
            title="NAS-Bench-Macro: searched nets against every net of the space")
     ax.legend(loc="lower right")
-    name = "search_quality_quick.png" if args.quick else "search_quality.png"
+    name = f"{args.name}.png"
     path = Path(args.results) / name
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -47,9 +47,8 @@ from proxyless.latency.measure import measure_archs  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.latency.validate import network_config, random_archs  # noqa: E402
 from proxyless.search.objective import DERIVE_BAND  # noqa: E402
-from proxyless.search.pipeline import search_objective  # noqa: E402
-from proxyless.search.supernet import SuperNet  # noqa: E402
-from proxyless.space import SearchSpace, get_space  # noqa: E402
+from proxyless.search.pipeline import search_objective, supernet_of  # noqa: E402
+from proxyless.space import get_space  # noqa: E402
 from proxyless.zoo import mobilenet_v2  # noqa: E402
 
 DEFAULT_LUT = RESULTS / "lut_proxyless-cifar_torch-cpu_b32.json"
@@ -113,8 +112,7 @@ def derived_candidates(work: Path, target: float) -> dict[str, tuple[Arch, float
     slow on the machine today): {name: (arch, scale, Σ log p)}, distinct nets only."""
     run = work / f"search_{target:g}ms"
     state = load_checkpoint(run / "checkpoint.pt")
-    supernet = SuperNet(SearchSpace.from_dict(state["space"]))
-    supernet.load_state_dict(state["supernet"])
+    supernet = supernet_of(state, str(run))  # independent or entangled, as it was searched
     objective = search_objective(run, supernet)
     log_probs = [p.log() for p in supernet.probs()]
     found: dict[str, tuple[Arch, float, float]] = {}

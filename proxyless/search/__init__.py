@@ -1,6 +1,8 @@
 """Architecture search with a binarized supernet (ProxylessNAS).
 
     supernet / mixed_op   every candidate of every layer, α, single- and two-path plans
+    entangled             the candidates of a layer as slices of one weight set (--weights entangled)
+    sampling              warmup paths: uniform or strictly fair
     strategies            the gradient (BinaryConnect) and REINFORCE architecture steps
     loop                  SearchConfig and Searcher, on the resumable-run engine
     objective / budget    the latency objective and the most probable net within a latency band
@@ -8,12 +10,25 @@
     derive                path-level pruning (and the kept paths' weights)
     measured_derive       deriving again with the table corrected by timing the derived net
     pipeline              search_arch and derive_from_run: a whole search as a library call
+    quality / scoring     scoring a supernet and a search against a table of true accuracies
 """
 
 from proxyless.search.derive import argmax_rule, inherit_weights
 from proxyless.search.hardware import LatencyTarget, latency_range
 from proxyless.search.loop import SearchConfig, Searcher
 from proxyless.search.pipeline import DeriveResult, SearchResult, derive_from_run, load_search_data, search_arch
+from proxyless.search.quality import (
+    GroundTruth,
+    kendall_tau,
+    load_ground_truth,
+    ranking_report,
+    recalibrate_bn,
+    regret_report,
+    sample_archs,
+    spearman_rho,
+    subnet_accuracy,
+)
+from proxyless.search.scoring import supernet_scores
 from proxyless.search.strategies import ArchStrategy, GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
 
@@ -21,6 +36,7 @@ __all__ = [
     "ArchStrategy",
     "DeriveResult",
     "GradientStrategy",
+    "GroundTruth",
     "LatencyTarget",
     "ReinforceStrategy",
     "SearchConfig",
@@ -30,7 +46,16 @@ __all__ = [
     "argmax_rule",
     "derive_from_run",
     "inherit_weights",
+    "kendall_tau",
     "latency_range",
+    "load_ground_truth",
     "load_search_data",
+    "ranking_report",
+    "recalibrate_bn",
+    "regret_report",
+    "sample_archs",
     "search_arch",
+    "spearman_rho",
+    "subnet_accuracy",
+    "supernet_scores",
 ]

@@ -175,8 +175,9 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
 
 def supernet_of(state: dict[str, Any], where: str) -> SuperNet:
     """The trained supernet of a search checkpoint's state (independent or entangled weights, as searched)."""
-    weights = state.get("config", {}).get("weights", "independent")
-    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=where), entangled=weights == "entangled")
+    # checkpoints from before entanglement say nothing: their candidates were independent
+    entangled = state.get("weights", state.get("config", {}).get("weights")) == "entangled"
+    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=where), entangled=entangled)
     supernet.load_state_dict(state["supernet"])
     return supernet
 
