@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +104,38 @@ def test_entangled_weights_reach_the_search_and_its_checkpoint(tmp_path):
     found = search_arch(tiny32_space(), data, config, out=tmp_path / "run")
     supernet = supernet_of(load_checkpoint(found.run_dir / "checkpoint.pt"), "run")
     assert supernet.entangled and any(m.shared is not None for m in supernet.mixed_ops())
+
+
+def test_a_checkpoint_rebuilds_only_the_supernet_kind_it_holds(tmp_path):
+    from proxyless.infra.checkpoint import load_checkpoint
+    from proxyless.search.pipeline import load_search_data, search_arch
+
+    data = load_search_data("sample", 32, limit_images=64, progress=False)
+    config = SearchConfig(epochs=1, batch_size=32, weights="independent", progress=False)
+    found = search_arch(tiny32_space(), data, config, out=tmp_path / "run")
+    state = load_checkpoint(found.run_dir / "checkpoint.pt")
+    searcher = _searcher(SearchConfig(epochs=1, batch_size=8, progress=False), entangled=True)
+    with pytest.raises(UserError, match="holds a supernet with independent weights; resume with --weights independent"):
+        searcher.load_state_dict(state, tmp_path / "run")
+
+
+def test_resuming_a_run_from_before_the_weights_flag_keeps_independent_weights(tmp_path):
+    """A run saved without --weights/--sampling ran independent candidates with uniform warmup paths."""
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "old"
+    argv = [sys.executable, "-m", "proxyless", "search", "--space", "nas-bench-macro",
+            "--limit-images", "64", "--batch-size", "32", "--epochs", "1", "--no-progress", "--no-measure"]
+    first = subprocess.run(argv + ["--out", str(run), "--weights", "independent", "--sampling", "uniform"],
+                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert first.returncode == 0, first.stderr[-1000:]
+    settings = json.loads((run / "config.json").read_text())
+    for flag in ("weights", "sampling"):  # as an earlier version saved it
+        del settings["command"][flag], settings["search"][flag]
+    (run / "config.json").write_text(json.dumps(settings))
+    resumed = subprocess.run(argv[:4] + ["--resume", str(run), "--epochs", "2"], capture_output=True, text=True,
+                             timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert resumed.returncode == 0, resumed.stderr[-1000:]
+    assert "independent weights, uniform warmup paths" in resumed.stderr + resumed.stdout

@@ -92,9 +92,10 @@ def check_extras(args: argparse.Namespace) -> None:
         require("tensorboard", "tensorboard", "TensorBoard logging")
 
 
-def resumed_args(args: argparse.Namespace, command: str) -> argparse.Namespace:
+def resumed_args(args: argparse.Namespace, command: str, before: dict | None = None) -> argparse.Namespace:
     """The flags the run in `args.resume` was started with, and the flags given now that may change on a
-    resume (`proxyless.infra.settings`); a flag given now with another value is refused in one line."""
+    resume (`proxyless.infra.settings`); a flag given now with another value is refused in one line.
+    `before`: the values of flags added since, for a run saved without them (else they take the defaults)."""
     if args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     path = Path(args.resume) / "config.json"
@@ -107,9 +108,9 @@ def resumed_args(args: argparse.Namespace, command: str) -> argparse.Namespace:
     flags = saved["command"]
     given = {dest: getattr(args, dest) for dest in getattr(args, "given", ()) if dest not in ("resume", "quiet")}
     changed = resume_changes(flags, given, args.resume)
-    # flags added since the run started keep their defaults
-    return argparse.Namespace(**{**vars(args), **flags, **{k: new for k, (_, new) in changed.items()},
-                                 "resume": args.resume})
+    # flags added since the run started: what such runs did (`before`), else the defaults
+    return argparse.Namespace(**{**vars(args), **(before or {}), **flags,
+                                 **{k: new for k, (_, new) in changed.items()}, "resume": args.resume})
 
 
 def command_of(args: argparse.Namespace) -> dict:

@@ -95,9 +95,13 @@ def add_measured_derive_flag(parser) -> None:
                              "correct the table by that measurement and derive again (up to 3 nets)")
 
 
+# what a search started before these flags existed ran with, so that resuming it keeps it
+BEFORE_FLAGS = {"weights": "independent", "sampling": "uniform"}
+
+
 def run_search(args: argparse.Namespace) -> int:
     if args.resume:
-        args = resumed_args(args, "search")
+        args = resumed_args(args, "search", before=BEFORE_FLAGS)
     check_extras(args)
     config = SearchConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,

@@ -302,10 +302,20 @@ class Searcher(ResumableRun):
         if state.get("space") != self.supernet.space.to_dict():
             raise UserError(f"{where}: not a checkpoint of a search over this space; "
                             "resume with the --space it was started with")
+        saved = weights_of(state)
+        if saved != ("entangled" if self.supernet.entangled else "independent"):
+            raise UserError(f"{where}: the checkpoint holds a supernet with {saved} weights; "
+                            f"resume with --weights {saved}")
         self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         load_schedule(self.scheduler, state["scheduler"])
         self.strategy.load_state_dict(state["strategy"])
+
+
+def weights_of(state: dict[str, Any]) -> str:
+    """'entangled' or 'independent': the kind of supernet a search checkpoint holds (checkpoints from
+    before entanglement say nothing, and their candidates were independent)."""
+    return "entangled" if state.get("weights", state.get("config", {}).get("weights")) == "entangled" else "independent"
 
 
 def make_sgd_for(supernet: SuperNet, config: SearchConfig) -> torch.optim.SGD:

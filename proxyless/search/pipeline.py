@@ -38,7 +38,7 @@ from proxyless.search.hardware import (
     latency_report,
     reward_for,
 )
-from proxyless.search.loop import SearchConfig, Searcher, with_arch_budget
+from proxyless.search.loop import SearchConfig, Searcher, weights_of, with_arch_budget
 from proxyless.search.objective import LatencyObjective
 from proxyless.search.strategies import ArchStrategy, GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
@@ -175,9 +175,7 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
 
 def supernet_of(state: dict[str, Any], where: str) -> SuperNet:
     """The trained supernet of a search checkpoint's state (independent or entangled weights, as searched)."""
-    # checkpoints from before entanglement say nothing: their candidates were independent
-    entangled = state.get("weights", state.get("config", {}).get("weights")) == "entangled"
-    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=where), entangled=entangled)
+    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=where), entangled=weights_of(state) == "entangled")
     supernet.load_state_dict(state["supernet"])
     return supernet
 
