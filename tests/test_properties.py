@@ -448,6 +448,7 @@ def typed_changes(draw: st.DrawFn, config: type) -> dict[str, Any]:
     by_type = {"int": st.integers(-3, 100) | st.sampled_from([2**63, HUGE]), "float": st.floats(),
                "bool": st.booleans(), "str": st.text(max_size=10) | st.sampled_from(["gradient", "reinforce", "full"])}
     by_type["int | None"] = st.none() | by_type["int"]  # e.g. SearchConfig.warmup_epochs: None picks the default
+    by_type["float | None"] = st.none() | by_type["float"]  # e.g. SearchConfig.arch_lr: None scales it to the run
     fields = config.__dataclass_fields__
     names = draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=3, unique=True))
     return {name: draw(by_type[str(fields[name].type)]) for name in names}
