@@ -55,7 +55,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "independent-fair": {"weights": "independent", "sampling": "fair"},
     "entangled": {"weights": "entangled", "sampling": "uniform"},
     "entangled-fair": {"weights": "entangled", "sampling": "fair"},
+    "entangled-fair-two-sided": {"weights": "entangled", "sampling": "fair", "controller": "two-sided"},
 }
+LATENCY_FIELDS = ("controller",)  # of a variant, these go to the LatencyTarget, the rest to the SearchConfig
 PERCENTILES = (25, 50, 75)
 
 
@@ -81,16 +83,17 @@ def main() -> None:
     report: dict[str, Any] = {"environment": environment(), "settings": settings,
                               "targets_ms": targets, "variants": {}, "searches": []}
     for name in args.variants:
-        config = replace(base, **VARIANTS[name])
+        config, controller = variant(base, name)
         run_dir = out / name / "p50_seed0"
-        run = search(space, data, config, run_dir, out / "lut.json", targets[50])
+        run = search(space, data, config, run_dir, out / "lut.json", targets[50], controller)
         report["variants"][name] = score_variant(run_dir, run, truth, latency, targets[50], rank_archs, data, args)
         save(report, args, started)
-    default = replace(base, **VARIANTS[args.variants[0]])
+    default, controller = variant(base, args.variants[0])
     for percentile in () if args.no_targets else PERCENTILES:
         for seed in args.seeds:
             run_dir = out / args.variants[0] / f"p{percentile}_seed{seed}"
-            run = search(space, data, replace(default, seed=seed), run_dir, out / "lut.json", targets[percentile])
+            run = search(space, data, replace(default, seed=seed), run_dir, out / "lut.json", targets[percentile],
+                         controller)
             regret = regret_report(run["indices"], truth, latency, targets[percentile])
             report["searches"].append({"target_percentile": percentile, "seed": seed, "search_s": run["search_s"],
                                        **regret.to_dict()})
@@ -141,7 +144,15 @@ def percentile_targets(truth, latency) -> dict[int, float]:
     return {p: float(torch.quantile(values, p / 100)) for p in PERCENTILES}
 
 
-def search(space, data, config, run_dir: Path, lut: Path, target_ms: float) -> dict[str, Any]:
+def variant(base, name: str) -> tuple[Any, str]:
+    """The SearchConfig and the latency controller of variant `name`."""
+    fields = dict(VARIANTS[name])
+    controller = fields.pop("controller", "one-sided")
+    return replace(base, **fields), controller
+
+
+def search(space, data, config, run_dir: Path, lut: Path, target_ms: float,
+           controller: str = "one-sided") -> dict[str, Any]:
     """One search (resumed if interrupted, read back if finished): its derived indices and wall time."""
     done = run_dir / "quality.json"
     if done.is_file():
@@ -149,7 +160,8 @@ def search(space, data, config, run_dir: Path, lut: Path, target_ms: float) -> d
     started = time.perf_counter()
     resume = (run_dir / "checkpoint.pt").is_file()
     found = px.search_arch(space, data, config, out=run_dir, resume=resume, overwrite=not resume,
-                           latency=px.LatencyTarget(lut=str(lut), target_ms=round(target_ms, 3), measure=False))
+                           latency=px.LatencyTarget(lut=str(lut), target_ms=round(target_ms, 3), measure=False,
+                                                    controller=controller))
     layers = space.layers()
     indices = [layers[i].candidates.index(op) for i, op in enumerate(found.arch.ops)]
     rows = read_metrics(run_dir)

@@ -3,6 +3,9 @@ is scored, and the options reaching the supernet."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -10,9 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import tiny32_space
+from helpers import synthetic_table, tiny32_space
 from proxyless.errors import UserError
+from proxyless.infra.checkpoint import load_checkpoint
+from proxyless.latency.loss import AdaptiveWeight, LatencyLoss
+from proxyless.latency.predict import LatencyModel
+from proxyless.search.hardware import LatencyTarget
 from proxyless.search.loop import MIN_ARCH_STEPS, SearchConfig, Searcher, with_arch_budget
+from proxyless.search.objective import LatencyObjective
+from proxyless.search.pipeline import load_search_data, search_arch, supernet_of
 from proxyless.search.sampling import fair_plan
 from proxyless.search.strategies import GradientStrategy
 from proxyless.search.supernet import SuperNet
@@ -96,9 +105,6 @@ def test_the_argmax_is_scored_with_recalibrated_bn_and_the_statistics_come_back(
 
 
 def test_entangled_weights_reach_the_search_and_its_checkpoint(tmp_path):
-    from proxyless.infra.checkpoint import load_checkpoint
-    from proxyless.search.pipeline import load_search_data, search_arch, supernet_of
-
     data = load_search_data("sample", 32, limit_images=64, progress=False)
     config = SearchConfig(epochs=2, batch_size=32, weights="entangled", sampling="fair", progress=False)
     found = search_arch(tiny32_space(), data, config, out=tmp_path / "run")
@@ -107,9 +113,6 @@ def test_entangled_weights_reach_the_search_and_its_checkpoint(tmp_path):
 
 
 def test_a_checkpoint_rebuilds_only_the_supernet_kind_it_holds(tmp_path):
-    from proxyless.infra.checkpoint import load_checkpoint
-    from proxyless.search.pipeline import load_search_data, search_arch
-
     data = load_search_data("sample", 32, limit_images=64, progress=False)
     config = SearchConfig(epochs=1, batch_size=32, weights="independent", progress=False)
     found = search_arch(tiny32_space(), data, config, out=tmp_path / "run")
@@ -121,10 +124,6 @@ def test_a_checkpoint_rebuilds_only_the_supernet_kind_it_holds(tmp_path):
 
 def test_resuming_a_run_from_before_the_weights_flag_keeps_independent_weights(tmp_path):
     """A run saved without --weights/--sampling ran independent candidates with uniform warmup paths."""
-    import json
-    import subprocess
-    import sys
-
     run = tmp_path / "old"
     argv = [sys.executable, "-m", "proxyless", "search", "--space", "nas-bench-macro",
             "--limit-images", "64", "--batch-size", "32", "--epochs", "1", "--no-progress", "--no-measure"]
@@ -139,3 +138,29 @@ def test_resuming_a_run_from_before_the_weights_flag_keeps_independent_weights(t
                              timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert resumed.returncode == 0, resumed.stderr[-1000:]
     assert "independent weights, uniform warmup paths" in resumed.stderr + resumed.stdout
+
+
+def test_a_two_sided_controller_pushes_a_too_fast_net_up_and_a_slow_one_down():
+    weight = AdaptiveWeight(0.1, rate=0.5, low=0.001, high=1000.0, two_sided=True)
+    values = [weight.update(80.0, 100.0) for _ in range(40)]  # 20% too fast, every step
+    assert values[0] < 0.1 and min(values) < -0.1 and values == sorted(values, reverse=True)  # through zero
+    rising = [weight.update(120.0, 100.0) for _ in range(80)]  # now too slow: back up, past zero
+    assert rising == sorted(rising) and rising[-1] > 0.1
+    one_sided = AdaptiveWeight(0.1, rate=0.5, low=0.001, high=1000.0)
+    assert min(one_sided.update(80.0, 100.0) for _ in range(100)) == 0.001  # the floor: never rewards latency
+
+
+def test_the_two_sided_controller_reaches_the_objective_but_not_a_hinge():
+    supernet = SuperNet(tiny32_space())
+    model = LatencyModel(supernet.space, synthetic_table())
+    for kind, two_sided in (("add", True), ("hinge", False)):
+        objective = LatencyObjective(supernet, model, LatencyLoss(kind, target=1e3), two_sided=True)
+        assert objective.weight.two_sided is two_sided
+        for _ in range(60):  # every net of the space is far under a 1 s target
+            objective(supernet, torch.tensor(1.0))
+        assert (objective.weight.value < 0) is two_sided
+
+
+def test_an_unknown_controller_names_its_flag():
+    with pytest.raises(UserError, match="--latency-controller must be one-sided or two-sided"):
+        LatencyTarget(lut="lut.json", target_ms=10.0, controller="pid")

@@ -10,7 +10,7 @@ from proxyless.errors import UserError
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
 from proxyless.latency.loss import KINDS
-from proxyless.search.hardware import LatencyTarget, describe_latency, parse_target
+from proxyless.search.hardware import CONTROLLERS, LatencyTarget, describe_latency, parse_target
 from proxyless.search.loop import WEIGHTS, SearchConfig
 from proxyless.search.pipeline import derive_from_run, load_search_data, search_arch
 from proxyless.search.sampling import SAMPLINGS
@@ -83,6 +83,9 @@ def add_latency_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--latency-adapt-rate", type=float, default=0.5,
                        help="λ ← λ·exp(rate·clip((L−T)/T, ±0.2)) after each arch step, L the derived net's latency "
                             "(0: fixed λ)")
+    group.add_argument("--latency-controller", choices=CONTROLLERS, default="one-sided",
+                       help="one-sided: λ only penalises latency; two-sided: λ may turn negative and push a net "
+                            "that stays under the target up (dual ascent on L = T)")
     group.add_argument("--reward-latency", choices=("predicted", "measured"), default="predicted",
                        help="reinforce: the latency in the reward, from the table or timed on this machine")
     group.add_argument("--no-measure", action="store_true", help="do not time the derived net after the search")
@@ -141,6 +144,7 @@ def latency_target(args: argparse.Namespace) -> LatencyTarget | None:
         raise UserError("--lut and --target-latency go together: the table predicts, the target says how fast")
     return LatencyTarget(lut=args.lut, target_ms=parse_target(args.target_latency), loss=args.latency_loss,
                          weight=args.latency_weight, adapt_rate=args.latency_adapt_rate,
+                         controller=args.latency_controller,
                          reward_latency=args.reward_latency, measure=not args.no_measure,
                          measured_derive=args.measured_derive)
 

@@ -11,6 +11,12 @@ With CE the cross-entropy of the architecture step, E = E[LAT] and T the target 
 exp(rate·clip((L − T)/T, ±max_gap)), so λ grows while the latency L is above the target and shrinks
 below it. The clip and the bounds keep one far-off phase (a search starting well under its target)
 from driving λ so low that it takes the rest of the search to recover.
+
+That controller only ever penalises latency: when the net is too fast, λ shrinks towards its floor but
+nothing pushes latency up, and a search whose α prefers cheap ops ends under its target. With
+`two_sided=True` λ follows dual ascent on the constraint L = T instead, λ ← λ + rate·gap·max(|λ|, λ₀):
+geometric while |λ| is large, and through zero to negative values (which reward latency in the add,
+mul and log forms) while the net stays too fast.
 """
 
 from __future__ import annotations
@@ -59,8 +65,17 @@ class AdaptiveWeight:
     low: float = 1e-4
     high: float = 1e3
     max_gap: float = 0.2
+    two_sided: bool = False
+    start: float | None = None  # λ₀, the scale of a two-sided step near zero (default: the first value)
+
+    def __post_init__(self) -> None:
+        self.start = self.value if self.start is None else self.start
 
     def update(self, latency: float, target: float) -> float:
         gap = min(self.max_gap, max(-self.max_gap, (latency - target) / target))
-        self.value = min(self.high, max(self.low, self.value * math.exp(self.rate * gap)))
+        if self.two_sided:
+            step = self.rate * gap * max(abs(self.value), self.start)
+            self.value = min(self.high, max(-self.high, self.value + step))
+        else:
+            self.value = min(self.high, max(self.low, self.value * math.exp(self.rate * gap)))
         return self.value

@@ -26,6 +26,8 @@ from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyRewar
 from proxyless.search.supernet import SuperNet
 from proxyless.space import SearchSpace
 
+CONTROLLERS = ("one-sided", "two-sided")
+
 
 @dataclass(frozen=True)
 class LatencyTarget:
@@ -36,6 +38,7 @@ class LatencyTarget:
     loss: str = "add"  # add | mul | log | hinge (see proxyless.latency.loss)
     weight: float = 0.1  # the initial λ, adapted during the search
     adapt_rate: float = 0.5  # λ ← λ·exp(rate·clip((L−T)/T, ±0.2)) after each arch step; 0: fixed λ
+    controller: str = "one-sided"  # or "two-sided": λ may turn negative to push a too-fast net up (loss.py)
     reward_latency: str = "predicted"  # reinforce: the latency in the reward, "predicted" or "measured"
     measure: bool = True  # time the derived net on this machine after the search
     measured_derive: bool = False  # correct the table by timing the derived net, and derive again
@@ -48,6 +51,8 @@ class LatencyTarget:
             raise UserError(f"--latency-loss must be one of {', '.join(KINDS)}, got {self.loss!r}")
         if self.weight <= 0 or self.adapt_rate < 0:
             raise UserError("--latency-weight must be positive and --latency-adapt-rate not negative")
+        if self.controller not in CONTROLLERS:
+            raise UserError(f"--latency-controller must be {' or '.join(CONTROLLERS)}, got {self.controller!r}")
         if self.reward_latency not in ("predicted", "measured"):
             raise UserError(f"--reward-latency must be predicted or measured, got {self.reward_latency!r}")
         if self.measured_derive and not self.measure:
@@ -74,7 +79,8 @@ def latency_objective(target: LatencyTarget, supernet: SuperNet, space: SearchSp
     measured = _measured_latency(model) if target.reward_latency == "measured" else None
     if target.measured_derive:
         _local_backend(model.header, "--measured-derive times nets on this machine; derive from the table alone")
-    return LatencyObjective(supernet, model, loss, target.adapt_rate, reward_latency=measured)
+    return LatencyObjective(supernet, model, loss, target.adapt_rate, reward_latency=measured,
+                            two_sided=target.controller == "two-sided")
 
 
 def reward_for(objective: LatencyObjective | None) -> LatencyReward | None:

@@ -35,9 +35,10 @@ ArchLatency = Callable[[Arch], float]  # ms of a whole architecture: predicted, 
 
 class LatencyObjective:
     def __init__(self, supernet: SuperNet, model: LatencyModel, loss: LatencyLoss, adapt_rate: float = 0.5,
-                 reward_latency: ArchLatency | None = None) -> None:
+                 reward_latency: ArchLatency | None = None, two_sided: bool = False) -> None:
         self.supernet, self.model, self.loss = supernet, model, loss
-        self.weight = AdaptiveWeight(loss.weight, rate=adapt_rate, low=loss.weight / 100, high=loss.weight * 1e4)
+        self.weight = AdaptiveWeight(loss.weight, rate=adapt_rate, low=loss.weight / 100, high=loss.weight * 1e4,
+                                     two_sided=two_sided and loss.kind != "hinge")  # hinge never rewards latency
         self.reward_latency = reward_latency or model.of_arch
         self.last: dict[str, float] = {}
 
