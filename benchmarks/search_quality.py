@@ -85,6 +85,8 @@ def main() -> None:
     for name in args.variants:
         config, controller = variant(base, name)
         run_dir = out / name / "p50_seed0"
+        if args.report_only and not finished(run_dir, ranked=True):
+            continue
         run = search(space, data, config, run_dir, out / "lut.json", targets[50], controller)
         report["variants"][name] = score_variant(run_dir, run, truth, latency, targets[50], rank_archs, data, args)
         save(report, args, started)
@@ -92,6 +94,8 @@ def main() -> None:
     for percentile in () if args.no_targets else PERCENTILES:
         for seed in args.seeds:
             run_dir = out / args.variants[0] / f"p{percentile}_seed{seed}"
+            if args.report_only and not finished(run_dir):
+                continue
             run = search(space, data, replace(default, seed=seed), run_dir, out / "lut.json", targets[percentile],
                          controller)
             regret = regret_report(run["indices"], truth, latency, targets[percentile])
@@ -113,6 +117,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--name", help="result files' name (default search_quality[_quick]); a second lane running "
                         "other variants into the same --out writes its own, and a last run of all variants merges")
     parser.add_argument("--no-targets", action="store_true", help="the ablation only, no searches at three targets")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only read back what is finished (e.g. to merge the lanes' results) and run nothing")
     parser.add_argument("--variants", nargs="+", default=["entangled-fair", "paper", "entangled", "independent"],
                         choices=list(VARIANTS), help="supernet-training variants; the first is searched at every "
                         "target and seed")
@@ -142,6 +148,11 @@ def percentile_targets(truth, latency) -> dict[int, float]:
     """The 25th, 50th and 75th percentile of the predicted latency of every net in the table."""
     values = torch.tensor([latency(indices) for indices in truth.all_indices()], dtype=torch.float64)
     return {p: float(torch.quantile(values, p / 100)) for p in PERCENTILES}
+
+
+def finished(run_dir: Path, ranked: bool = False) -> bool:
+    """Whether a search (and, with `ranked`, its ranking) is done and read back rather than run."""
+    return (run_dir / "quality.json").is_file() and (not ranked or (run_dir / "ranking.json").is_file())
 
 
 def variant(base, name: str) -> tuple[Any, str]:
