@@ -53,7 +53,7 @@ class SearchConfig:
     lr: float = 0.025
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    arch_lr: float | None = None  # None: scaled to the number of arch steps (`arch_budget`)
+    arch_lr: float | None = None  # None: scaled to the number of arch steps (`with_arch_budget`)
     arch_every: int | None = None  # None: as often as gives MIN_ARCH_STEPS, every 2nd to 5th weight step
     strategy: str = "gradient"
     mode: str = "two"
@@ -106,8 +106,8 @@ MIN_ARCH_STEPS = 100
 def with_arch_budget(config: SearchConfig, train_images: int, world: int = 1) -> SearchConfig:
     """`config` with arch_lr and arch_every resolved for a search of `train_images` images (given values are
     kept): an arch step as often as gives MIN_ARCH_STEPS (every 2nd to 5th weight step: an arch step costs
-    about two weight steps), and a step size
-    that lets α travel ARCH_TRAVEL logits over the search, however short (31 steps at 1e-3 leave α uniform)."""
+    about two weight steps), and a step size that lets α travel ARCH_TRAVEL logits over the search, however
+    short (31 steps at 1e-3 left α uniform)."""
     steps = train_images // (config.batch_size * world) * (config.epochs - config.warmup_epochs)
     every = config.arch_every or max(2, min(5, steps // MIN_ARCH_STEPS))
     lr = config.arch_lr or min(0.5, max(1e-3, ARCH_TRAVEL / max(1, steps // every)))
