@@ -25,6 +25,7 @@ from proxyless.search.pipeline import load_search_data, search_arch, supernet_of
 from proxyless.search.sampling import fair_plan
 from proxyless.search.strategies import GradientStrategy
 from proxyless.search.supernet import SuperNet
+from proxyless.space import dump_space
 
 
 @pytest.mark.parametrize("sizes", [(3, 3, 3), (7, 6, 7, 2)])
@@ -124,8 +125,9 @@ def test_a_checkpoint_rebuilds_only_the_supernet_kind_it_holds(tmp_path):
 
 def test_resuming_a_run_from_before_the_weights_flag_keeps_independent_weights(tmp_path):
     """A run saved without --weights/--sampling ran independent candidates with uniform warmup paths."""
-    run = tmp_path / "old"
-    argv = [sys.executable, "-m", "proxyless", "search", "--space", "nas-bench-macro",
+    run, space = tmp_path / "old", tmp_path / "tiny32.yaml"
+    dump_space(tiny32_space(), space)
+    argv = [sys.executable, "-m", "proxyless", "search", "--space", str(space),
             "--limit-images", "64", "--batch-size", "32", "--epochs", "1", "--no-progress", "--no-measure"]
     first = subprocess.run(argv + ["--out", str(run), "--weights", "independent", "--sampling", "uniform"],
                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
