@@ -236,7 +236,12 @@ def markdown(report: dict[str, Any]) -> str:
                          f"| {r['best_accuracy']:.2f} "
                          f"| {r['regret']:.2f} | {r['percentile']:.2f} | {_f(r['band_mean_accuracy'])} "
                          f"| {r['largest_accuracy']:.2f} | {r['search_s']:.0f} |")
-    lines += ["", f"Whole benchmark so far: {report['wall_s'] / 60:.1f} min."]
+    searches = [v["search_s"] for v in report["variants"].values()] + [r["search_s"] for r in report["searches"]]
+    if searches:  # a resumed search counts only its last part
+        lines += ["", f"Each search: {min(searches) / 60:.1f} to {max(searches) / 60:.1f} min of wall time "
+                  "(a search resumed after an interruption counts only its last part)."]
+    if not s.get("report_only"):
+        lines += [f"Whole benchmark so far: {report['wall_s'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
 
 
