@@ -19,6 +19,7 @@ no CPU SyncBatchNorm), the one way N processes differ from one with the N-fold b
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -152,7 +153,13 @@ class Dist:
             torch_dist.barrier()
 
     def close(self) -> None:
+        """Tear the process group down. On the normal path every rank first waits for the others: a rank
+        that tears down and exits while another still holds its connections (rank 0 writing the results)
+        was aborted by gloo ("terminate called without an active exception", about one run in five here).
+        Called while an exception propagates, it does not wait: the other ranks may never come."""
         if self.active and torch_dist.is_initialized():
+            if sys.exc_info()[0] is None:
+                torch_dist.barrier()
             torch_dist.destroy_process_group()
 
     # -- data and models --------------------------------------------------------------------------------
