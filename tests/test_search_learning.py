@@ -48,7 +48,7 @@ def test_fair_orders_differ_between_cycles_and_seeds():
 
 
 def test_arch_budget_scales_with_the_search():
-    short = with_arch_budget(SearchConfig(epochs=4), train_images=1600)  # 25 steps an epoch, 3 searched
+    short = with_arch_budget(SearchConfig(epochs=4), train_images=4000)  # the default search: 62 steps x 3
     long = with_arch_budget(SearchConfig(epochs=8, warmup_epochs=3), train_images=10_000)  # 156 a epoch, 5
     assert (short.arch_every, long.arch_every) == (2, 5)
     assert short.arch_lr > long.arch_lr > 1e-3  # fewer steps, each larger: α can move in either
