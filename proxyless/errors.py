@@ -30,12 +30,14 @@ def check_positive_flags(source: object, *names: str) -> None:
 
 def check_field_types(config: object) -> None:
     """Raise a UserError naming the flag of the first field of the dataclass `config` whose value is
-    not of its declared type (int, float, bool, str; a config read back from JSON may hold anything)
-    or is a float that is not finite."""
+    not of its declared type (int, float, bool, str, or one of them `| None`, which also takes None;
+    a config read back from JSON may hold anything) or is a float that is not finite."""
     for field in dataclasses.fields(config):
         value, declared = getattr(config, field.name), str(field.type)
         flag = f"--{field.name.replace('_', '-')}"
-        if declared not in FIELD_TYPES:
+        optional = declared.endswith(" | None")
+        declared = declared.removesuffix(" | None")
+        if declared not in FIELD_TYPES or (optional and value is None):
             continue
         if not isinstance(value, FIELD_TYPES[declared]) or isinstance(value, bool) != (declared == "bool"):
             raise UserError(f"{flag} must be {'an' if declared == 'int' else 'a'} {declared}, got {value!r}")

@@ -71,9 +71,7 @@ def space_profile(space: SearchSpace) -> SpaceProfile:
     """Params and MACs of every part of `space`, each part built once at its input shape."""
     from proxyless.net import make_feature_mix, make_first_block, make_stem
 
-    stem_size = (space.input_size + space.stem_stride - 1) // space.stem_stride
-    last = space.layers()[-1]
-    final_size = (last.input_size + last.stride - 1) // last.stride
+    stem_size, final_size = space.stem_size, space.final_size
     classifier = Profile(space.feature_mix_out * space.num_classes + space.num_classes,
                          space.feature_mix_out * space.num_classes)  # the linear layer; pooling has no MACs
     fixed = (_part(make_stem(space), space.input_size, 3)

@@ -139,6 +139,16 @@ class SearchSpace:
         return self.channels(self.stem_channels)
 
     @property
+    def stem_size(self) -> int:
+        """Spatial side of the stem's output map."""
+        return _down(self.input_size, self.stem_stride)
+
+    @property
+    def final_size(self) -> int:
+        """Spatial side of the last searchable layer's output map (what the head sees)."""
+        return _final_size(self)
+
+    @property
     def has_first_block(self) -> bool:
         return self.first_block_channels is not None
 

@@ -105,9 +105,7 @@ def op_key(slot: LayerSlot, op: OpSpec, context: Context) -> OpKey | None:
 def fixed_keys(space: SearchSpace, context: Context) -> list[OpKey]:
     """Keys of the parts every architecture of `space` has: stem, first block (if any), feature mix,
     classifier."""
-    stem_size = (space.input_size + space.stem_stride - 1) // space.stem_stride
-    last = space.layers()[-1]
-    final_size = (last.input_size + last.stride - 1) // last.stride
+    stem_size, final_size = space.stem_size, space.final_size
     shared = {**asdict(context), "act": space.activation}
     first = [OpKey("mbconv", stem_size, space.stem_out, space.first_block_out, 3, 1, 1,
                    space.stem_out == space.first_block_out, **shared)] if space.has_first_block else []

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -71,15 +70,9 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        check_positive_flags(self, "epochs", "batch_size")
-        if self.arch_every is not None and not (_is_int(self.arch_every) and self.arch_every >= 1):
-            raise UserError(f"--arch-every must be a positive integer, got {self.arch_every!r}")
-        if self.arch_lr is not None and not (_is_real(self.arch_lr) and math.isfinite(self.arch_lr)):
-            raise UserError(f"--arch-lr must be a finite number, got {self.arch_lr!r}")
+        check_positive_flags(self, "epochs", "batch_size", "arch_every")  # arch_every None: scaled to the run
         if self.warmup_epochs is None:
             object.__setattr__(self, "warmup_epochs", default_warmup(self.epochs))
-        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int):
-            raise UserError(f"--warmup-epochs must be an int, got {self.warmup_epochs!r}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise UserError(f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} of {self.epochs}")
         if self.lr <= 0 or (self.arch_lr is not None and self.arch_lr <= 0):
@@ -112,14 +105,6 @@ def with_arch_budget(config: SearchConfig, train_images: int, world: int = 1) ->
     every = config.arch_every or max(2, min(5, steps // MIN_ARCH_STEPS))
     lr = config.arch_lr or min(0.5, max(1e-3, ARCH_TRAVEL / max(1, steps // every)))
     return replace(config, arch_lr=float(lr), arch_every=every)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def default_warmup(epochs: int) -> int:
