@@ -6,7 +6,7 @@ The pipeline, each stage a plain function or class with a typed config, each ret
     data     load_splits (train/valid/test datasets), load_search_data (with a held-out valid split)
     search   search_arch(space, data, SearchConfig, latency=LatencyTarget) -> SearchResult
     derive   derive_from_run(run_dir) -> DeriveResult
-    net      build_net(arch) -> nn.Module
+    net      build_net(arch) -> nn.Module (an MBConv Arch, or a tree-cell TreeArch such as the zoo's proxyless_cifar)
     train    train_net(arch, data, TrainConfig) -> TrainResult; evaluate_net(arch, weights, data)
     latency  build_lut, load_lut, predict_latency, latency_range, measure_archs (MeasureConfig)
     export   load_trained(arch, weights) -> net; export_net(net, "onnx" | "torchscript" | "torch-export", out)
@@ -29,6 +29,7 @@ from proxyless.search.loop import SearchConfig
 from proxyless.search.pipeline import DeriveResult, SearchResult, derive_from_run, load_search_data, search_arch
 from proxyless.space import PRESETS, SearchSpace, SpaceError, Stage, get_space, load_space
 from proxyless.train import TrainConfig, TrainResult, evaluate_net, train_net
+from proxyless.tree.arch import TreeArch
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "Stage",
     "TrainConfig",
     "TrainResult",
+    "TreeArch",
     "UserError",
     "Zero",
     "build_lut",

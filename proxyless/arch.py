@@ -78,6 +78,19 @@ class Arch:
         except ArchError as err:
             raise ArchError(f"{where}: {err}") from None
 
+    @property
+    def input_size(self) -> int:
+        return self.space.input_size
+
+    @property
+    def num_classes(self) -> int:
+        return self.space.num_classes
+
+    @property
+    def label(self) -> str:
+        """The name, else the space's: what runs and logs call the network."""
+        return self.name or self.space.name
+
     def with_task(self, input_size: int, num_classes: int) -> Arch:
         """The same ops on the space adapted to another input size / class count (see SearchSpace.with_task)."""
         return replace(self, space=self.space.with_task(input_size, num_classes))

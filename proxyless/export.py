@@ -33,13 +33,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write, atomic_write_text
 from proxyless.infra.checkpoint import load_checkpoint, load_state, load_weights
 from proxyless.infra.extras import require
 from proxyless.latency.runners import export_onnx, onnxruntime_session
 from proxyless.net import ProxylessNet, build_net
+from proxyless.tree.net import TreeNet
 
 FORMATS = ("onnx", "torchscript", "torch-export")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "torch-export": ".pt2"}
@@ -82,7 +83,7 @@ def format_of(path: str | Path) -> str:
     return {".onnx": "onnx", ".pt2": "torch-export"}.get(suffix, "torchscript")
 
 
-def load_trained(arch: Arch, weights: str | Path) -> ProxylessNet:
+def load_trained(arch: AnyArch, weights: str | Path) -> ProxylessNet | TreeNet:
     """`build_net(arch)` in eval mode with trained weights: a `.safetensors` file, or a training
     checkpoint `.pt` (read with weights_only=True; refused when it was saved for another architecture)."""
     net = build_net(arch)
@@ -171,7 +172,7 @@ def max_abs_diff(net: nn.Module, run: Forward, batches: tuple[int, ...], input_s
     return worst
 
 
-def export_net(net: ProxylessNet, fmt: str, out: str | Path, batch_size: int = 2, tolerance: float = 1e-4,
+def export_net(net: ProxylessNet | TreeNet, fmt: str, out: str | Path, batch_size: int = 2, tolerance: float = 1e-4,
                verify_onnxruntime: bool = False) -> ExportResult:
     """Export `net` to `out` as `fmt`, check it against eager (ONNX: only with `verify_onnxruntime`),
     then write it and its record in export.json; raises ExportError, writing nothing, when it differs."""
@@ -180,7 +181,7 @@ def export_net(net: ProxylessNet, fmt: str, out: str | Path, batch_size: int = 2
     if fmt == "onnx" and verify_onnxruntime:  # before exporting: a missing package is named at once
         require("onnxruntime", "onnx", "--verify-onnxruntime")
     net = net.eval()
-    size = net.arch.space.input_size
+    size = net.arch.input_size
     example_batch = max(batch_size, 2)  # torch.export turns a dimension of size 1 into a constant
     data = EXPORTERS[fmt](net, torch.randn(example_batch, 3, size, size))
     # 1. reload exactly the bytes about to be written; 2. compare at two batch sizes; 3. write

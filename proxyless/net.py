@@ -1,9 +1,11 @@
-"""The standalone network built from an `Arch`.
+"""The standalone network built from an `Arch` (and, through `build_net`, from a tree-cell `TreeArch`).
 
 This module imports nothing from the search code: `arch.json` is the whole contract.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, overload
 
 import torch
 from torch import nn
@@ -11,6 +13,10 @@ from torch import nn
 from proxyless.arch import Arch
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
 from proxyless.space import SearchSpace
+
+if TYPE_CHECKING:
+    from proxyless.tree.arch import TreeArch
+    from proxyless.tree.net import TreeNet
 
 
 class ProxylessNet(nn.Module):
@@ -82,6 +88,19 @@ def init_weights(model: nn.Module, zero_residual: tuple[InvertedResidual, ...] =
         nn.init.zeros_(body.project[1].weight)  # project = conv, BN
 
 
-def build_net(arch: Arch) -> ProxylessNet:
-    """A plain `nn.Module` for `arch`, freshly initialised."""
-    return ProxylessNet(arch)
+@overload
+def build_net(arch: Arch) -> ProxylessNet: ...
+
+
+@overload
+def build_net(arch: TreeArch) -> TreeNet: ...
+
+
+def build_net(arch: Arch | TreeArch) -> ProxylessNet | TreeNet:
+    """A plain `nn.Module` for `arch`, freshly initialised: a `ProxylessNet`, or for a tree-cell `TreeArch`
+    a `proxyless.tree.net.TreeNet`."""
+    if isinstance(arch, Arch):
+        return ProxylessNet(arch)
+    from proxyless.tree.net import TreeNet  # which imports init_weights from here
+
+    return TreeNet(arch)

@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-from proxyless.arch import Arch, ArchError, save_arch
+from proxyless.arch import ArchError, save_arch
+from proxyless.arch_kinds import AnyArch
 from proxyless.data import Splits, load_splits, make_loader
 from proxyless.errors import UserError, check_field_types, check_positive_flags
 from proxyless.infra.atomic import atomic_write_text
@@ -74,7 +75,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
-    arch: Arch  # as trained (a zoo net adapted to the data)
+    arch: AnyArch  # as trained (a zoo net adapted to the data)
     test_top1: float
     test_top5: float
     test_loss: float
@@ -85,7 +86,7 @@ class TrainResult:
         return self.run_dir / "weights.safetensors"
 
 
-def train_net(arch: Arch, data: Splits | str = "sample", config: TrainConfig | None = None, *,
+def train_net(arch: AnyArch, data: Splits | str = "sample", config: TrainConfig | None = None, *,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False, adapt: bool = False,
               dist: Dist | None = None, command: dict[str, Any] | None = None) -> TrainResult:
     """Train `arch` from scratch on `data` (a source for `load_splits`, or Splits) into the run directory `out`
@@ -94,11 +95,11 @@ def train_net(arch: Arch, data: Splits | str = "sample", config: TrainConfig | N
     otherwise they must match. `command`: the CLI flags, saved with the settings."""
     config = config or TrainConfig()
     if isinstance(data, str):
-        data = load_splits(data, arch.space.input_size, seed=config.seed, progress=config.progress)
+        data = load_splits(data, arch.input_size, seed=config.seed, progress=config.progress)
     arch = fit_to_data(arch, data, adapt)
     dist = dist or Dist(device=resolve_device(config.device))
     settings = {"train": asdict(config), "data": data.source, **({"command": command} if command else {})}
-    name = f"train-{arch.name or arch.space.name}"
+    name = f"train-{arch.label}"
     torch.manual_seed(config.seed)  # the initial weights depend on the seed too (the same on every rank)
     trainer = Trainer(arch, build_net(arch), data, config, dist)
     # only now, with every setting checked, the run directory (a refused training leaves no trace)
@@ -107,15 +108,14 @@ def train_net(arch: Arch, data: Splits | str = "sample", config: TrainConfig | N
     return TrainResult(opened.path, arch, record["test_top1"], record["test_top5"], record["test_loss"], record)
 
 
-def fit_to_data(arch: Arch, data: Splits, adapt: bool) -> Arch:
+def fit_to_data(arch: AnyArch, data: Splits, adapt: bool) -> AnyArch:
     """`arch` for the data's image size and classes: adapted when `adapt`, else refused if they differ."""
-    space = arch.space
-    if (space.input_size, space.num_classes) == (data.image_size, len(data.classes)):
+    if (arch.input_size, arch.num_classes) == (data.image_size, len(data.classes)):
         return arch
     if adapt:
         return arch.with_task(data.image_size, len(data.classes))
     raise ArchError(
-        f"architecture {arch.name or ''} expects {space.input_size} px images and {space.num_classes} classes, "
+        f"architecture {arch.name or ''} expects {arch.input_size} px images and {arch.num_classes} classes, "
         f"but the data has {data.image_size} px and {len(data.classes)} classes; create a matching one "
         f"(e.g. `proxyless zoo build NAME --image-size {data.image_size} --num-classes {len(data.classes)} "
         "--out arch.json`)"
@@ -130,7 +130,7 @@ class Trainer(ResumableRun):
 
     kind = "train"
 
-    def __init__(self, arch: Arch, net: nn.Module, splits: Splits, config: TrainConfig,
+    def __init__(self, arch: AnyArch, net: nn.Module, splits: Splits, config: TrainConfig,
                  dist: Dist | None = None) -> None:
         self.arch, self.splits, self.config, self.train_set = arch, splits, config, splits.train
         self.dist = dist or Dist(device=resolve_device(config.device))
@@ -161,7 +161,7 @@ class Trainer(ResumableRun):
         return self._finish(self.session_seconds, self.last_test or self.evaluate())
 
     def begin(self, fresh: bool) -> None:
-        log.info("training %s on %s (%d process(es)) -> %s", self.arch.name or self.arch.space.name,
+        log.info("training %s on %s (%d process(es)) -> %s", self.arch.label,
                  self.splits.source, self.dist.world, self.run_dir)
         if fresh and self.dist.main:
             self._write_run_files()
@@ -245,7 +245,7 @@ class Trainer(ResumableRun):
         result = {
             "arch": self.arch.name,
             **test,
-            **vars(profile(self.net, self.arch.space.input_size)),
+            **vars(profile(self.net, self.arch.input_size)),
             "train_seconds_this_session": seconds,
             "processes": self.dist.world,
         }
@@ -253,22 +253,22 @@ class Trainer(ResumableRun):
         return result
 
 
-def evaluate_net(arch: Arch, weights: str | Path, data: Splits | str = "sample", batch_size: int = 256,
+def evaluate_net(arch: AnyArch, weights: str | Path, data: Splits | str = "sample", batch_size: int = 256,
                  device: str = "cpu") -> dict[str, float]:
     """Test loss, top-1 and top-5 of `arch` with trained `weights` (weights.safetensors or a training
     checkpoint.pt) on `data`'s test split, with the net's params and MACs."""
     from proxyless.export import load_trained  # reads both weight files safely
 
     if isinstance(data, str):
-        data = load_splits(data, arch.space.input_size, augment=False, progress=False)
-    if len(data.classes) != arch.space.num_classes:
-        raise UserError(f"the network has {arch.space.num_classes} classes but {data.source} has {len(data.classes)}")
+        data = load_splits(data, arch.input_size, augment=False, progress=False)
+    if len(data.classes) != arch.num_classes:
+        raise UserError(f"the network has {arch.num_classes} classes but {data.source} has {len(data.classes)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
     where = resolve_device(device)
     net = load_trained(arch, weights).to(where)
     result = evaluate(net, data.test, batch_size, where, progress=False)
-    return {**result, **vars(profile(net, arch.space.input_size))}
+    return {**result, **vars(profile(net, arch.input_size))}
 
 
 def evaluate(net: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int, device: torch.device,

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from proxyless.arch import Arch, load_arch
+from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch, load_any_arch
 from proxyless.errors import UserError
 from proxyless.infra.atomic import read_json
 from proxyless.infra.extras import require
 from proxyless.infra.settings import resume_changes
+from proxyless.tree.legacy import is_tree_legacy_config, tree_arch_from_legacy
 from proxyless.zoo import get_zoo_arch
 from proxyless.zoo.legacy import arch_from_legacy, is_legacy_config
 
@@ -39,26 +41,41 @@ def add_command(subparsers, name: str, help: str, examples: str) -> argparse.Arg
     )
 
 
-def read_arch_file(path: str) -> Arch:
-    """A proxyless arch.json, or a network config in the original ProxylessNAS format."""
+def read_arch_file(path: str) -> AnyArch:
+    """A proxyless arch.json (MBConv or tree-cell), or a network config in the original ProxylessNAS format
+    (`ProxylessNASNets` or `PyramidTreeNet`)."""
     file = Path(path)
     if file.is_file() and file.suffix.lower() == ".json":
         try:
             data = json.loads(file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None  # load_arch reports it
+            data = None  # load_any_arch reports it
+        name = file.stem.removesuffix(".config")
         if is_legacy_config(data):
-            return arch_from_legacy(data, name=file.stem.removesuffix(".config"))
-    return load_arch(path)
+            return arch_from_legacy(data, name=name)
+        if is_tree_legacy_config(data):
+            return tree_arch_from_legacy(data, name=name)
+    return load_any_arch(path)
 
 
-def resolve_arch(arch_path: str | None, zoo_name: str | None) -> tuple[Arch, bool]:
-    """The architecture named by --arch or --zoo; the flag tells whether it may be adapted to the data."""
+def resolve_net(arch_path: str | None, zoo_name: str | None) -> tuple[AnyArch, bool]:
+    """The architecture of either kind named by --arch or --zoo; the flag tells whether it may be adapted
+    to the data."""
     if (arch_path is None) == (zoo_name is None):
         raise UserError("give exactly one of --arch ARCH.json or --zoo NAME (see `proxyless zoo list`)")
     if zoo_name is not None:
         return get_zoo_arch(zoo_name), True
     return read_arch_file(arch_path), False
+
+
+def resolve_arch(arch_path: str | None, zoo_name: str | None) -> tuple[Arch, bool]:
+    """`resolve_net` for commands that know MBConv architectures only (latency tables); a tree-cell net is
+    refused in one line."""
+    arch, adaptable = resolve_net(arch_path, zoo_name)
+    if not isinstance(arch, Arch):
+        raise UserError(f"{arch.label} is a tree-cell network, which this command does not handle yet "
+                        "(MBConv networks only; see `proxyless zoo list`)")
+    return arch, adaptable
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:

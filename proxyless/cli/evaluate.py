@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch, any_arch_from_dict
 from proxyless.cli.common import add_command, add_data_flags, read_arch_file
 from proxyless.data import load_splits
 from proxyless.errors import UserError, check_positive_flags
@@ -38,12 +38,12 @@ def run(args: argparse.Namespace) -> int:
     arch, net = _load_trained(args)
     check_positive_flags(args, "batch_size")
     device = resolve_device(args.device)
-    splits = load_splits(args.data, arch.space.input_size, augment=False, progress=False)
-    if len(splits.classes) != arch.space.num_classes:
-        raise UserError(f"the network has {arch.space.num_classes} classes "
+    splits = load_splits(args.data, arch.input_size, augment=False, progress=False)
+    if len(splits.classes) != arch.num_classes:
+        raise UserError(f"the network has {arch.num_classes} classes "
                         f"but {splits.source} has {len(splits.classes)}")
     result = evaluate(net.to(device), splits.test, args.batch_size, device, progress=False)
-    result.update(vars(profile(net, arch.space.input_size)))
+    result.update(vars(profile(net, arch.input_size)))
     if args.json:
         print(json.dumps({"arch": arch.name, "data": splits.source, **result}))
     else:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_trained(args: argparse.Namespace) -> tuple[Arch, object]:
+def _load_trained(args: argparse.Namespace) -> tuple[AnyArch, object]:
     """(arch, net with weights) from a run dir, a checkpoint, or --arch + --weights."""
     if args.run is None:
         if not (args.arch and args.weights):
@@ -67,7 +67,7 @@ def _load_trained(args: argparse.Namespace) -> tuple[Arch, object]:
             raise UserError(f"{args.run}: no checkpoint.pt in this directory; is it a `proxyless train` run?")
         path = path / "checkpoint.pt"
     state = load_checkpoint(path)
-    arch = Arch.from_dict(state["arch"], where=str(path))
+    arch = any_arch_from_dict(state["arch"], where=str(path))
     net = build_net(arch)
     load_state(net, state["model"], str(path))
     return arch, net

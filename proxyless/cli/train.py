@@ -6,14 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from proxyless.arch import load_arch
+from proxyless.arch_kinds import load_any_arch
 from proxyless.cli.common import (
     add_command,
     add_data_flags,
     add_run_flags,
     check_extras,
     command_of,
-    resolve_arch,
+    resolve_net,
     resumed_args,
 )
 from proxyless.data import load_splits, native_image_size
@@ -25,6 +25,7 @@ log = logging.getLogger("proxyless")
 
 EXAMPLES = """\
   proxyless train --zoo mobilenetv2_0.35 --epochs 1              # embedded CIFAR-10 sample
+  proxyless train --zoo proxyless_cifar --data cifar10:~/data --device cuda   # the paper's CIFAR-10 net
   proxyless train --arch runs/search/arch.json --data ~/cifar-10-batches-py --epochs 100
   proxyless train --zoo proxyless_mobile --data ~/imagenet --device cuda --amp --batch-size 256
   proxyless train --resume runs/train-mobilenetv2_0.35           # continue an interrupted run
@@ -56,9 +57,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:  # the network as the run trains it (already fitted to the data), and its saved flags
         args = resumed_args(args, "train")
-        arch, adaptable = load_arch(Path(args.resume) / "arch.json"), False
+        arch, adaptable = load_any_arch(Path(args.resume) / "arch.json"), False
     else:
-        arch, adaptable = resolve_arch(args.arch, args.zoo)
+        arch, adaptable = resolve_net(args.arch, args.zoo)
     check_extras(args)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     # a zoo net follows the data's image size; an arch.json fixes it (and the data must fit)
-    image_size = arch.space.input_size
+    image_size = arch.input_size
     if adaptable:
         image_size = native_image_size(args.data) or args.image_size or image_size
     splits = load_splits(args.data, image_size, seed=args.seed, progress=config.progress)

@@ -93,7 +93,3 @@ class TreeNet(nn.Module):
         x = self.blocks(self.stem(x))  # (B, final, H/4, W/4) for three stages
         return self.classifier(self.head(x))  # (B, classes)
 
-
-def build_tree_net(arch: TreeArch) -> TreeNet:
-    """A plain `nn.Module` for `arch`, freshly initialised."""
-    return TreeNet(arch)

@@ -1,7 +1,9 @@
 """The model zoo: MobileNetV2 (the hand-designed baseline family) and the published ProxylessNAS nets.
 
-The four ProxylessNAS entries are `arch.json` files shipped in `proxyless/zoo/archs/`, produced from
-the authors' configurations by `proxyless zoo import` (see `proxyless.zoo.legacy`).
+The five ProxylessNAS entries are `arch.json` files shipped in `proxyless/zoo/archs/`, produced from
+the authors' configurations by `proxyless zoo import`: the four ImageNet nets are MBConv `Arch`s (see
+`proxyless.zoo.legacy`), the CIFAR-10 net `proxyless_cifar` a tree-cell PyramidNet, a `TreeArch` (see
+`proxyless.tree.legacy`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from dataclasses import dataclass
 from importlib import resources
 
 from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch, any_arch_from_dict
 from proxyless.errors import UserError
 from proxyless.ops import MBConv
 from proxyless.space import SearchSpace, Stage
 
 MOBILENETV2_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 PUBLISHED = ("proxyless_mobile", "proxyless_cpu", "proxyless_gpu", "proxyless_mobile_14")
+PUBLISHED_TREE = ("proxyless_cifar",)  # tree-cell PyramidNets
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,17 @@ def list_zoo() -> list[ZooEntry]:
                for w in MOBILENETV2_WIDTHS]
     entries += [ZooEntry(name, f"ProxylessNAS {name.removeprefix('proxyless_')} (Cai et al., 2019)")
                 for name in PUBLISHED]
+    entries.append(ZooEntry("proxyless_cifar", "ProxylessNAS CIFAR-10: PyramidNet with tree-cell blocks "
+                                               "(Cai et al., 2019; 32 px, 10 classes)"))
     return entries
 
 
-def get_zoo_arch(name: str) -> Arch:
-    """A zoo entry by name, e.g. 'mobilenetv2_0.35' or 'proxyless_mobile'."""
-    if name in PUBLISHED:
+def get_zoo_arch(name: str) -> AnyArch:
+    """A zoo entry by name, e.g. 'mobilenetv2_0.35', 'proxyless_mobile' (an `Arch`) or 'proxyless_cifar'
+    (a `TreeArch`)."""
+    if name in PUBLISHED + PUBLISHED_TREE:
         text = resources.files("proxyless.zoo").joinpath("archs", f"{name}.json").read_text()
-        return Arch.from_dict(json.loads(text), where=f"zoo entry {name}")
+        return any_arch_from_dict(json.loads(text), where=f"zoo entry {name}")
     width = name.removeprefix("mobilenetv2_")
     if name.startswith("mobilenetv2_") and _is_number(width) and float(width) in MOBILENETV2_WIDTHS:
         return mobilenet_v2(float(width))
