@@ -1,6 +1,7 @@
 """`proxyless export`: ONNX, TorchScript and torch.export files that match the eager network, at any batch."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ import torch
 from helpers import tiny32_space
 from proxyless.arch import Arch, save_arch
 from proxyless.cli import main
-from proxyless.export import ExportError, export_net, format_of, load_trained, read_exported
+from proxyless.export import SUFFIXES, ExportError, export_net, format_of, load_trained, read_exported
 from proxyless.infra.checkpoint import save_checkpoint, save_weights
 from proxyless.net import build_net
+from proxyless.zoo import get_zoo_arch
 
 SPACE = tiny32_space()
 ARCH = Arch.from_strings(SPACE, ["mb_k3_e3", "mb_k5_e6", "mb_k5_e6", "mb_k3_e3"], name="tiny")
@@ -157,3 +159,23 @@ def test_bad_input_is_one_line_exit_2(case, run_dir, tmp_path, capsys):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and message in err and err.count("\n") == 1 and len(err) < 400, err
     assert not list(tmp_path.glob("model*"))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "torch-export"])
+def test_tree_cell_net_exports_matching_eager(tmp_path, fmt):
+    """The proxyless_cifar cells (grouped conv + channel shuffle, channel split, branch BN, dilated and separable
+    convs, pooling, zero-padded shortcuts) on one block per stage, so that the export stays quick."""
+    zoo = get_zoo_arch("proxyless_cifar")
+    arch = replace(zoo, backbone=replace(zoo.backbone, blocks_per_stage=1), cells=zoo.cells[::18])
+    torch.manual_seed(0)
+    net = build_net(arch)
+    for module in net.modules():  # BN statistics of a batch, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
+    with torch.no_grad():
+        net.train()(torch.randn(8, 3, 32, 32))
+    result = export_net(net.eval(), fmt, tmp_path / f"tree{SUFFIXES[fmt]}", verify_onnxruntime=True)
+    assert result.input_size == 32 and result.max_abs_diff <= result.tolerance
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(read_exported(tmp_path / f"tree{SUFFIXES[fmt]}")(x), net(x), atol=1e-4)

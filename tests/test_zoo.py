@@ -8,7 +8,8 @@ import torch
 from proxyless.arch import Arch
 from proxyless.net import build_net
 from proxyless.profile import count_macs, count_params, profile
-from proxyless.zoo import PUBLISHED, get_zoo_arch, list_zoo, mobilenet_v2
+from proxyless.tree.legacy import is_tree_legacy_config, tree_arch_from_legacy
+from proxyless.zoo import PUBLISHED, PUBLISHED_TREE, get_zoo_arch, list_zoo, mobilenet_v2
 from proxyless.zoo.legacy import arch_from_legacy, legacy_from_net
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -46,9 +47,11 @@ def test_built_net_matches_reference_config_field_by_field(name):
         assert described[key] == reference[key], key
 
 
-@pytest.mark.parametrize("name", PUBLISHED)
+@pytest.mark.parametrize("name", PUBLISHED + PUBLISHED_TREE)
 def test_shipped_zoo_entry_equals_fresh_import(name):
-    assert get_zoo_arch(name) == arch_from_legacy(reference_config(name), name)
+    config = reference_config(name)
+    importer = tree_arch_from_legacy if is_tree_legacy_config(config) else arch_from_legacy
+    assert get_zoo_arch(name) == importer(config, name)
 
 
 # Published figures: ProxylessNAS paper / model cards (MACs at 224 px, params with a 1000-class head).
