@@ -66,6 +66,9 @@ class Arch:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "architecture") -> Arch:
+        if isinstance(data, dict) and str(data.get("format", "")).startswith("proxyless-tree-arch"):
+            raise ArchError(f"{where}: a tree-cell network ({data['format']}), which this command does not handle "
+                            "yet (MBConv networks only)")
         if not isinstance(data, dict) or "space" not in data or "ops" not in data:
             raise ArchError(f"{where}: expected an object with 'space' and 'ops' (a proxyless arch.json)")
         if data.get("format", ARCH_FORMAT) != ARCH_FORMAT:

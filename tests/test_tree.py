@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
-from proxyless.arch import ArchError, save_arch
+from proxyless.arch import Arch, ArchError, save_arch
 from proxyless.arch_kinds import any_arch_from_dict, load_any_arch
 from proxyless.cli import main
 from proxyless.data import Splits
@@ -352,9 +352,11 @@ def test_zoo_import_of_the_authors_format(tmp_path, capsys):
     assert load_any_arch(tmp_path / "small.json") == small_arch()
 
 
-def test_latency_commands_refuse_a_tree_net_in_one_line(capsys):
+def test_mbconv_only_code_refuses_a_tree_net_in_one_line(capsys):
     code, _, err = run_cli(capsys, "latency", "predict", "--zoo", "proxyless_cifar", "--lut", "table.json")
     assert code == 2 and "proxyless_cifar is a tree-cell network, which this command does not handle yet" in err
+    with pytest.raises(ArchError, match=r"^run/arch.json: a tree-cell network \(proxyless-tree-arch/1\), which"):
+        Arch.from_dict(small_arch().to_dict(), where="run/arch.json")  # e.g. `proxyless plot` of a training run
 
 
 def write_images(root: Path, per_class: int = 6) -> Path:
