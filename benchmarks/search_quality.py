@@ -56,6 +56,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "entangled": {"weights": "entangled", "sampling": "uniform"},
     "entangled-fair": {"weights": "entangled", "sampling": "fair"},
     "entangled-fair-two-sided": {"weights": "entangled", "sampling": "fair", "controller": "two-sided"},
+    "entangled-fair-lr0.1": {"weights": "entangled", "sampling": "fair", "lr": 0.1},
+    "entangled-fair-warmup1": {"weights": "entangled", "sampling": "fair", "warmup_epochs": 1},
+    "entangled-fair-warmup5": {"weights": "entangled", "sampling": "fair", "warmup_epochs": 5},
+    "entangled-fair-unit-residual": {"weights": "entangled", "sampling": "fair", "zero_init_residual": False},
 }
 LATENCY_FIELDS = ("controller",)  # of a variant, these go to the LatencyTarget, the rest to the SearchConfig
 PERCENTILES = (25, 50, 75)

@@ -160,3 +160,22 @@ def test_state_dict_round_trip():
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(copy(x, [1, 0, 2]), net(x, [1, 0, 2]))
     assert any(".shared.depthwise_weight" in key for key in net.state_dict())
+
+
+@pytest.mark.parametrize("entangled", [False, True])
+def test_residual_branches_start_as_identity_unless_asked_to_start_at_full_scale(entangled):
+    """Shape-keeping candidates' project BNs start at zero by default and at one with zero_init_residual=False;
+    a stride or width change (no shortcut) is never zeroed."""
+    def project_gammas(net: SuperNet) -> list[tuple[bool, float]]:
+        rows = []
+        for block, mixed in zip(net.blocks, net.mixed_ops()):
+            norms = ([n.project for n in mixed.shared.norms.values()] if entangled else
+                     [op.project[1] for op in mixed.candidates if isinstance(op, InvertedResidual)])
+            rows += [(block.shortcut, float(n.weight.detach().abs().max())) for n in norms]
+        return rows
+
+    zeroed = project_gammas(SuperNet(TINY, entangled=entangled))
+    full = project_gammas(SuperNet(TINY, entangled=entangled, zero_init_residual=False))
+    assert {shortcut for shortcut, _ in zeroed} == {True, False}  # both kinds of layer are checked
+    assert all(gamma == (0.0 if shortcut else 1.0) for shortcut, gamma in zeroed)
+    assert all(gamma == 1.0 for _, gamma in full)

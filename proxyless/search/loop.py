@@ -60,6 +60,11 @@ class SearchConfig:
     # do not train (the probe's loss 2.33 -> 2.27 against 1.60 on a fixed path; entangled 1.73)
     weights: str = "entangled"  # or "independent" (the paper's): each candidate its own weights
     sampling: str = "fair"  # warmup paths: "fair" or "uniform" (see `search.sampling`)
+    # residual branches of shape-keeping candidates start as the identity (project BN at zero). In a short
+    # search they barely grow (|γ| 0.005-0.02 after 8 epochs on NAS-Bench-Macro), so the supernet sees an
+    # MBConv and a skip there alike; starting them at full scale (False) did not rank nets better there
+    # (benchmarks/search_quality.py, variant entangled-fair-unit-residual)
+    zero_init_residual: bool = True
     bn_batches: int = 8  # train batches that recalibrate BN before each epoch's argmax is evaluated (0: none)
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch

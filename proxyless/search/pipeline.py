@@ -112,7 +112,7 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
     # α's step size and count for this budget; saved as given (None: scaled), so a resume may add epochs
     config = with_arch_budget(config, len(data.train), dist.world)
     torch.manual_seed(config.seed)
-    supernet = SuperNet(fitted, entangled=config.weights == "entangled")
+    supernet = SuperNet(fitted, entangled=config.weights == "entangled", zero_init_residual=config.zero_init_residual)
     objective = latency_objective(latency, supernet, deployed) if latency else None
     searcher = Searcher(supernet, make_strategy(supernet, config, objective, dist), data.train, data.valid, config,
                         dist.device, derive=objective.derive if objective else None, dist=dist, source=data.source)

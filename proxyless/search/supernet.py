@@ -11,6 +11,8 @@ Module names match `ProxylessNet`, so a derived network can inherit the supernet
 
 `SuperNet(space, entangled=True)` shares one weight set among the MBConv candidates of each layer
 (see `proxyless.search.entangled`); the default keeps the paper's independent candidates.
+`zero_init_residual=False` starts the residual branches of shape-keeping candidates at full scale
+(unit project BN) instead of as the identity.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ class SuperBlock(nn.Module):
 
 
 class SuperNet(nn.Module):
-    """Every candidate of every layer of `space`; `entangled` makes each layer's MBConvs share weights."""
+    """Every candidate of every layer of `space`; `entangled` makes each layer's MBConvs share weights;
+    `zero_init_residual` starts every residual branch as the identity (see `proxyless.net.init_weights`)."""
 
-    def __init__(self, space: SearchSpace, entangled: bool = False) -> None:
+    def __init__(self, space: SearchSpace, entangled: bool = False, zero_init_residual: bool = True) -> None:
         super().__init__()
         self.space = space
         self.entangled = entangled
@@ -68,10 +71,10 @@ class SuperNet(nn.Module):
             op for block in self.blocks if block.shortcut for op in block.mixed.candidates
             if isinstance(op, InvertedResidual)
         )
-        init_weights(self, zero_residual=shortcut_bodies)
+        init_weights(self, zero_residual=shortcut_bodies if zero_init_residual else ())
         for mixed in self.mixed_ops():
             if mixed.shared is not None:  # init_weights reset its BNs (zeroed project BNs included)
-                mixed.shared.reset_parameters()
+                mixed.shared.reset_parameters(zero_residual=zero_init_residual)
 
     def forward(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
         assert len(plan) == len(self.blocks), (len(plan), len(self.blocks))
