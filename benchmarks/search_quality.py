@@ -6,7 +6,9 @@ For each supernet-training variant (the ablation; `--variants`), on the `nas-ben
      images, with and without recalibrating its BN statistics, against the table (Kendall τ, Spearman ρ,
      over all of them and over those within ±5% of the median latency);
   3. regret of the derived net: its true accuracy against the best net within target + 5%, its
-     percentile in that pool, and the baselines (mean of the nets in the ±5% band, the largest net that fits).
+     percentile in that pool, and the baselines (mean of the nets in the ±5% band, the largest net that fits);
+     and the regret of the net `--derive-top K` would keep from the same search (re-derived from its
+     checkpoint: the best, by the supernet's valid top-1, of the band's K most probable nets).
 Then, for the first variant (the default), searches at the 25th, 50th and 75th percentile targets with
 every seed of `--seeds`. Each search is its own run (no shared warmup). Latency is predicted with a
 torch-cpu table built here (`--batch`, one thread). Valid images are held out of CIFAR-10's training
@@ -38,7 +40,7 @@ from common import RESULTS, environment, write_results  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
 from proxyless.infra.run_files import read_metrics  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
-from proxyless.search.pipeline import supernet_of  # noqa: E402
+from proxyless.search.pipeline import derive_rule, search_objective, supernet_of  # noqa: E402
 from proxyless.search.quality import (  # noqa: E402
     load_ground_truth,
     per_layer_latency,
@@ -93,6 +95,8 @@ def main() -> None:
             continue
         run = search(space, data, config, run_dir, out / "lut.json", targets[50], controller)
         report["variants"][name] = score_variant(run_dir, run, truth, latency, targets[50], rank_archs, data, args)
+        report["variants"][name]["scored"] = scored_regret(run_dir, data, config.seed, truth, latency, targets[50],
+                                                           args.derive_top)
         save(report, args, started)
     default, controller = variant(base, args.variants[0])
     for percentile in () if args.no_targets else PERCENTILES:
@@ -103,8 +107,9 @@ def main() -> None:
             run = search(space, data, replace(default, seed=seed), run_dir, out / "lut.json", targets[percentile],
                          controller)
             regret = regret_report(run["indices"], truth, latency, targets[percentile])
+            scored = scored_regret(run_dir, data, seed, truth, latency, targets[percentile], args.derive_top)
             report["searches"].append({"target_percentile": percentile, "seed": seed, "search_s": run["search_s"],
-                                       **regret.to_dict()})
+                                       **regret.to_dict(), "scored": scored})
             save(report, args, started)
     report["figure"] = figure(truth, latency, report, args)
     save(report, args, started)
@@ -122,7 +127,8 @@ def parse_args() -> argparse.Namespace:
                         "other variants into the same --out writes its own, and a last run of all variants merges")
     parser.add_argument("--no-targets", action="store_true", help="the ablation only, no searches at three targets")
     parser.add_argument("--report-only", action="store_true",
-                        help="only read back what is finished (e.g. to merge the lanes' results) and run nothing")
+                        help="only read back finished searches (e.g. to merge the lanes' results), start none (a "
+                        "finished search's scored derive is still computed once, from its checkpoint)")
     parser.add_argument("--variants", nargs="+", default=["entangled-fair", "paper", "entangled", "independent"],
                         choices=list(VARIANTS), help="supernet-training variants; the first is searched at every "
                         "target and seed")
@@ -135,6 +141,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rank-images", type=int, default=500, help="valid images each subnet is scored on")
     parser.add_argument("--bn-batches", type=int, default=4, help="train batches of 100 that recalibrate BN per subnet")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--derive-top", type=int, default=10, help="K of the scored derive re-derived from each "
+                        "search's checkpoint (see `search --derive-top`)")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the latency table")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="a tiny run on the embedded sample to check the script")
@@ -206,6 +214,24 @@ def score_variant(run_dir: Path, run, truth, latency, target_ms, rank_archs, dat
             "train_top1": run["train_top1"], "derived_by": run["derived_by"]}
 
 
+def scored_regret(run_dir: Path, data, seed: int, truth, latency, target_ms: float, k: int) -> dict[str, Any] | None:
+    """Regret of the net the search would keep with `derive_top=k`, re-derived from its checkpoint (cached in
+    the run directory); None without a checkpoint."""
+    cached = run_dir / f"scored_top{k}.json"
+    if not cached.is_file():
+        if not (run_dir / "checkpoint.pt").is_file():
+            return None
+        supernet = supernet_of(load_checkpoint(run_dir / "checkpoint.pt"), str(run_dir))
+        objective = search_objective(run_dir, supernet)
+        started = time.perf_counter()
+        indices, how = derive_rule(objective, k, data.valid, seed)(supernet)
+        record = {"indices": indices, "derived_by": how, "derive_s": time.perf_counter() - started}
+        px.infra.atomic.atomic_write_text(cached, json.dumps(record, indent=2) + "\n")
+    record = json.loads(cached.read_text())
+    return {**regret_report(record["indices"], truth, latency, target_ms).to_dict(), "derive_s": record["derive_s"],
+            "k": k}
+
+
 def save(report: dict[str, Any], args: argparse.Namespace, started: float) -> None:
     report["wall_s"] = time.perf_counter() - started
     write_results(args.name, report, markdown(report), args.results)
@@ -220,8 +246,9 @@ def markdown(report: dict[str, Any]) -> str:
              + ", ".join(f"p{p} {t:.2f} ms" for p, t in report["targets_ms"].items()), "",
              "## Ablation (search at the median target, seed 0)", "",
              "| variant | τ all (recal) | τ band (recal) | ρ all (recal) | τ all (running BN) | τ band (running BN) "
-             "| α entropy per epoch | derived by | true acc | regret | percentile | search s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| α entropy per epoch | derived by | true acc | regret | percentile | search s "
+             f"| top-{s.get('derive_top', '–')} scored: true acc | regret |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, v in report["variants"].items():
         rec, run = v["ranking"]["recalibrated"], v["ranking"]["running_stats"]
         g = v["regret"]
@@ -229,17 +256,18 @@ def markdown(report: dict[str, Any]) -> str:
                      f"| {_f(rec['overall']['spearman_rho'])} | {_f(run['overall']['kendall_tau'])} "
                      f"| {_f(run['same_cost']['kendall_tau'])} | {' '.join(f'{e:.2f}' for e in v['entropy'])} "
                      f"| {v['derived_by'].split(' (')[0]} | {g['derived_accuracy']:.2f} | {g['regret']:.2f} "
-                     f"| {g['percentile']:.2f} | {v['search_s']:.0f} |")
+                     f"| {g['percentile']:.2f} | {v['search_s']:.0f} | {_scored(v.get('scored'))} |")
     if report["searches"]:
         lines += ["", "## Regret at three targets (first variant)", "",
                   "| target | seed | predicted ms | in band | true acc | best in budget | regret | percentile "
-                  "| band mean | largest that fits | search s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| band mean | largest that fits | search s | scored: true acc | regret |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in report["searches"]:
             lines.append(f"| p{r['target_percentile']} {r['target_ms']:.2f} ms | {r['seed']} "
                          f"| {r['derived_latency_ms']:.2f} | {r['derived_in_band']} | {r['derived_accuracy']:.2f} "
                          f"| {r['best_accuracy']:.2f} "
                          f"| {r['regret']:.2f} | {r['percentile']:.2f} | {_f(r['band_mean_accuracy'])} "
-                         f"| {r['largest_accuracy']:.2f} | {r['search_s']:.0f} |")
+                         f"| {r['largest_accuracy']:.2f} | {r['search_s']:.0f} | {_scored(r.get('scored'))} |")
     searches = [v["search_s"] for v in report["variants"].values()] + [r["search_s"] for r in report["searches"]]
     if searches:  # a resumed search counts only its last part
         lines += ["", f"Each search: {min(searches) / 60:.1f} to {max(searches) / 60:.1f} min of wall time "
@@ -247,6 +275,10 @@ def markdown(report: dict[str, Any]) -> str:
     if not s.get("report_only"):
         lines += [f"Whole benchmark so far: {report['wall_s'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
+
+
+def _scored(scored: dict[str, Any] | None) -> str:
+    return "– | –" if scored is None else f"{scored['derived_accuracy']:.2f} | {scored['regret']:.2f}"
 
 
 def _f(value: float | None) -> str:

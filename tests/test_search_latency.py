@@ -149,6 +149,7 @@ def test_report_of_an_unfinished_run_names_the_fix(tmp_path, capsys):
     (["--lut", "LUT", "--target-latency", "abc"], "positive number of milliseconds"),
     (["--lut", "LUT", "--target-latency", "1ms", "--latency-weight", "0"], "--latency-weight must be positive"),
     (["--lut", "LUT", "--target-latency", "2ms", "--measured-derive", "--no-measure"], "cannot go with --no-measure"),
+    (["--lut", "LUT", "--target-latency", "2ms", "--derive-top", "-1"], "--derive-top must be 0 (off) or a number"),
 ])
 def test_search_latency_bad_input(extra, message, tmp_path, capsys):
     save_lut(synthetic_table(), tmp_path / "lut.json")
@@ -197,3 +198,72 @@ def test_most_probable_within_band_matches_brute_force(band):
     else:
         assert found == max(in_band)[1]
     assert most_probable_within(model, probs, 0.0, fastest * 0.5) is None
+
+
+@pytest.mark.parametrize("band", [(0.45, 0.55), (0.6, 0.75), (0.0, 1.0)])
+def test_k_most_probable_within_band_match_brute_force_in_order(band):
+    import itertools
+
+    from proxyless.search.budget import most_probable_k_within
+
+    torch.manual_seed(2)
+    supernet = SuperNet(SPACE)
+    with torch.no_grad():
+        for alpha in supernet.arch_parameters():
+            alpha.normal_()
+    model = LatencyModel(SPACE, synthetic_table())
+    fastest, slowest = reachable(model)
+    low, high = (fastest + f * (slowest - fastest) for f in band)
+    probs = supernet.probs()
+    in_band = sorted(((sum(float(torch.log(p[i])) for p, i in zip(probs, indices)), list(indices))
+                      for indices in itertools.product(*(range(len(p)) for p in probs))
+                      if low <= model.of_indices(list(indices)) <= high), reverse=True)
+    assert len(in_band) > 4  # enough for k to matter
+    found = most_probable_k_within(model, probs, low, high, k=4)
+    assert found == [indices for _, indices in in_band[:4]]
+    assert len(most_probable_k_within(model, probs, low, high, k=len(in_band) + 5)) == len(in_band)
+    assert most_probable_k_within(model, probs, 0.0, fastest * 0.5, k=3) == []
+
+
+def test_scored_derive_keeps_the_best_scored_of_the_band_s_most_probable_nets():
+    from proxyless.search.budget import most_probable_k_within
+    from proxyless.search.quality import subnet_accuracy
+    from proxyless.search.scored_derive import scored_derive
+
+    torch.manual_seed(3)
+    supernet = SuperNet(SPACE)
+    with torch.no_grad():
+        for alpha in supernet.arch_parameters():
+            alpha.normal_()
+    model = LatencyModel(SPACE, synthetic_table())
+    fastest, slowest = reachable(model)
+    objective = objective_for(supernet, target=(fastest + slowest) / 2)
+    batches = [batch(seed) for seed in range(3)]
+    indices, how = scored_derive(objective, batches, k=5)(supernet)
+    rule, _ = objective.derive(supernet)
+    candidates = most_probable_k_within(model, supernet.probs(), *objective.derive_band(), k=5)
+    pool = candidates + ([rule] if rule not in candidates else [])
+    scores = {tuple(c): subnet_accuracy(supernet, c, batches, memory_format=torch.channels_last) for c in pool}
+    assert len(pool) > 1 and tuple(indices) in scores and scores[tuple(indices)] == max(scores.values())
+    assert objective.on_target(model.of_indices(indices)) and "valid top-1" in how
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        scored_derive(objective, batches, k=0)
+
+
+def test_search_with_derive_top_scores_the_band_and_says_so(tmp_path, capsys):
+    save_lut(synthetic_table(), tmp_path / "lut.json")
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(SPACE.to_dict()))
+    fastest, slowest = reachable(LatencyModel(SPACE, synthetic_table()))
+    out = tmp_path / "run"
+    assert main(["search", "--space", str(space_file), "--lut", str(tmp_path / "lut.json"), "--target-latency",
+                 f"{(fastest + slowest) / 2:.4f}ms", "--derive-top", "3", "--no-measure", "--epochs", "2",
+                 "--batch-size", "32", "--limit-images", "128", "--valid-size", "0.05", "--no-progress",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "latency.json").read_text())
+    assert "valid top-1" in report["derived_by"] and report["on_target"]
+    assert json.loads((out / "config.json").read_text())["latency"]["derive_top"] == 3
+    # derive has no data to score with: it applies the latency rule and says so
+    capsys.readouterr()
+    assert main(["derive", str(out), "--out", str(tmp_path / "again.json")]) == 0
+    assert "the rule alone" in capsys.readouterr().out

@@ -89,6 +89,9 @@ def add_latency_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reward-latency", choices=("predicted", "measured"), default="predicted",
                        help="reinforce: the latency in the reward, from the table or timed on this machine")
     group.add_argument("--no-measure", action="store_true", help="do not time the derived net after the search")
+    group.add_argument("--derive-top", type=int, default=0, metavar="K",
+                       help="keep the best of the K most probable nets within the target band (and the band rule's "
+                            "pick), as the trained supernet scores them on 2,000 valid images (0: the rule alone)")
     add_measured_derive_flag(group)
 
 
@@ -146,7 +149,7 @@ def latency_target(args: argparse.Namespace) -> LatencyTarget | None:
                          weight=args.latency_weight, adapt_rate=args.latency_adapt_rate,
                          controller=args.latency_controller,
                          reward_latency=args.reward_latency, measure=not args.no_measure,
-                         measured_derive=args.measured_derive)
+                         measured_derive=args.measured_derive, derive_top=args.derive_top)
 
 
 def run_derive(args: argparse.Namespace) -> int:

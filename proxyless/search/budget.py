@@ -19,38 +19,56 @@ BINS = 4000
 
 def most_probable_within(model: LatencyModel, probs: list[torch.Tensor], low: float, high: float) -> list[int] | None:
     """Indices of the most probable architecture with predicted latency in [low, high] ms; None if none exists."""
+    found = most_probable_k_within(model, probs, low, high, k=1)
+    return found[0] if found else None
+
+
+def most_probable_k_within(model: LatencyModel, probs: list[torch.Tensor], low: float, high: float,
+                           k: int) -> list[list[int]]:
+    """The `k` most probable distinct architectures with predicted latency in [low, high] ms, most probable
+    first (fewer if the band holds fewer; none if it holds none).
+
+    The dynamic programme keeps, for every latency bin, the k best partial paths instead of one: each is
+    a distinct sequence of choices, so the k found are distinct architectures.
+    """
+    assert k >= 1, k
     cal = model.calibration
     assert cal.scale > 0, "a calibration must keep latency increasing"
     # 1. the band in raw per-op-sum milliseconds, without the fixed parts
     raw_low, raw_high = (low - cal.offset) / cal.scale - model.fixed, (high - cal.offset) / cal.scale - model.fixed
     if raw_high <= 0:
-        return None
+        return []
     resolution = raw_high / BINS
-    # 2. best[b] = the highest Σ log p over the layers so far with a latency of about b · resolution
-    best = np.full(BINS + 1, -np.inf)
-    best[0] = 0.0
-    choices = []
+    # 2. best[b, r] = the r-th highest Σ log p over the layers so far with a latency of about b · resolution;
+    #    per layer, choice[b, r] and rank[b, r] say which candidate and which entry of the bin before led there
+    best = np.full((BINS + 1, k), -np.inf)
+    best[0, 0] = 0.0
+    steps, shifts_per_layer = [], []
     for lat, p in zip(model.per_layer, probs):
         log_p = np.log(np.clip(p.detach().double().cpu().numpy(), 1e-30, None))
         shifts = np.rint(lat.numpy() / resolution).astype(int)
-        new, choice = np.full_like(best, -np.inf), np.full(BINS + 1, -1)
-        for k, (shift, lp) in enumerate(zip(shifts, log_p)):
-            if shift > BINS:
-                continue
-            moved = np.full_like(best, -np.inf)
-            moved[shift:] = best[: BINS + 1 - shift] + lp
-            better = moved > new
-            new[better], choice[better] = moved[better], k
-        best = new
-        choices.append(choice)
-    # 3. walk back from the best bin inside the band
+        moved = np.full((BINS + 1, len(shifts), k), -np.inf)  # (bin, candidate, rank before)
+        for c, (shift, lp) in enumerate(zip(shifts, log_p)):
+            if shift <= BINS:
+                moved[shift:, c] = best[: BINS + 1 - shift] + lp
+        flat = moved.reshape(BINS + 1, -1)
+        top = np.argsort(-flat, axis=1, kind="stable")[:, :k]  # (bin, k) into candidate·k + rank
+        best = np.take_along_axis(flat, top, axis=1)
+        steps.append((top // k, top % k))
+        shifts_per_layer.append(shifts)
+    # 3. the k best entries of the bins inside the band, each walked back to its choices
     first = max(0, int(np.ceil(raw_low / resolution)))
-    if first > BINS or not np.isfinite(best[first:]).any():
-        return None
-    end = first + int(np.argmax(best[first:]))
-    indices = []
-    for layer, choice in reversed(list(zip(model.per_layer, choices))):
-        k = int(choice[end])
-        indices.append(k)
-        end -= int(np.rint(float(layer[k]) / resolution))
-    return indices[::-1]
+    if first > BINS:
+        return []
+    inside = best[first:].ravel()
+    order = [i for i in np.argsort(-inside, kind="stable")[:k] if np.isfinite(inside[i])]
+    found = []
+    for i in order:
+        end, rank = first + int(i) // k, int(i) % k
+        indices = []
+        for (choice, before), shifts in zip(reversed(steps), reversed(shifts_per_layer)):
+            c = int(choice[end, rank])
+            indices.append(c)
+            end, rank = end - int(shifts[c]), int(before[end, rank])
+        found.append(indices[::-1])
+    return found

@@ -42,6 +42,8 @@ class LatencyTarget:
     reward_latency: str = "predicted"  # reinforce: the latency in the reward, "predicted" or "measured"
     measure: bool = True  # time the derived net on this machine after the search
     measured_derive: bool = False  # correct the table by timing the derived net, and derive again
+    derive_top: int = 0  # >0: keep the best, by the supernet's valid top-1, of this many most probable nets in
+    #                      the target band and the latency rule's pick (`search.scored_derive`); 0: the rule alone
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -55,6 +57,8 @@ class LatencyTarget:
             raise UserError(f"--latency-controller must be {' or '.join(CONTROLLERS)}, got {self.controller!r}")
         if self.reward_latency not in ("predicted", "measured"):
             raise UserError(f"--reward-latency must be predicted or measured, got {self.reward_latency!r}")
+        if self.derive_top < 0:
+            raise UserError(f"--derive-top must be 0 (off) or a number of nets, got {self.derive_top}")
         if self.measured_derive and not self.measure:
             raise UserError("--measured-derive times the derived net; it cannot go with --no-measure")
 

@@ -72,13 +72,19 @@ class LatencyObjective:
         argmax = supernet.argmax()
         if self.on_target(scale * self.model.of_indices(argmax)):
             return argmax, "argmax"
-        # a slightly narrower band: the dynamic programme rounds latencies to its bins
-        low = 0.0 if self.loss.kind == "hinge" else self.target * (1 - DERIVE_BAND)
-        high = self.target if self.loss.kind == "hinge" else self.target * (1 + DERIVE_BAND)
-        inside = most_probable_within(self.model, supernet.probs(), low / scale, high / scale)
+        low, high = self.derive_band(scale)
+        inside = most_probable_within(self.model, supernet.probs(), low, high)
         if inside is not None and self.on_target(scale * self.model.of_indices(inside)):
             return inside, "most probable architecture within the target band (the argmax was off target)"
         return argmax, "argmax (no architecture of the space is within the target band)"
+
+    def derive_band(self, scale: float = 1.0) -> tuple[float, float]:
+        """The (low, high) predicted ms a net off the argmax is looked for in: ±DERIVE_BAND around the target
+        (hinge: up to it), slightly narrower than on_target's, as the dynamic programme rounds latencies to
+        its bins; `scale` as in `derive`."""
+        low = 0.0 if self.loss.kind == "hinge" else self.target * (1 - DERIVE_BAND)
+        high = self.target if self.loss.kind == "hinge" else self.target * (1 + DERIVE_BAND)
+        return low / scale, high / scale
 
     def _adapt(self, expected: float | None = None) -> None:
         derived = self.model.of_indices(self.supernet.argmax())

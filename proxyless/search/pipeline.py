@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from proxyless.arch import Arch, save_arch
 from proxyless.data import Splits, load_splits
@@ -38,8 +38,10 @@ from proxyless.search.hardware import (
     latency_report,
     reward_for,
 )
-from proxyless.search.loop import SearchConfig, Searcher, weights_of, with_arch_budget
+from proxyless.search.loop import Derive, SearchConfig, Searcher, weights_of, with_arch_budget
 from proxyless.search.objective import LatencyObjective
+from proxyless.search.scored_derive import DERIVE_IMAGES, scored_derive
+from proxyless.search.scoring import fixed_subset
 from proxyless.search.strategies import ArchStrategy, GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
 from proxyless.space import SearchSpace, get_space
@@ -114,8 +116,9 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
     torch.manual_seed(config.seed)
     supernet = SuperNet(fitted, entangled=config.weights == "entangled", zero_init_residual=config.zero_init_residual)
     objective = latency_objective(latency, supernet, deployed) if latency else None
+    derive = derive_rule(objective, latency.derive_top if latency else 0, data.valid, config.seed)
     searcher = Searcher(supernet, make_strategy(supernet, config, objective, dist), data.train, data.valid, config,
-                        dist.device, derive=objective.derive if objective else None, dist=dist, source=data.source)
+                        dist.device, derive=derive, dist=dist, source=data.source)
     # only now, with every setting checked, the run directory (a refused search leaves no trace)
     opened = dist.on_main(lambda: open_run(out, f"search-{deployed.name}", settings, resume, overwrite))
     run_dir = opened.path
@@ -133,6 +136,18 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
     report = latency_report(objective, arch, how, argmax_ms, latency.measure, measured)
     atomic_write_text(run_dir / "latency.json", json.dumps(report, indent=2) + "\n")
     return SearchResult(arch, run_dir, how, report)
+
+
+def derive_rule(objective: LatencyObjective | None, derive_top: int, valid: Dataset, seed: int) -> Derive | None:
+    """How a search keeps its net: the argmax (None: no latency target), the latency band rule, or with
+    `derive_top` (`LatencyTarget`'s) the best of the band's most probable nets as the supernet scores them
+    on DERIVE_IMAGES valid images (the same ones for the same seed)."""
+    if objective is None:
+        return None
+    if not derive_top:
+        return objective.derive
+    batches = list(DataLoader(fixed_subset(valid, DERIVE_IMAGES, seed, stream=14), batch_size=100))
+    return scored_derive(objective, batches, derive_top)
 
 
 def make_strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyObjective | None,
@@ -159,6 +174,9 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
     measured = derive_on_device(objective, supernet) if measured_derive else None
     indices, how = ((measured.indices, measured.how) if measured
                     else (objective.derive if objective else argmax_rule)(supernet))
+    saved = read_json(run_dir / "config.json", UserError, "search's saved settings")
+    if objective is not None and not measured and saved["latency"].get("derive_top"):
+        how += " (the search scored the band's nets on its valid data, which derive does not load: the rule alone)"
     arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
     arch_json = Path(out) if out else run_dir / "arch.json"
     save_arch(arch, arch_json)
