@@ -1,5 +1,6 @@
 """Hardware-aware search: the latency objective, its adaptive weight, and `search --lut --target-latency`."""
 
+import itertools
 import json
 from dataclasses import replace
 
@@ -13,8 +14,11 @@ from proxyless.latency.loss import LatencyLoss
 from proxyless.latency.lut import save_lut
 from proxyless.latency.measure import MeasureConfig, build_lut
 from proxyless.latency.predict import LatencyModel
+from proxyless.search.budget import most_probable_k_within, most_probable_within
 from proxyless.search.hardware import parse_target, reachable
 from proxyless.search.objective import LatencyObjective, LatencyReward
+from proxyless.search.quality import subnet_accuracy
+from proxyless.search.scored_derive import scored_derive
 from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
 
@@ -172,69 +176,51 @@ def test_table_for_another_space_is_refused(tmp_path, capsys):
     assert "does not cover" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("band", [(0.45, 0.55), (0.2, 0.3), (0.7, 0.8)])
-def test_most_probable_within_band_matches_brute_force(band):
-    import itertools
-
-    from proxyless.search.budget import most_probable_within
-
-    torch.manual_seed(1)
+def random_alpha_supernet(seed: int) -> SuperNet:
+    """A supernet whose α are drawn from N(0, 1): p far from uniform, different per layer."""
+    torch.manual_seed(seed)
     supernet = SuperNet(SPACE)
     with torch.no_grad():
         for alpha in supernet.arch_parameters():
             alpha.normal_()
+    return supernet
+
+
+def nets_in_band(model, probs, low, high) -> list[tuple[float, list[int]]]:
+    """(Σ log p, indices) of every architecture with predicted latency in [low, high], most probable first."""
+    every = itertools.product(*(range(len(p)) for p in probs))
+    return sorted(((sum(float(torch.log(p[i])) for p, i in zip(probs, indices)), list(indices))
+                   for indices in every if low <= model.of_indices(list(indices)) <= high), reverse=True)
+
+
+@pytest.mark.parametrize("band", [(0.45, 0.55), (0.2, 0.3), (0.7, 0.8)])
+def test_most_probable_within_band_matches_brute_force(band):
+    supernet = random_alpha_supernet(1)
     model = LatencyModel(SPACE, synthetic_table())
     fastest, slowest = reachable(model)
     low, high = (fastest + f * (slowest - fastest) for f in band)
-    probs = supernet.probs()
-    in_band = [
-        (sum(float(torch.log(p[i])) for p, i in zip(probs, indices)), list(indices))
-        for indices in itertools.product(*(range(len(p)) for p in probs))
-        if low <= model.of_indices(list(indices)) <= high
-    ]
-    found = most_probable_within(model, probs, low, high)
-    if not in_band:
-        assert found is None
-    else:
-        assert found == max(in_band)[1]
-    assert most_probable_within(model, probs, 0.0, fastest * 0.5) is None
+    in_band = nets_in_band(model, supernet.probs(), low, high)
+    found = most_probable_within(model, supernet.probs(), low, high)
+    assert found == (in_band[0][1] if in_band else None)
+    assert most_probable_within(model, supernet.probs(), 0.0, fastest * 0.5) is None
 
 
 @pytest.mark.parametrize("band", [(0.45, 0.55), (0.6, 0.75), (0.0, 1.0)])
 def test_k_most_probable_within_band_match_brute_force_in_order(band):
-    import itertools
-
-    from proxyless.search.budget import most_probable_k_within
-
-    torch.manual_seed(2)
-    supernet = SuperNet(SPACE)
-    with torch.no_grad():
-        for alpha in supernet.arch_parameters():
-            alpha.normal_()
+    supernet = random_alpha_supernet(2)
     model = LatencyModel(SPACE, synthetic_table())
     fastest, slowest = reachable(model)
     low, high = (fastest + f * (slowest - fastest) for f in band)
     probs = supernet.probs()
-    in_band = sorted(((sum(float(torch.log(p[i])) for p, i in zip(probs, indices)), list(indices))
-                      for indices in itertools.product(*(range(len(p)) for p in probs))
-                      if low <= model.of_indices(list(indices)) <= high), reverse=True)
+    in_band = nets_in_band(model, probs, low, high)
     assert len(in_band) > 4  # enough for k to matter
-    found = most_probable_k_within(model, probs, low, high, k=4)
-    assert found == [indices for _, indices in in_band[:4]]
+    assert most_probable_k_within(model, probs, low, high, k=4) == [indices for _, indices in in_band[:4]]
     assert len(most_probable_k_within(model, probs, low, high, k=len(in_band) + 5)) == len(in_band)
     assert most_probable_k_within(model, probs, 0.0, fastest * 0.5, k=3) == []
 
 
 def test_scored_derive_keeps_the_best_scored_of_the_band_s_most_probable_nets():
-    from proxyless.search.budget import most_probable_k_within
-    from proxyless.search.quality import subnet_accuracy
-    from proxyless.search.scored_derive import scored_derive
-
-    torch.manual_seed(3)
-    supernet = SuperNet(SPACE)
-    with torch.no_grad():
-        for alpha in supernet.arch_parameters():
-            alpha.normal_()
+    supernet = random_alpha_supernet(3)
     model = LatencyModel(SPACE, synthetic_table())
     fastest, slowest = reachable(model)
     objective = objective_for(supernet, target=(fastest + slowest) / 2)
