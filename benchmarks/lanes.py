@@ -48,7 +48,9 @@ def run_jobs(jobs: list[Job], lanes: int, records: Path) -> dict[str, dict]:
     records.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     pending = [job for job in jobs if not job.done]
-    running: dict[int, tuple[Job, float, bool]] = {}
+    # the Popen objects stay referenced: one dropped while its child runs goes on subprocess's list of
+    # children that the next Popen() reaps, and wait4(-1) below would never see that child finish
+    running: dict[int, tuple[Job, float, bool, subprocess.Popen]] = {}
     while pending or running:
         while pending and len(running) < lanes:
             job = pending.pop(0)
@@ -57,12 +59,13 @@ def run_jobs(jobs: list[Job], lanes: int, records: Path) -> dict[str, dict]:
             log = open(records / f"{job.name}.log", "a")
             process = subprocess.Popen(job.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
             log.close()
-            running[process.pid] = (job, time.perf_counter(), resumed)
+            running[process.pid] = (job, time.perf_counter(), resumed, process)
             print(f"  started {job.name}{' (resumed)' if resumed else ''}", flush=True)
         pid, status, usage = os.wait4(-1, 0)
         if pid not in running:
             continue
-        job, started, resumed = running.pop(pid)
+        job, started, resumed, process = running.pop(pid)
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
         if os.waitstatus_to_exitcode(status) != 0:
             tail = (records / f"{job.name}.log").read_text().splitlines()[-5:]
             raise SystemExit(f"job {job.name} failed:\n" + "\n".join(tail))

@@ -66,3 +66,21 @@ def test_hardware_specialisation_quick(jpeg_tree, tmp_path):
     assert set(result["archs"]) == {"torch-cpu", "onnxruntime", "pixel1"}
     assert all(len(ops) == 21 for ops in result["archs"].values())
     assert (tmp_path / "hardware_specialisation_quick.png").stat().st_size > 0
+
+
+def test_lanes_see_every_job_finish_even_when_one_ends_while_the_next_starts(tmp_path, monkeypatch):
+    """A job that ends while the runner is between waits (here: writing another job's record, made slow)
+    used to be reaped by the next job's Popen() as a dropped child, and wait4 then failed with ECHILD."""
+    import time
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import lanes
+
+    sleeps = {"a": 0.5, "b": 0.0, "c": 0.2}
+    monkeypatch.setattr(lanes.Job, "command",
+                        lambda job: [sys.executable, "-c", f"import time; time.sleep({sleeps[job.name]})"])
+    write = lanes.atomic_write_text
+    monkeypatch.setattr(lanes, "atomic_write_text", lambda path, text: (time.sleep(1.0), write(path, text))[1])
+    jobs = [lanes.Job(name, [], tmp_path / name) for name in sleeps]
+    records = lanes.run_jobs(jobs, lanes=2, records=tmp_path / "records")
+    assert set(records) == set(sleeps)
