@@ -5,7 +5,9 @@ scores `--nets` random nets of the nas-bench-macro space (the benchmark's own, s
 held-out valid images split into disjoint random chunks of `--chunk`, with the supernet's running BN
 statistics, and reports Kendall τ against the table for every chunk alone, every pair of chunks, ...,
 and all of them: if τ rises with the images, noise in each net's score limits the ranking; if it stays
-flat, the supernet does.
+flat, the supernet does. Also, per searchable layer: how much a `skip` there changes a net's score in
+the supernet and its true accuracy (mean over the nets with a skip there minus the others), and the
+magnitude of the candidates' last BN scale (|γ| of the project BN; a residual branch starts at 0).
 
     python benchmarks/rank_images.py --run benchmarks/results/search_quality_runs/entangled-fair/p50_seed0 \
         --data ~/data/cifar10-jpg --truth nas-bench-macro_cifar10.json
@@ -55,9 +57,11 @@ def main() -> None:
                 for group in (range(i, i + size) for i in range(0, len(chunks) - size + 1, size))]
         rows.append({"images": size * args.chunk, "groups": len(taus), "tau_mean": statistics.fmean(taus),
                      "tau_min": min(taus), "tau_max": max(taus)})
+    scores = [100 * statistics.fmean(accuracy[c][k] for c in range(len(chunks))) for k in range(len(archs))]
     report = {"environment": environment(), "settings": {k: str(v) for k, v in vars(args).items()},
               "search": {k: search[k] for k in ("epochs", "warmup_epochs", "weights", "sampling", "seed")},
-              "rows": rows, "wall_s": time.perf_counter() - started}
+              "rows": rows, "layers": layer_report(supernet, archs, scores, true),
+              "wall_s": time.perf_counter() - started}
     markdown = render(report)
     write_results(args.name, report, markdown, args.results)
     print(markdown)
@@ -82,6 +86,28 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def layer_report(supernet, archs: list[list[int]], scores: list[float], true: list[float]) -> list[dict]:
+    """Per layer: the effect of a skip there on the supernet's score and on the true accuracy (points), and
+    the mean |γ| of the candidates' project BNs."""
+    rows = []
+    for layer, mixed in enumerate(supernet.mixed_ops()):
+        skip = [i for i, spec in enumerate(mixed.specs) if str(spec) == "skip"]
+        has = [k for k, arch in enumerate(archs) if arch[layer] in skip]
+        rest = [k for k in range(len(archs)) if k not in has]
+        norms = [m for name, m in mixed.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+                 and ("project" in name)]
+        rows.append({"layer": layer, "keeps_shape": bool(supernet.blocks[layer].shortcut),
+                     "skip_effect_score": _effect(scores, has, rest), "skip_effect_true": _effect(true, has, rest),
+                     "project_gamma": statistics.fmean(float(m.weight.abs().mean()) for m in norms) if norms else None})
+    return rows
+
+
+def _effect(values: list[float], has: list[int], rest: list[int]) -> float | None:
+    if not has or not rest:
+        return None
+    return statistics.fmean(values[k] for k in has) - statistics.fmean(values[k] for k in rest)
+
+
 def disjoint_chunks(valid, images: int, chunk: int, seed: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     """images // chunk disjoint random chunks of `valid`, each decoded once into batches of 100."""
     order = torch.randperm(len(valid), generator=keyed_generator(seed, 13))[: images - images % chunk].tolist()
@@ -97,8 +123,18 @@ def render(report: dict) -> str:
              "| valid images per net | disjoint sets | Kendall τ (mean) | min | max |", "|---|---|---|---|---|"]
     lines += [f"| {r['images']} | {r['groups']} | {r['tau_mean']:.3f} | {r['tau_min']:.3f} | {r['tau_max']:.3f} |"
               for r in report["rows"]]
+    lines += ["", "Per layer (all images): a skip's effect on the supernet's score and on the true accuracy "
+              "(points; nets with a skip there minus the others), and the candidates' project-BN |γ|:", "",
+              "| layer | keeps shape | skip effect, supernet | skip effect, table | project |γ| |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {r['layer']} | {r['keeps_shape']} | {_points(r['skip_effect_score'])} "
+              f"| {_points(r['skip_effect_true'])} | {_points(r['project_gamma'], 3)} |" for r in report["layers"]]
     lines += ["", f"Wall time {report['wall_s'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
+
+
+def _points(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:+.{digits}f}" if digits == 2 else f"{value:.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ def main() -> None:
                            progress=False)
     rank_archs = sample_archs(space, args.rank_nets, seed=1)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    report: dict[str, Any] = {"environment": environment(), "settings": settings,
-                              "targets_ms": targets, "variants": {}, "searches": []}
+    report: dict[str, Any] = {"environment": environment(), "settings": settings, "targets_ms": targets,
+                              "difficulty": difficulty(args.truth, truth, latency, targets), "variants": {},
+                              "searches": []}
     for name in args.variants:
         config, controller = variant(base, name)
         run_dir = out / name / "p50_seed0"
@@ -160,6 +161,30 @@ def percentile_targets(truth, latency) -> dict[int, float]:
     """The 25th, 50th and 75th percentile of the predicted latency of every net in the table."""
     values = torch.tensor([latency(indices) for indices in truth.all_indices()], dtype=torch.float64)
     return {p: float(torch.quantile(values, p / 100)) for p in PERCENTILES}
+
+
+def difficulty(path: str, truth, latency, targets: dict[int, float], near: float = 0.2) -> dict[int, dict[str, Any]]:
+    """How hard a regret of `near` points is at each target, from the table alone: how many nets of the pool
+    (latency <= target + 5%) are within `near` of its best, and the regret of choosing by one of the
+    table's training seeds when the other seeds' mean is the truth (the noise floor of the table itself)."""
+    raw = json.loads(Path(path).read_text())
+    runs = {code: record["test_acc"] for code, record in raw.items()
+            if isinstance(record, dict) and "test_acc" in record}
+    seeds = min((len(accuracies) for accuracies in runs.values()), default=0) if len(runs) == len(raw) else 0
+    seeds = seeds if seeds >= 2 else 0  # a table without per-seed runs gives no noise floor
+    rows = {}
+    for percentile, target in targets.items():
+        pool = [code for code, indices in zip(truth.codes, truth.all_indices()) if latency(indices) <= target * 1.05]
+        mean = {code: truth.records[code].accuracy for code in pool}
+        best = max(mean.values())
+        held_out = []
+        for seed in range(seeds):
+            others = {code: sum(runs[code][:seed] + runs[code][seed + 1:]) / (seeds - 1) for code in pool}
+            chosen = max(pool, key=lambda code: runs[code][seed])
+            held_out.append(max(others.values()) - others[chosen])
+        rows[percentile] = {"pool": len(pool), "near_best": sum(a >= best - near for a in mean.values()),
+                            "near": near, "one_seed_regret": held_out}
+    return rows
 
 
 def finished(run_dir: Path, ranked: bool = False) -> bool:
@@ -244,6 +269,11 @@ def markdown(report: dict[str, Any]) -> str:
              f"scored on {s['rank_images']} valid images)", "",
              "Targets (predicted, torch-cpu table built here): "
              + ", ".join(f"p{p} {t:.2f} ms" for p, t in report["targets_ms"].items()), "",
+             "How hard: " + "; ".join(
+                 f"p{p}: {d['near_best']} of {d['pool']} nets in budget within {d['near']} of the best, choosing by "
+                 f"one training seed of the table scored by the others: regret "
+                 + ("/".join(f"{r:.2f}" for r in d["one_seed_regret"]) or "– (one run per net)")
+                 for p, d in report.get("difficulty", {}).items()), "",
              "## Ablation (search at the median target, seed 0)", "",
              "| variant | τ all (recal) | τ band (recal) | ρ all (recal) | τ all (running BN) | τ band (running BN) "
              "| α entropy per epoch | derived by | true acc | regret | percentile | search s "
