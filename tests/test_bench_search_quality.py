@@ -33,3 +33,17 @@ def test_quick_run_scores_an_ablation_and_three_targets(tmp_path):
     assert targets == sorted(targets) and all(s["derived_in_band"] for s in searches)
     assert all(s["best_accuracy"] >= s["derived_accuracy"] - 1e-9 or not s["derived_in_band"] for s in searches)
     assert "| entangled-fair |" in done.stdout and (tmp_path / "search_quality_quick.png").stat().st_size > 0
+    # every search re-derived the --derive-top way: a net in the band, scored against the same pool
+    for scored in [variant["scored"]] + [s["scored"] for s in searches]:
+        assert scored["k"] == 10 and scored["derived_in_band"] and scored["pool_count"] > 0
+    # how hard: nets near the best counted per target; this table has no per-seed runs, so no noise floor
+    assert all(d["near_best"] >= 1 and d["one_seed_regret"] == [] for d in report["difficulty"].values())
+    # rank_images on the median search: tau per number of images, a row per layer
+    run = tmp_path / "runs" / "entangled-fair" / "p50_seed0"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rank_images.py"), "--run", str(run),
+                           "--data", "sample", "--truth", str(tmp_path / "truth.json"), "--nets", "4", "--images",
+                           "40", "--chunk", "20", "--results", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranked = json.loads((tmp_path / "rank_images.json").read_text())
+    assert [r["images"] for r in ranked["rows"]] == [20, 40] and len(ranked["layers"]) == 8
