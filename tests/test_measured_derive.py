@@ -62,3 +62,32 @@ def test_the_net_measured_closest_is_kept_when_no_correction_lands():
     assert 1 <= len(timed) <= 3 and len({tuple(t) for t in timed}) == len(timed)
     best = min(result.trail, key=lambda r: abs(r["measured_ms"] - 2.94))
     assert result.kept == best
+
+
+def test_a_search_tells_when_its_net_measures_off_target_and_measured_derive_lands_it():
+    from proxyless.search.hardware import describe_latency, latency_report
+
+    supernet = supernet_preferring(FAVOURITE)
+    objective = objective_for(supernet, target=2.94)
+    arch = supernet.arch_of(FAVOURITE)
+
+    def slower_device(deployed, objective):  # what _measure returns, on a device 1.3x slower than the table
+        return {"measured_ms": 1.3 * objective.model.of_arch(deployed), "measured_std_ms": 0.01,
+                "backend": "simulated", "batch": 1, "rounds": 15}
+
+    report = latency_report(objective, arch, "argmax", 2.94, measure=True, timer=slower_device)
+    assert report["predicted_on_target"] and not report["on_target"] and report["on_target_by"] == "measured"
+    assert report["measured_error"] == pytest.approx(0.3)
+    lines = describe_latency(report)
+    assert "the table says on target" in lines[0] and "MISSED as measured" in lines[-1] and "+30.0%" in lines[-1]
+    assert "--measured-derive" in lines[-1]
+    # the same device, with the derive correcting the table by measurement: on target as measured
+    corrected = derive_measured(objective, supernet, device(objective.model, 1.3, []))
+    corrected.kept["backend"] = "simulated"  # as derive_on_device records the backend it timed on
+    landed = latency_report(objective, supernet.arch_of(corrected.indices), corrected.how, 2.94, measure=False,
+                            measured=corrected)
+    assert landed["on_target"] and landed["on_target_by"] == "measured"
+    assert not any("MISSED" in line for line in describe_latency(landed))
+    # nothing measured (a table of another device): the prediction is all there is, and it says so
+    unmeasured = latency_report(objective, arch, "argmax", 2.94, measure=False)
+    assert unmeasured["on_target"] and unmeasured["on_target_by"] == "predicted"

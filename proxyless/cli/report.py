@@ -91,11 +91,13 @@ def _latency(latency: dict[str, Any]) -> str:
         return "## Latency\n\nNo latency target in this search (no `--lut`/`--target-latency`).\n"
     lines = [f"- target: {latency['target_ms']:g} ms ({latency['loss']} loss)",
              f"- predicted: {latency['predicted_ms']:.2f} ms ({latency['error']:+.1%}, "
-             f"{'on target' if latency['on_target'] else 'missed'}); derived by {latency['derived_by']}",
+             f"{'on target' if latency.get('predicted_on_target', latency['on_target']) else 'missed'}); "
+             f"derived by {latency['derived_by']}",
              f"- the argmax architecture would take {latency['argmax_predicted_ms']:.2f} ms (predicted)"]
     if latency.get("measured_ms") is not None:
         lines.append(f"- measured: {latency['measured_ms']:.2f} ± {latency['measured_std_ms']:.2f} ms "
-                     f"({latency['backend']}, {latency['measured_ms'] / latency['target_ms'] - 1:+.1%} of the target)")
+                     f"({latency['backend']}, {latency['measured_ms'] / latency['target_ms'] - 1:+.1%} of the target, "
+                     f"{'on target' if latency['on_target'] else 'MISSED: see `proxyless derive --measured-derive`'})")
     elif latency.get("not_measured"):
         lines.append(f"- not measured: {latency['not_measured']}")
     else:

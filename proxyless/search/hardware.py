@@ -119,9 +119,15 @@ def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> Measure
 
 
 def latency_report(objective: LatencyObjective, arch: Arch, derived_by: str, argmax_ms: float, measure: bool,
-                   measured: MeasuredDerive | None = None) -> dict[str, Any]:
+                   measured: MeasuredDerive | None = None,
+                   timer: Callable[[Arch, LatencyObjective], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Predicted (and, when possible, measured) latency of the derived `arch` against the target, as
-    latency.json holds it; `measured`: the derive already timed it (`measured_derive`)."""
+    latency.json holds it; `measured`: the derive already timed it (`measured_derive`); `timer` times a net
+    (default: on this machine, on the table's backend).
+
+    `on_target` judges the measurement where there is one (`on_target_by` says which), as the measured
+    net is the one the user deploys; `predicted_on_target` keeps the table's verdict beside it.
+    """
     deployed = Arch(objective.model.space, arch.ops, arch.name)  # the table's task (its classes), the searched ops
     predicted, target = objective.model.of_arch(deployed), objective.target
     report: dict[str, Any] = {"target_ms": target, "predicted_ms": predicted, "loss": objective.loss.kind,
@@ -132,16 +138,30 @@ def latency_report(objective: LatencyObjective, arch: Arch, derived_by: str, arg
         report.update({k: measured.kept[k] for k in ("measured_ms", "measured_std_ms", "backend", "table_scale")},
                       measured_derive=measured.trail)
     elif measure:
-        report.update(_measure(deployed, objective))
-    return report
+        report.update((timer or _measure)(deployed, objective))
+    return judged(report, objective)
+
+
+def judged(report: dict[str, Any], objective: LatencyObjective) -> dict[str, Any]:
+    """`report` with `on_target` taken from its measurement when it has one, else from the prediction."""
+    predicted_on_target = objective.on_target(report["predicted_ms"])
+    measured = report.get("measured_ms")
+    if measured is None:
+        return {**report, "on_target": predicted_on_target, "on_target_by": "predicted"}
+    return {**report, "on_target": objective.on_target(measured), "on_target_by": "measured",
+            "predicted_on_target": predicted_on_target, "measured_error": measured / objective.target - 1}
 
 
 def describe_latency(report: dict[str, Any]) -> list[str]:
     """The lines a user reads about a latency report."""
     target, predicted = report["target_ms"], report["predicted_ms"]
     band = "at most the target" if report["loss"] == "hinge" else f"within ±{TOLERANCE:.0%}"
+    if report.get("on_target_by") == "measured":  # the measurement judges; the table's verdict is a hint
+        verdict = "the table says on target" if report["predicted_on_target"] else "the table says off target"
+    else:
+        verdict = "on target" if report["on_target"] else "MISSED"
     lines = [f"latency: predicted {predicted:.2f} ms for a target of {target:g} ms ({report['error']:+.1%}; "
-             f"{'on target' if report['on_target'] else 'MISSED'}: {band}); derived by {report['derived_by']}; "
+             f"{verdict}: {band}); derived by {report['derived_by']}; "
              f"the argmax would take {report['argmax_predicted_ms']:.2f} ms"]
     if "measured_derive" in report:
         lines += [f"latency: derived net measured {net['measured_ms']:.2f} ms, predicted {net['predicted_ms']:.2f} ms "
@@ -153,6 +173,11 @@ def describe_latency(report: dict[str, Any]) -> list[str]:
     elif report.get("measured_ms") is not None:
         lines.append(f"latency: measured {report['measured_ms']:.2f} ± {report['measured_std_ms']:.2f} ms "
                      f"({report['backend']}, batch {report['batch']}, {report['rounds']} rounds)")
+    if report.get("on_target_by") == "measured" and not report["on_target"]:
+        lines.append(f"latency: MISSED as measured: {report['measured_ms']:.2f} ms is {report['measured_error']:+.1%} "
+                     f"of the target ({band}) where the table predicted {report['error']:+.1%}; the table does not "
+                     "match this device: correct it by measurement with `proxyless derive RUN_DIR --measured-derive` "
+                     "(or search with --measured-derive), or rebuild and calibrate it (`proxyless lut`)")
     return lines
 
 

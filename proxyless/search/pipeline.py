@@ -34,6 +34,7 @@ from proxyless.search.derive import argmax_rule, inherit_weights
 from proxyless.search.hardware import (
     LatencyTarget,
     derive_on_device,
+    judged,
     latency_objective,
     latency_report,
     reward_for,
@@ -221,11 +222,12 @@ def _updated_latency_report(run_dir: Path, objective: LatencyObjective, supernet
         report = latency_report(objective, arch, how, objective.model.of_indices(supernet.argmax()), False, measured)
     elif path.is_file():
         report = json.loads(path.read_text())
-        for stale in ("measured_ms", "measured_std_ms", "backend", "not_measured", "batch", "rounds"):
+        for stale in ("measured_ms", "measured_std_ms", "backend", "not_measured", "batch", "rounds",
+                      "measured_error", "predicted_on_target"):
             report.pop(stale, None)
         predicted = objective.model.of_arch(Arch(objective.model.space, arch.ops))
-        report.update(predicted_ms=predicted, error=predicted / objective.target - 1,
-                      on_target=objective.on_target(predicted), derived_by=how)
+        report = judged({**report, "predicted_ms": predicted, "error": predicted / objective.target - 1,
+                         "derived_by": how}, objective)
     else:  # the search stopped before writing one; `proxyless search --resume` will
         return None
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")
