@@ -100,7 +100,7 @@ def main() -> None:
                                                            args.derive_top)
         save(report, args, started)
     default, controller = variant(base, args.variants[0])
-    for percentile in () if args.no_targets else PERCENTILES:
+    for percentile in () if args.no_targets else args.targets:
         for seed in args.seeds:
             run_dir = out / args.variants[0] / f"p{percentile}_seed{seed}"
             if args.report_only and not finished(run_dir):
@@ -142,6 +142,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rank-images", type=int, default=500, help="valid images each subnet is scored on")
     parser.add_argument("--bn-batches", type=int, default=4, help="train batches of 100 that recalibrate BN per subnet")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--targets", type=int, nargs="+", default=list(PERCENTILES), choices=PERCENTILES,
+                        help="which percentile targets to search at (e.g. one per lane)")
     parser.add_argument("--derive-top", type=int, default=10, help="K of the scored derive re-derived from each "
                         "search's checkpoint (see `search --derive-top`)")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the latency table")
