@@ -131,9 +131,8 @@ def latency_report(objective: LatencyObjective, arch: Arch, derived_by: str, arg
     deployed = Arch(objective.model.space, arch.ops, arch.name)  # the table's task (its classes), the searched ops
     predicted, target = objective.model.of_arch(deployed), objective.target
     report: dict[str, Any] = {"target_ms": target, "predicted_ms": predicted, "loss": objective.loss.kind,
-                              "error": predicted / target - 1, "on_target": objective.on_target(predicted),
-                              "derived_by": derived_by, "argmax_predicted_ms": argmax_ms,
-                              "final_latency_weight": objective.weight.value}
+                              "error": predicted / target - 1, "derived_by": derived_by,
+                              "argmax_predicted_ms": argmax_ms, "final_latency_weight": objective.weight.value}
     if measured is not None:
         report.update({k: measured.kept[k] for k in ("measured_ms", "measured_std_ms", "backend", "table_scale")},
                       measured_derive=measured.trail)

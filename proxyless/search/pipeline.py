@@ -168,15 +168,14 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
     if state.get("kind") != "search":
         raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
     supernet = supernet_of(state, str(run_dir))
-    objective = search_objective(run_dir, supernet)
+    objective, target = _saved_objective(run_dir, supernet)
     if measured_derive and objective is None:
         raise UserError("--measured-derive needs a search with a latency target; "
                         f"{run_dir} had no --lut/--target-latency")
     measured = derive_on_device(objective, supernet) if measured_derive else None
     indices, how = ((measured.indices, measured.how) if measured
                     else (objective.derive if objective else argmax_rule)(supernet))
-    saved = read_json(run_dir / "config.json", UserError, "search's saved settings")
-    if objective is not None and not measured and saved["latency"].get("derive_top"):
+    if target is not None and target.derive_top and not measured:
         how += " (the search scored the band's nets on its valid data, which derive does not load: the rule alone)"
     arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
     arch_json = Path(out) if out else run_dir / "arch.json"
@@ -201,17 +200,22 @@ def supernet_of(state: dict[str, Any], where: str) -> SuperNet:
 
 def search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:
     """The latency objective of a search that had a target (rebuilt from its config.json), else None."""
+    return _saved_objective(run_dir, supernet)[0]
+
+
+def _saved_objective(run_dir: Path, supernet: SuperNet) -> tuple[LatencyObjective | None, LatencyTarget | None]:
+    """`search_objective` and the saved LatencyTarget it was built from (both None without a target)."""
     settings = read_json(run_dir / "config.json", UserError, "search's saved settings")
     if not isinstance(settings, dict) or not isinstance(settings.get("space"), dict):
         raise UserError(f"{run_dir / 'config.json'}: expected a search's settings; the run directory is damaged")
     if not settings.get("latency"):
-        return None
+        return None, None
     try:
         target = LatencyTarget(**settings["latency"])
     except TypeError as err:
         raise UserError(f"{run_dir / 'config.json'}: a damaged latency target ({err})") from None
     deployed = SearchSpace.from_dict(settings["space"], where=str(run_dir / "config.json"))
-    return latency_objective(target, supernet, deployed)
+    return latency_objective(target, supernet, deployed), target
 
 
 def _updated_latency_report(run_dir: Path, objective: LatencyObjective, supernet: SuperNet, arch: Arch, how: str,
