@@ -4,7 +4,8 @@ The pipeline, each stage a plain function or class with a typed config, each ret
 
     space    get_space / load_space -> SearchSpace; Arch, load_arch / save_arch (arch.json)
     data     load_splits (train/valid/test datasets), load_search_data (with a held-out valid split)
-    search   search_arch(space, data, SearchConfig, latency=LatencyTarget) -> SearchResult
+    search   search_arch(space, data, SearchConfig, latency=LatencyTarget) -> SearchResult;
+             search_family(..., targets=[LatencyTarget, ...]) -> [SearchResult]: one supernet, several targets
     derive   derive_from_run(run_dir) -> DeriveResult
     net      build_net(arch) -> nn.Module (an MBConv Arch, or a tree-cell TreeArch such as the zoo's proxyless_cifar)
     train    train_net(arch, data, TrainConfig) -> TrainResult; evaluate_net(arch, weights, data)
@@ -26,7 +27,14 @@ from proxyless.net import ProxylessNet, build_net
 from proxyless.ops import CANDIDATE_OPS, MBConv, OpSpec, Skip, Zero, format_op, parse_op
 from proxyless.search.hardware import LatencyTarget, latency_range
 from proxyless.search.loop import SearchConfig
-from proxyless.search.pipeline import DeriveResult, SearchResult, derive_from_run, load_search_data, search_arch
+from proxyless.search.pipeline import (
+    DeriveResult,
+    SearchResult,
+    derive_from_run,
+    load_search_data,
+    search_arch,
+    search_family,
+)
 from proxyless.space import PRESETS, SearchSpace, SpaceError, Stage, get_space, load_space
 from proxyless.train import TrainConfig, TrainResult, evaluate_net, train_net
 from proxyless.tree.arch import TreeArch
@@ -76,5 +84,6 @@ __all__ = [
     "predict_latency",
     "save_arch",
     "search_arch",
+    "search_family",
     "train_net",
 ]

@@ -24,7 +24,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem and pointing at --help."""
 
     def error(self, message: str) -> NoReturn:
-        flag = re.fullmatch(r"argument (--[\w-]+): expected one argument", message)
+        flag = re.fullmatch(r"argument (--[\w-]+): expected (?:one|at least one) argument", message)
         if flag:  # also `--target-latency -3ms`: argparse takes a value that starts with '-' for a flag
             message += f"; give it a value, written {flag.group(1)}=VALUE when it starts with '-'"
         print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)

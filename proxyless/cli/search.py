@@ -12,7 +12,7 @@ from proxyless.infra.distributed import Dist
 from proxyless.latency.loss import KINDS
 from proxyless.search.hardware import CONTROLLERS, LatencyTarget, describe_latency, parse_target
 from proxyless.search.loop import WEIGHTS, SearchConfig
-from proxyless.search.pipeline import derive_from_run, load_search_data, search_arch
+from proxyless.search.pipeline import SearchResult, derive_from_run, load_search_data, search_arch, search_family
 from proxyless.search.sampling import SAMPLINGS
 from proxyless.space import get_space
 
@@ -23,9 +23,11 @@ EXAMPLES = """\
   proxyless search --epochs 30 --warmup-epochs 10 --data ~/data/cifar-10-batches-py --out runs/cifar
   proxyless search --strategy reinforce --space my_space.yaml --data ~/images
   proxyless search --lut lut_cifar.json --target-latency 40ms   # hardware-aware: land at 40 ms
+  proxyless search --lut lut_cifar.json --target-latency 30ms 40ms 50ms   # one supernet, a net per target
   proxyless search --resume runs/cifar               # continue an interrupted search with its saved settings
   proxyless search --resume runs/cifar --epochs 8    # ... and search for more epochs than it was started with
   proxyless derive runs/cifar --inherit-weights      # re-derive arch.json (and weights) from a checkpoint
+  proxyless derive runs/family --target 40ms         # ... of one target of a search for several
 """
 
 
@@ -68,6 +70,9 @@ def register(subparsers) -> None:
     derive_parser.add_argument("--out", help="where to write the arch.json (default: RUN_DIR/arch.json)")
     derive_parser.add_argument("--inherit-weights", action="store_true",
                                help="also write the kept paths' supernet weights as derived_weights.safetensors")
+    derive_parser.add_argument("--target", metavar="LABEL",
+                               help="of a search for several latency targets, the one to derive (e.g. 46ms); "
+                                    "written into RUN_DIR/LABEL/")
     add_measured_derive_flag(derive_parser)
     derive_parser.set_defaults(handler=run_derive)
 
@@ -75,7 +80,9 @@ def register(subparsers) -> None:
 def add_latency_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("latency (hardware-aware search)")
     group.add_argument("--lut", help="latency table of the target device (`proxyless lut build`, or mobile .yaml)")
-    group.add_argument("--target-latency", help="target latency of the searched net, e.g. 12ms (needs --lut)")
+    group.add_argument("--target-latency", nargs="+", metavar="MS",
+                       help="target latency of the searched net, e.g. 12ms (needs --lut); several (30ms 40ms 50ms): "
+                            "one supernet trained once, a net per target in RUN_DIR/30ms/, ...")
     group.add_argument("--latency-loss", choices=KINDS, default="add",
                        help="add: CE + λ(E/T−1); mul: CE·(E/T)^λ; log: log CE + λ log(E/T); "
                             "hinge: CE + λ max(0, E/T−1)")
@@ -117,7 +124,7 @@ def run_search(args: argparse.Namespace) -> int:
         tensorboard=args.tensorboard,
     )
     args.warmup_epochs = config.warmup_epochs  # saved resolved, so that a resume with more epochs keeps it
-    target = latency_target(args)
+    targets = latency_targets(args)
     dist = Dist.from_env(resolve_device(args.device))  # torchrun: this process's rank and device
     try:
         if not dist.main:
@@ -125,36 +132,49 @@ def run_search(args: argparse.Namespace) -> int:
         space = get_space(args.space)
         data = load_search_data(args.data, space.input_size, args.valid_size, args.limit_images, args.seed,
                                 progress=config.progress)
-        result = search_arch(space, data, config, latency=target, out=args.resume or args.out, resume=bool(args.resume),
-                        overwrite=args.overwrite, dist=dist, command=command_of(args))
+        where = dict(out=args.resume or args.out, resume=bool(args.resume), overwrite=args.overwrite, dist=dist,
+                     command=command_of(args))
+        results = (search_family(space, data, config, targets=targets, **where) if len(targets) > 1
+                   else [search_arch(space, data, config, latency=targets[0] if targets else None, **where)])
     finally:
         dist.close()
     if dist.main:
-        print(result.arch.summary())
-        for line in describe_latency(result.latency) if result.latency else []:
-            print(line)
-        print(f"wrote {result.arch_json}  (train it: proxyless train --arch {result.arch_json} --data {args.data})")
+        for result in results:
+            print_result(result, args.data, len(results) > 1)
     return 0
 
 
-def latency_target(args: argparse.Namespace) -> LatencyTarget | None:
-    """The --lut/--target-latency flags as a LatencyTarget, or None without them."""
-    if args.lut is None and args.target_latency is None:
+def print_result(result: SearchResult, data: str, member: bool) -> None:
+    if member:
+        print(f"\n-- target {result.latency['target_ms']:g} ms --")
+    print(result.arch.summary())
+    for line in describe_latency(result.latency) if result.latency else []:
+        print(line)
+    print(f"wrote {result.arch_json}  (train it: proxyless train --arch {result.arch_json} --data {data})")
+
+
+def latency_targets(args: argparse.Namespace) -> list[LatencyTarget]:
+    """The --lut/--target-latency flags as LatencyTargets: none without them, one per target given."""
+    given = args.target_latency
+    if isinstance(given, str):  # saved by a search started before several targets were allowed
+        given = [given]
+    if args.lut is None and given is None:
         if args.measured_derive:
             raise UserError("--measured-derive needs --lut and --target-latency")
-        return None
-    if args.lut is None or args.target_latency is None:
+        return []
+    if args.lut is None or given is None:
         raise UserError("--lut and --target-latency go together: the table predicts, the target says how fast")
-    return LatencyTarget(lut=args.lut, target_ms=parse_target(args.target_latency), loss=args.latency_loss,
-                         weight=args.latency_weight, adapt_rate=args.latency_adapt_rate,
-                         controller=args.latency_controller,
-                         reward_latency=args.reward_latency, measure=not args.no_measure,
-                         measured_derive=args.measured_derive, derive_top=args.derive_top)
+    return [LatencyTarget(lut=args.lut, target_ms=parse_target(text), loss=args.latency_loss,
+                          weight=args.latency_weight, adapt_rate=args.latency_adapt_rate,
+                          controller=args.latency_controller,
+                          reward_latency=args.reward_latency, measure=not args.no_measure,
+                          measured_derive=args.measured_derive, derive_top=args.derive_top)
+            for text in given]
 
 
 def run_derive(args: argparse.Namespace) -> int:
     result = derive_from_run(args.run_dir, out=args.out, inherit=args.inherit_weights,
-                             measured_derive=args.measured_derive)
+                             measured_derive=args.measured_derive, member=args.target)
     print(f"derived by {result.derived_by}")
     print(result.arch.summary())
     for line in describe_latency(result.latency) if result.latency and args.measured_derive else []:

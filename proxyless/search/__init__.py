@@ -5,18 +5,26 @@
     sampling              warmup paths: uniform or strictly fair
     strategies            the gradient (BinaryConnect) and REINFORCE architecture steps
     loop                  SearchConfig and Searcher, on the resumable-run engine
+    family                several latency targets on one supernet: an α (an Arm) per target
     objective / budget    the latency objective and the most probable net within a latency band
     hardware              LatencyTarget, the objective built from it, the latency report
     derive                path-level pruning (and the kept paths' weights)
     measured_derive       deriving again with the table corrected by timing the derived net
-    pipeline              search_arch and derive_from_run: a whole search as a library call
+    pipeline              search_arch, search_family and derive_from_run: a whole search as a library call
     quality / scoring     scoring a supernet and a search against a table of true accuracies
 """
 
 from proxyless.search.derive import argmax_rule, inherit_weights
 from proxyless.search.hardware import LatencyTarget, latency_range
 from proxyless.search.loop import SearchConfig, Searcher
-from proxyless.search.pipeline import DeriveResult, SearchResult, derive_from_run, load_search_data, search_arch
+from proxyless.search.pipeline import (
+    DeriveResult,
+    SearchResult,
+    derive_from_run,
+    load_search_data,
+    search_arch,
+    search_family,
+)
 from proxyless.search.quality import (
     GroundTruth,
     kendall_tau,
@@ -55,6 +63,7 @@ __all__ = [
     "regret_report",
     "sample_archs",
     "search_arch",
+    "search_family",
     "spearman_rho",
     "subnet_accuracy",
     "supernet_scores",

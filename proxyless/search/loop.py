@@ -10,6 +10,11 @@ taken mid-epoch, replays exactly what the uninterrupted run would have done:
     valid batch order  permutation seeded by (seed, epoch); arch step j of an epoch uses batch j
     augmentation       torch's global RNG of each process, saved in the checkpoint
 
+A search for several latency targets at once (a family, `proxyless.search.family`) runs here too: the
+weights are shared, each target has its own α, strategy and derive rule (an `Arm`), weight step s after
+the warmup samples its path from arm s mod K and architecture step j updates arm j mod K. A single search
+is a family of one.
+
 Under torchrun (`proxyless.infra.distributed`) each global batch of those permutations is split across the
 processes, the paths of every step are checked to be the same on all of them, and only rank 0 writes.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,13 +40,13 @@ from proxyless.infra.distributed import Dist, keyed_generator
 from proxyless.infra.engine import ResumableRun, Totals
 from proxyless.optim import load_schedule, make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
+from proxyless.search.family import Arm, Derive, initial_alphas, use
 from proxyless.search.quality import recalibrate_bn
 from proxyless.search.sampling import SAMPLINGS, fair_plan
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
 
 log = logging.getLogger("proxyless")
-Derive = Callable[[SuperNet], tuple[list[int], str]]  # supernet -> (kept index per layer, how they were chosen)
 
 
 @dataclass(frozen=True)
@@ -101,14 +106,15 @@ ARCH_TRAVEL = 8.0  # logits α can travel over a search: Adam (β1 = 0) moves ea
 MIN_ARCH_STEPS = 100
 
 
-def with_arch_budget(config: SearchConfig, train_images: int, world: int = 1) -> SearchConfig:
+def with_arch_budget(config: SearchConfig, train_images: int, world: int = 1, targets: int = 1) -> SearchConfig:
     """`config` with arch_lr and arch_every resolved for a search of `train_images` images (given values are
     kept): an arch step as often as gives MIN_ARCH_STEPS (every 2nd to 5th weight step: an arch step costs
     about two weight steps), and a step size that lets α travel ARCH_TRAVEL logits over the search, however
-    short (31 steps at 1e-3 left α uniform)."""
+    short (31 steps at 1e-3 left α uniform). A family of `targets` shares the arch steps: each α gets its
+    share of them, so its step size is scaled to that share."""
     steps = train_images // (config.batch_size * world) * (config.epochs - config.warmup_epochs)
     every = config.arch_every or max(2, min(5, steps // MIN_ARCH_STEPS))
-    lr = config.arch_lr or min(0.5, max(1e-3, ARCH_TRAVEL / max(1, steps // every)))
+    lr = config.arch_lr or min(0.5, max(1e-3, ARCH_TRAVEL / max(1, steps // every // targets)))
     return replace(config, arch_lr=float(lr), arch_every=every)
 
 
@@ -119,13 +125,12 @@ def default_warmup(epochs: int) -> int:
 
 
 class Searcher(ResumableRun):
-    """Runs a search of `supernet` with `strategy` on the resumable-run engine; construction validates
-    and touches no file."""
+    """Runs a search of `supernet` with `strategy` (or a family: one `Arm` per target) on the resumable-run
+    engine; construction validates and touches no file."""
 
     kind = "search"
-    histories = ("arch_history",)
 
-    def __init__(self, supernet: SuperNet, strategy: ArchStrategy, train: Dataset, valid: Dataset,
+    def __init__(self, supernet: SuperNet, strategy: ArchStrategy | Sequence[Arm], train: Dataset, valid: Dataset,
                  config: SearchConfig, device: torch.device, derive: Derive | None = None,
                  dist: Dist | None = None, source: str = "the given datasets") -> None:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -133,9 +138,12 @@ class Searcher(ResumableRun):
         self.dist = dist or Dist(device=device)
         # weight steps run through DDP; a step uses one path per layer, so the others are unused
         self.model = self.dist.wrap(self.supernet, find_unused_parameters=True)
-        self.strategy, self.train_set, self.valid, self.source = strategy, train, valid, source
-        self.derive = derive or argmax_rule
-        config = with_arch_budget(config, len(train), self.dist.world)  # the strategy was made with the same
+        self.train_set, self.valid, self.source = train, valid, source
+        self.arms = list(strategy) if isinstance(strategy, Sequence) else [Arm("", strategy, derive or argmax_rule)]
+        for arm in self.arms[1:]:
+            arm.alphas = arm.alphas or initial_alphas(self.supernet)
+        # each arm's strategy was made with the same
+        config = with_arch_budget(config, len(train), self.dist.world, len(self.arms))
         self.config, self.device = config, device
         self.global_batch = config.batch_size * self.dist.world
         self.steps_per_epoch = len(train) // self.global_batch
@@ -156,7 +164,21 @@ class Searcher(ResumableRun):
         super().run(run_dir, resume, restored)
         return self.finish()
 
+    @property
+    def family(self) -> bool:
+        return len(self.arms) > 1
+
+    @property
+    def histories(self) -> tuple[str, ...]:
+        """arch_history.jsonl; a family's in one subdirectory per target."""
+        return tuple(f"{arm.label}/arch_history" if arm.label else "arch_history" for arm in self.arms)
+
     def begin(self, fresh: bool) -> None:
+        for arm in self.arms:
+            (self.run_dir / arm.label).mkdir(exist_ok=True)
+        if self.family:
+            log.info("a family of %d targets (%s) on one supernet: each its own α, the weights shared",
+                     len(self.arms), ", ".join(arm.label for arm in self.arms))
         log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", self.supernet.space.name,
                  self.source, len(self.train_set), len(self.valid), self.dist.world, self.run_dir)
         log.info("%s weights, %s warmup paths; an arch step every %d weight steps, arch lr %.3g",
@@ -170,9 +192,11 @@ class Searcher(ResumableRun):
 
     def summary(self, rows: dict[str, dict[str, Any]]) -> str:
         row = rows["metrics"]
-        return (f"epoch {row['epoch']}  train loss {row['train_loss']:.3f}  train top-1 {row['train_top1']:.3f}  "
-                f"valid top-1 (argmax arch) {row['valid_top1_argmax']:.3f}  mean entropy {row['mean_entropy']:.3f}  "
-                f"arch steps {row['arch_steps']}")
+        line = f"epoch {row['epoch']}  train loss {row['train_loss']:.3f}  train top-1 {row['train_top1']:.3f}  "
+        for arm in self.arms:
+            line += (f"{arm.label + ': ' if arm.label else ''}valid top-1 (argmax arch) "
+                     f"{row[arm.key('valid_top1_argmax')]:.3f}  mean entropy {row[arm.key('mean_entropy')]:.3f}  ")
+        return line + f"arch steps {row['arch_steps']}"
 
     def step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int, step: int, totals: Totals) -> None:
         """A weight step, and after warmup an architecture step every `arch_every` of them."""
@@ -181,13 +205,18 @@ class Searcher(ResumableRun):
         loss, correct = self.weight_step(images, targets, self.weight_plan(epoch, step, generator))
         totals.add(loss, correct, len(targets))
         if epoch >= cfg.warmup_epochs and (step + 1) % cfg.arch_every == 0:
-            totals.last_arch_step = self.arch_step(epoch, (step + 1) // cfg.arch_every - 1, generator)
+            index = (step + 1) // cfg.arch_every - 1
+            arm = self.arms[(epoch * (self.steps_per_epoch // cfg.arch_every) + index) % len(self.arms)]
+            arm.last = self.arch_step(epoch, index, generator, arm)
+            totals.last_arch_step = {key: value for arm in self.arms for key, value in arm.suffixed(arm.last).items()}
             totals.arch_steps += 1
 
     def weight_plan(self, epoch: int, step: int, generator: torch.Generator) -> list[int]:
-        """The path of a weight step: during warmup uniform or strictly fair, then drawn from p."""
+        """The path of a weight step: during warmup uniform or strictly fair, then drawn from p (in a family,
+        the p of each target in turn)."""
         if epoch >= self.config.warmup_epochs:
-            return self.supernet.sample_single(generator)
+            with use(self.supernet, self.arms, (epoch * self.steps_per_epoch + step) % len(self.arms)):
+                return self.supernet.sample_single(generator)
         if self.config.sampling == "fair":
             sizes = [len(m.specs) for m in self.supernet.mixed_ops()]
             return fair_plan(sizes, self.config.seed, epoch * self.steps_per_epoch + step)
@@ -207,38 +236,41 @@ class Searcher(ResumableRun):
         self.scheduler.step()
         return loss.item(), int((logits.argmax(1) == targets).sum())
 
-    def arch_step(self, epoch: int, index: int, generator: torch.Generator) -> dict[str, float]:
-        """Architecture step `index` of `epoch` on its valid batch (this rank's share of it)."""
+    def arch_step(self, epoch: int, index: int, generator: torch.Generator, arm: Arm) -> dict[str, float]:
+        """Architecture step `index` of `epoch` on its valid batch (this rank's share of it), for `arm`."""
         order = torch.randperm(len(self.valid), generator=keyed_generator(self.config.seed, epoch, 1))
         start = (index % self.valid_batches) * self.global_batch
         rows = order[start:start + self.global_batch][self.dist.rank::self.dist.world].tolist()
         images = self._to_device(torch.stack([self.valid[i][0] for i in rows]))
         targets = torch.tensor([int(self.valid[i][1]) for i in rows], device=self.device)
         self.supernet.train()
-        return self.strategy.step(self.supernet, images, targets, generator)
+        with use(self.supernet, self.arms, self.arms.index(arm)):
+            return arm.strategy.step(self.supernet, images, targets, generator)
 
     @torch.no_grad()
     def end_of_epoch(self, epoch: int, totals: Totals) -> dict[str, dict[str, Any]]:
-        """The metrics row and the arch-history row of a finished epoch (totals added over ranks)."""
+        """The metrics row and the arch-history rows of a finished epoch (totals added over ranks); in a
+        family, each target's argmax columns carry its label ('valid_top1_argmax@46ms')."""
         sums = self.epoch_sums(totals)
-        probs = self.supernet.probs()
-        argmax = self.supernet.argmax()
-        arch = self.supernet.arch_of(argmax)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": sums.loss,
-            "train_top1": sums.top1,
-            "valid_top1_argmax": self.evaluate_plan(argmax, epoch),
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": sums.loss, "train_top1": sums.top1}
+        histories = {}
+        for index, (arm, history) in enumerate(zip(self.arms, self.histories)):
+            with use(self.supernet, self.arms, index):
+                probs = self.supernet.probs()
+                argmax = self.supernet.argmax()
+            arch = self.supernet.arch_of(argmax)
+            row.update(arm.suffixed({"valid_top1_argmax": self.evaluate_plan(argmax, epoch),
+                                     "mean_entropy": sum(entropy(p) for p in probs) / len(probs)}))
+            histories[history] = {"epoch": epoch + 1, "ops": arch.op_strings(), "probs": [p.tolist() for p in probs],
+                                  "entropy": [entropy(p) for p in probs]}
+            row[arm.key("argmax")] = " ".join(arch.op_strings())
+        row.update({
             "arch_steps": totals.arch_steps,
-            "mean_entropy": sum(entropy(p) for p in probs) / len(probs),
             "lr": self.scheduler.get_last_lr()[0],
-            "argmax": " ".join(arch.op_strings()),
             **totals.last_arch_step,  # e.g. the latency of the argmax arch and the latency weight
             "path_checks": self.dist.checks - self.checks_before,  # steps whose paths were compared across ranks
-        }
-        arch_row = {"epoch": epoch + 1, "ops": arch.op_strings(), "probs": [p.tolist() for p in probs],
-                    "entropy": [entropy(p) for p in probs]}
-        return {"metrics": row, "arch_history": arch_row}
+        })
+        return {"metrics": row, **histories}
 
     @torch.no_grad()
     def evaluate_plan(self, plan: list[int], epoch: int) -> float:
@@ -269,13 +301,27 @@ class Searcher(ResumableRun):
     # -- files --------------------------------------------------------------------------------------
 
     def finish(self) -> dict[str, Any]:
-        indices, how = self.derive(self.supernet)  # the same on every rank: α is
-        arch = self.supernet.arch_of(indices, name=f"searched-{self.run_dir.name}")
-        result = {"arch": arch.op_strings(), "arch_json": str(self.run_dir / "arch.json"), "derived_by": how}
+        """Derive each target's net and write its arch.json and result.json (a family's in one subdirectory
+        per target, and a result.json listing them at the top); returns the single search's result, or
+        {"members": [each target's]}."""
+        members = []
+        for index, arm in enumerate(self.arms):
+            with use(self.supernet, self.arms, index):
+                indices, how = arm.derive(self.supernet)  # the same on every rank: α is
+            where = self.run_dir / arm.label
+            name = f"searched-{self.run_dir.name}" + (f"-{arm.label}" if arm.label else "")
+            arch = self.supernet.arch_of(indices, name=name)
+            result = {"arch": arch.op_strings(), "arch_json": str(where / "arch.json"), "derived_by": how}
+            if self.dist.main:
+                save_arch(arch, where / "arch.json")
+                atomic_write_text(where / "result.json", json.dumps(result, indent=2) + "\n")
+            members.append({**result, "arch": arch, "label": arm.label, "index": index})
+        if not self.family:
+            return members[0]
         if self.dist.main:
-            save_arch(arch, self.run_dir / "arch.json")
-            atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
-        return {**result, "arch": arch}
+            listing = {"family": [{key: m[key] for key in ("label", "arch_json", "derived_by")} for m in members]}
+            atomic_write_text(self.run_dir / "result.json", json.dumps(listing, indent=2) + "\n")
+        return {"members": members}
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -284,7 +330,10 @@ class Searcher(ResumableRun):
             "supernet": self.supernet.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "strategy": self.strategy.state_dict(),
+            "strategy": self.arms[0].strategy.state_dict(),  # the single search's, or the family's first target's
+            # a family's targets; the first's α is the supernet's (its "alphas" empty)
+            **({"family": [{"label": arm.label, "alphas": arm.alphas, "strategy": arm.strategy.state_dict()}
+                           for arm in self.arms]} if self.family else {}),
             "config": asdict(self.config),
         }
 
@@ -299,7 +348,14 @@ class Searcher(ResumableRun):
         self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         load_schedule(self.scheduler, state["scheduler"])
-        self.strategy.load_state_dict(state["strategy"])
+        self.arms[0].strategy.load_state_dict(state["strategy"])
+        saved = state.get("family", [{"label": ""}])
+        if [arm.label for arm in self.arms] != [member["label"] for member in saved]:
+            raise UserError(f"{where}: the checkpoint holds a search for other latency targets; "
+                            "resume with the --target-latency it was started with")
+        for arm, member in zip(self.arms[1:], saved[1:]):
+            arm.alphas = [alpha.clone() for alpha in member["alphas"]]
+            arm.strategy.load_state_dict(member["strategy"])
 
 
 def weights_of(state: dict[str, Any]) -> str:

@@ -4,9 +4,13 @@
                          latency=LatencyTarget(lut="lut.json", target_ms=40))
     result.arch, result.run_dir, result.latency        # the derived Arch, where it is, latency.json
     derive_from_run("runs/s", inherit=True)            # re-derive from the checkpoint
+    family = search_family("proxyless-cifar", "sample", targets=[LatencyTarget("lut.json", t) for t in (30, 46)])
+    [member.arch for member in family]                 # one net per target from one supernet (runs/s/30ms, ...)
 
 A run directory holds config.json (the settings: search config, space, data, latency target),
-checkpoint.pt, metrics, arch_history.jsonl, and at the end arch.json, result.json and latency.json.
+checkpoint.pt, metrics, arch_history.jsonl, and at the end arch.json, result.json and latency.json. A family's
+run directory holds one subdirectory per target (30ms/, 46ms/) with its arch_history.jsonl, arch.json,
+result.json and latency.json.
 `search_arch(..., resume=True)` continues it under the resume contract of `proxyless.infra.settings`.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from proxyless.infra.distributed import Dist
 from proxyless.infra.settings import open_run
 from proxyless.net import build_net
 from proxyless.search.derive import argmax_rule, inherit_weights
+from proxyless.search.family import Arm, target_label, use
 from proxyless.search.hardware import (
     LatencyTarget,
     derive_on_device,
@@ -99,6 +105,30 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
     Under torchrun pass `Dist.from_env(...)` as `dist`; only rank 0 writes files. `command`: the flags of
     the command line that started it, saved with the settings (the CLI resumes from them).
     """
+    return _search(space, data, config, [latency] if latency else [], out, resume, overwrite, device, dist,
+                   command)[0]
+
+
+def search_family(space: SearchSpace | str = "proxyless-cifar", data: Splits | str = "sample",
+                  config: SearchConfig | None = None, *, targets: Sequence[LatencyTarget],
+                  out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+                  device: str = "cpu", dist: Dist | None = None, command: dict[str, Any] | None = None,
+                  ) -> list[SearchResult]:
+    """One search for several latency targets (`proxyless.search.family`): the supernet's weights trained
+    once, one α per target; returns one result per target, in the order given, each in its subdirectory
+    of the run (RUN/46ms/arch.json). Arguments as `search_arch`'s."""
+    if len(targets) < 2:
+        raise UserError("a family needs two or more latency targets; for one, use search_arch")
+    labels = [target_label(t.target_ms) for t in targets]
+    if len(set(labels)) < len(labels):
+        raise UserError(f"--target-latency: each target once, got {' '.join(labels)}")
+    return _search(space, data, config, list(targets), out, resume, overwrite, device, dist, command)
+
+
+def _search(space: SearchSpace | str, data: Splits | str, config: SearchConfig | None, targets: list[LatencyTarget],
+            out: str | Path | None, resume: bool, overwrite: bool, device: str, dist: Dist | None,
+            command: dict[str, Any] | None) -> list[SearchResult]:
+    """search_arch (no target or one) and search_family (two or more)."""
     config = config or SearchConfig()
     deployed = get_space(space) if isinstance(space, str) else space  # latency is predicted for this one
     if isinstance(data, str):
@@ -109,34 +139,47 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
     if len(data.classes) != deployed.num_classes:
         log.info("space %s: classifier set to the data's %d classes", deployed.name, len(data.classes))
         fitted = replace(deployed, num_classes=len(data.classes))
+    saved_latency = [asdict(t) for t in targets] if len(targets) > 1 else asdict(targets[0]) if targets else None
     settings = {"search": asdict(config), "space": deployed.to_dict(), "data": data.source,
-                "latency": asdict(latency) if latency else None, **({"command": command} if command else {})}
+                "latency": saved_latency, **({"command": command} if command else {})}
     dist = dist or Dist(device=resolve_device(device))
     # α's step size and count for this budget; saved as given (None: scaled), so a resume may add epochs
-    config = with_arch_budget(config, len(data.train), dist.world)
+    config = with_arch_budget(config, len(data.train), dist.world, max(1, len(targets)))
     torch.manual_seed(config.seed)
     supernet = SuperNet(fitted, entangled=config.weights == "entangled", zero_init_residual=config.zero_init_residual)
-    objective = latency_objective(latency, supernet, deployed) if latency else None
-    derive = derive_rule(objective, latency.derive_top if latency else 0, data.valid, config.seed)
-    searcher = Searcher(supernet, make_strategy(supernet, config, objective, dist), data.train, data.valid, config,
-                        dist.device, derive=derive, dist=dist, source=data.source)
+    objectives = [latency_objective(t, supernet, deployed) for t in targets] or [None]
+    arms = [Arm(target_label(t.target_ms) if len(targets) > 1 else "", make_strategy(supernet, config, o, dist),
+                derive_rule(o, t.derive_top if t else 0, data.valid, config.seed) or argmax_rule)
+            for t, o in zip(targets or [None], objectives)]
+    searcher = Searcher(supernet, arms, data.train, data.valid, config, dist.device, dist=dist, source=data.source)
     # only now, with every setting checked, the run directory (a refused search leaves no trace)
     opened = dist.on_main(lambda: open_run(out, f"search-{deployed.name}", settings, resume, overwrite))
-    run_dir = opened.path
-    found = searcher.run(run_dir, resume=resume, restored=opened.record_resume)
-    arch, how = found["arch"], found["derived_by"]
-    if not dist.main or objective is None:  # the files and the latency report are rank 0's
-        return SearchResult(arch, run_dir, how, None)
-    measured = derive_on_device(objective, supernet) if latency.measured_derive else None
+    found = searcher.run(opened.path, resume=resume, restored=opened.record_resume)
+    results = []
+    for member, target, objective in zip(found.get("members", [found]), targets or [None], objectives):
+        run_dir = opened.path / member.get("label", "")
+        arch, how, report = member["arch"], member["derived_by"], None
+        if dist.main and objective is not None:  # the files and the latency report are rank 0's
+            with use(supernet, arms, member.get("index", 0)):
+                arch, how, report = _report_latency(supernet, objective, target, arch, how, run_dir)
+        results.append(SearchResult(arch, run_dir, how, report))
+    return results
+
+
+def _report_latency(supernet: SuperNet, objective: LatencyObjective, target: LatencyTarget, arch: Arch, how: str,
+                    run_dir: Path) -> tuple[Arch, str, dict[str, Any]]:
+    """Time the derived net (and with `measured_derive` derive again by measurement) and write latency.json;
+    returns the net kept, how, and the report."""
+    measured = derive_on_device(objective, supernet) if target.measured_derive else None
     if measured is not None:  # the table corrected by measurement: the kept net may differ from the search's
         arch, how = supernet.arch_of(measured.indices, name=arch.name), measured.how
         save_arch(arch, run_dir / "arch.json")
         record = {"arch": arch.op_strings(), "arch_json": str(run_dir / "arch.json"), "derived_by": how}
         atomic_write_text(run_dir / "result.json", json.dumps(record, indent=2) + "\n")
     argmax_ms = objective.model.of_indices(supernet.argmax())
-    report = latency_report(objective, arch, how, argmax_ms, latency.measure, measured)
+    report = latency_report(objective, arch, how, argmax_ms, target.measure, measured)
     atomic_write_text(run_dir / "latency.json", json.dumps(report, indent=2) + "\n")
-    return SearchResult(arch, run_dir, how, report)
+    return arch, how, report
 
 
 def derive_rule(objective: LatencyObjective | None, derive_top: int, valid: Dataset, seed: int) -> Derive | None:
@@ -159,16 +202,18 @@ def make_strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyOb
 
 
 def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inherit: bool = False,
-                    measured_derive: bool = False) -> DeriveResult:
+                    measured_derive: bool = False, member: str | None = None) -> DeriveResult:
     """Derive the architecture of a search run from its checkpoint (path-level pruning), with the run's
     latency rule when it had a target; `out` (default RUN_DIR/arch.json), `inherit` also writes the kept
-    paths' weights, `measured_derive` corrects the table by timing the derived net on this machine."""
-    run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir / "checkpoint.pt")
+    paths' weights, `measured_derive` corrects the table by timing the derived net on this machine. A
+    family's run needs `member`, the target to derive ('46ms'), and writes into RUN_DIR/46ms/."""
+    search_dir = Path(run_dir)
+    state = load_checkpoint(search_dir / "checkpoint.pt")
     if state.get("kind") != "search":
-        raise UserError(f"{run_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
-    supernet = supernet_of(state, str(run_dir))
-    objective, target = _saved_objective(run_dir, supernet)
+        raise UserError(f"{search_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
+    supernet = supernet_of(state, str(search_dir), member)
+    objective, target = _saved_objective(search_dir, supernet, member)
+    run_dir = search_dir / (member or "")  # where the member's files are
     if measured_derive and objective is None:
         raise UserError("--measured-derive needs a search with a latency target; "
                         f"{run_dir} had no --lut/--target-latency")
@@ -177,7 +222,7 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
                     else (objective.derive if objective else argmax_rule)(supernet))
     if target is not None and target.derive_top and not measured:
         how += " (the search scored the band's nets on its valid data, which derive does not load: the rule alone)"
-    arch = supernet.arch_of(indices, name=f"searched-{run_dir.name}")
+    arch = supernet.arch_of(indices, name=f"searched-{search_dir.name}" + (f"-{member}" if member else ""))
     arch_json = Path(out) if out else run_dir / "arch.json"
     save_arch(arch, arch_json)
     report = None
@@ -191,27 +236,44 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
     return DeriveResult(arch, arch_json, how, report, weights)
 
 
-def supernet_of(state: dict[str, Any], where: str) -> SuperNet:
-    """The trained supernet of a search checkpoint's state (independent or entangled weights, as searched)."""
+def supernet_of(state: dict[str, Any], where: str, member: str | None = None) -> SuperNet:
+    """The trained supernet of a search checkpoint's state (independent or entangled weights, as searched);
+    of a family's search, with the α of target `member` ('46ms')."""
     supernet = SuperNet(SearchSpace.from_dict(state["space"], where=where), entangled=weights_of(state) == "entangled")
     supernet.load_state_dict(state["supernet"])
+    family = {entry["label"]: entry["alphas"] for entry in state.get("family", [])}
+    if family and member not in family:
+        raise UserError(f"{where} is a search for several latency targets; name the one to derive, one of "
+                        f"{', '.join(family)} (`proxyless derive RUN_DIR --target {next(iter(family))}`)")
+    if not family and member:
+        raise UserError(f"{where} is a search for one target; derive it without --target")
+    with torch.no_grad():
+        for alpha, saved in zip(supernet.arch_parameters(), family.get(member) or []):
+            alpha.copy_(saved)
     return supernet
 
 
-def search_objective(run_dir: Path, supernet: SuperNet) -> LatencyObjective | None:
-    """The latency objective of a search that had a target (rebuilt from its config.json), else None."""
-    return _saved_objective(run_dir, supernet)[0]
+def search_objective(run_dir: Path, supernet: SuperNet, member: str | None = None) -> LatencyObjective | None:
+    """The latency objective of a search that had a target (rebuilt from its config.json), else None; of a
+    family's search, that of target `member`."""
+    return _saved_objective(run_dir, supernet, member)[0]
 
 
-def _saved_objective(run_dir: Path, supernet: SuperNet) -> tuple[LatencyObjective | None, LatencyTarget | None]:
+def _saved_objective(run_dir: Path, supernet: SuperNet,
+                     member: str | None = None) -> tuple[LatencyObjective | None, LatencyTarget | None]:
     """`search_objective` and the saved LatencyTarget it was built from (both None without a target)."""
     settings = read_json(run_dir / "config.json", UserError, "search's saved settings")
     if not isinstance(settings, dict) or not isinstance(settings.get("space"), dict):
         raise UserError(f"{run_dir / 'config.json'}: expected a search's settings; the run directory is damaged")
     if not settings.get("latency"):
         return None, None
+    saved = settings["latency"]
+    if isinstance(saved, list):  # a family's: the member's target
+        saved = next((t for t in saved if isinstance(t, dict) and target_label(t.get("target_ms", 0)) == member), None)
+        if saved is None:
+            raise UserError(f"{run_dir / 'config.json'}: no latency target {member}; the run directory is damaged")
     try:
-        target = LatencyTarget(**settings["latency"])
+        target = LatencyTarget(**saved)
     except TypeError as err:
         raise UserError(f"{run_dir / 'config.json'}: a damaged latency target ({err})") from None
     deployed = SearchSpace.from_dict(settings["space"], where=str(run_dir / "config.json"))

@@ -1,0 +1,176 @@
+"""A family of latency targets on one supernet: each target its own α, strategy and derive rule, the
+weights shared; the mixture of weight paths, α swapped in and out, exact resume, the files and the CLI."""
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import Subset
+
+import proxyless.search.loop as loop
+from helpers import synthetic_table, tiny32_space, tiny_space
+from proxyless.cli import main
+from proxyless.data import Splits
+from proxyless.latency.lut import save_lut
+from proxyless.latency.predict import LatencyModel
+from proxyless.search.derive import argmax_rule
+from proxyless.search.family import Arm, use
+from proxyless.search.hardware import LatencyTarget, reachable
+from proxyless.search.loop import SearchConfig, Searcher, with_arch_budget
+from proxyless.search.pipeline import search_arch, search_family, supernet_of
+from proxyless.search.strategies import GradientStrategy
+from proxyless.search.supernet import SuperNet
+
+SPACE = tiny32_space(zero_when_shape_kept=True)
+
+
+def arms_of(supernet, k, lr=0.05):
+    return [Arm(f"{t}ms", GradientStrategy(supernet, lr=lr), argmax_rule) for t in range(1, k + 1)]
+
+
+def test_use_swaps_an_arms_alpha_in_and_keeps_its_updates():
+    supernet = SuperNet(tiny_space())
+    arms = arms_of(supernet, 2)
+    resting = [a.detach().clone() for a in supernet.arch_parameters()]
+    arms[1].alphas = [torch.full_like(a, float(i)) for i, a in enumerate(resting)]
+    with use(supernet, arms, 1):
+        assert all(torch.equal(a, torch.full_like(a, float(i))) for i, a in enumerate(supernet.arch_parameters()))
+        with torch.no_grad():
+            supernet.arch_parameters()[0][0] += 5
+    assert all(torch.equal(a, b) for a, b in zip(supernet.arch_parameters(), resting))  # arm 0's back
+    assert float(arms[1].alphas[0][0]) == 5.0 and float(arms[1].alphas[0][1]) == 0.0  # the update kept
+
+
+def test_weight_paths_follow_each_target_in_turn_and_arch_steps_update_one_target_each():
+    """After the warmup, weight step s samples from arm s mod K, arch step j updates arm j mod K only."""
+    supernet = SuperNet(tiny_space(input_size=8, stem_stride=1))
+    data = torch.utils.data.TensorDataset(torch.randn(48, 3, 8, 8), torch.randint(0, 4, (48,)))
+    config = SearchConfig(epochs=1, warmup_epochs=0, batch_size=8, arch_every=1, arch_lr=0.05, progress=False,
+                          channels_last=False)
+    arms = arms_of(supernet, 2)
+    searcher = Searcher(supernet, arms, data, data, config, torch.device("cpu"))
+    def on(candidate, alpha):
+        return torch.full_like(alpha, -30.0).index_fill_(0, torch.tensor([candidate]), 30.0)
+
+    with torch.no_grad():  # arm 0 all on candidate 0, arm 1 all on candidate 1
+        for alpha in supernet.arch_parameters():
+            alpha.copy_(on(0, alpha))
+    arms[1].alphas = [on(1, alpha) for alpha in arms[1].alphas]
+    plans = [searcher.weight_plan(0, step, torch.Generator().manual_seed(step)) for step in range(6)]
+    assert plans == [[0, 0, 0], [1, 1, 1]] * 3
+    with torch.no_grad():  # off saturation, where α has gradients
+        for alpha in [*supernet.arch_parameters(), *arms[1].alphas]:
+            alpha.mul_(0.03)
+    before = [[a.clone() for a in supernet.arch_parameters()], [a.clone() for a in arms[1].alphas]]
+    for turn in (0, 1):
+        searcher.arch_step(0, turn, torch.Generator().manual_seed(turn), arms[turn])
+        current = [list(supernet.arch_parameters()), arms[1].alphas]
+        assert not all(torch.equal(a, b) for a, b in zip(current[turn], before[turn])), turn
+        assert all(torch.equal(a, b) for a, b in zip(current[1 - turn], before[1 - turn])), turn
+        before[turn] = [a.clone() for a in current[turn]]
+
+
+def test_with_arch_budget_scales_each_targets_step_size_to_its_share_of_the_arch_steps():
+    config = SearchConfig(epochs=4, warmup_epochs=1, batch_size=10)
+    one, three = with_arch_budget(config, 2000, targets=1), with_arch_budget(config, 2000, targets=3)
+    assert one.arch_every == three.arch_every == 5  # 600 weight steps: an arch step every 5th, 120 in all
+    assert three.arch_lr == pytest.approx(3 * one.arch_lr, rel=0.02)
+
+
+@pytest.fixture()
+def lut(tmp_path):
+    path = tmp_path / "lut.json"
+    save_lut(synthetic_table(SPACE), path)
+    return path
+
+
+def sample_subset(splits, train, valid):
+    """`train` images of the embedded sample (every class) to train on and `valid` others held out for α."""
+    return Splits(Subset(splits.train, range(0, 4000, 4000 // train)[:train]),
+                  Subset(splits.train, range(4000, 5000, 1000 // valid)[:valid]), splits.test, splits.classes, 32,
+                  "a subset of the sample")
+
+
+def family_config(epochs=3):
+    return SearchConfig(epochs=epochs, warmup_epochs=1, batch_size=32, arch_every=1, progress=False)
+
+
+def test_a_family_writes_a_net_per_target_and_resumes_exactly(tmp_path, lut, sample_splits, monkeypatch):
+    data = sample_subset(sample_splits, 256, 64)
+    fastest, slowest = reachable(LatencyModel(SPACE, synthetic_table(SPACE)))
+    targets = [LatencyTarget(str(lut), round(t, 2), measure=False, controller="two-sided")
+               for t in (fastest * 1.2, (fastest + slowest) / 2, slowest * 0.9)]
+    results = search_family(SPACE, data, family_config(), targets=targets, out=tmp_path / "whole")
+    run = tmp_path / "whole"
+    labels = [r.run_dir.name for r in results]
+    assert labels == [f"{t.target_ms:g}ms" for t in targets]
+    listing = json.loads((run / "result.json").read_text())["family"]
+    assert [m["label"] for m in listing] == labels
+    for result, target in zip(results, targets):
+        assert result.arch_json.is_file() and (result.run_dir / "arch_history.jsonl").is_file()
+        report = json.loads((result.run_dir / "latency.json").read_text())
+        assert report == result.latency and report["target_ms"] == target.target_ms
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for label in labels:  # each target's own controller and argmax, logged under its label
+        assert {f"valid_top1_argmax@{label}", f"latency_weight@{label}", f"argmax@{label}"} <= set(rows[-1])
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    alphas = [supernet_of(state, str(run), label).arch_parameters() for label in labels]
+    for a, b in ((0, 1), (1, 2), (0, 2)):  # every target moved its own α
+        assert not all(torch.equal(x, y) for x, y in zip(alphas[a], alphas[b]))
+
+    # stopped after its second epoch's checkpoint, then resumed: the same α, weights and nets
+    summary = loop.Searcher.summary
+
+    def stop_after_epoch_2(self, rows):
+        if rows["metrics"]["epoch"] == 2:
+            raise KeyboardInterrupt
+        return summary(self, rows)
+
+    monkeypatch.setattr(loop.Searcher, "summary", stop_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        search_family(SPACE, data, family_config(), targets=targets, out=tmp_path / "split")
+    monkeypatch.setattr(loop.Searcher, "summary", summary)
+    again = search_family(SPACE, data, family_config(), targets=targets, out=tmp_path / "split", resume=True)
+    resumed = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    for name, tensor in state["supernet"].items():
+        torch.testing.assert_close(resumed["supernet"][name], tensor, msg=name)
+    for whole, split in zip(state["family"], resumed["family"]):
+        for a, b in zip(whole["alphas"], split["alphas"]):
+            torch.testing.assert_close(a, b)
+    assert [r.arch.ops for r in again] == [r.arch.ops for r in results]
+
+
+def test_family_command_line(tmp_path, lut, capsys):
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(SPACE.to_dict()))
+    out = tmp_path / "run"
+    flags = ["--space", str(space_file), "--lut", str(lut), "--epochs", "2", "--batch-size", "32",
+             "--limit-images", "320", "--valid-size", "0.05", "--arch-every", "1", "--no-progress", "--no-measure"]
+    assert main(["search", *flags, "--target-latency", "2ms", "3ms", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "-- target 2 ms --" in printed and "-- target 3 ms --" in printed
+    assert f"wrote {out / '3ms' / 'arch.json'}" in printed
+    # derive names the target of a family; without one, one line says which there are
+    assert main(["derive", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "name the one to derive, one of 2ms, 3ms" in error and len(error.splitlines()) == 1
+    before = (out / "3ms" / "arch.json").read_text()
+    assert main(["derive", str(out), "--target", "3ms"]) == 0
+    assert (out / "3ms" / "arch.json").read_text() == before
+    # the resume contract covers the targets; one given twice is refused before anything runs
+    assert main(["search", "--resume", str(out), "--target-latency", "2ms", "4ms"]) == 2
+    assert "--target-latency" in capsys.readouterr().err
+    assert main(["search", *flags, "--target-latency", "2ms", "2.0ms", "--out", str(tmp_path / "twice")]) == 2
+    assert "each target once" in capsys.readouterr().err and not (tmp_path / "twice").exists()
+
+
+def test_a_one_target_search_is_a_family_of_one(tmp_path, lut, sample_splits):
+    """The same files and metric names as before families existed: no label anywhere."""
+    data = sample_subset(sample_splits, 128, 32)
+    result = search_arch(SPACE, data, family_config(2), latency=LatencyTarget(str(lut), 2.5, measure=False),
+                         out=tmp_path / "one")
+    assert result.run_dir == tmp_path / "one" and (result.run_dir / "latency.json").is_file()
+    row = json.loads((tmp_path / "one" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "valid_top1_argmax" in row and "latency_weight" in row and not any("@" in key for key in row)
+    assert "family" not in torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    assert set(json.loads((tmp_path / "one" / "result.json").read_text())) == {"arch", "arch_json", "derived_by"}
