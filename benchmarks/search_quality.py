@@ -10,7 +10,9 @@ For each supernet-training variant (the ablation; `--variants`), on the `nas-ben
      and the regret of the net `--derive-top K` would keep from the same search (re-derived from its
      checkpoint: the best, by the supernet's valid top-1, of the band's K most probable nets).
 Then, for the first variant (the default), searches at the 25th, 50th and 75th percentile targets with
-every seed of `--seeds`. Each search is its own run (no shared warmup). Latency is predicted with a
+every seed of `--seeds`. Each search is its own run (no shared warmup); with `--family`, the targets of a
+seed share one supernet instead (`proxyless search --target-latency A B C`: the weights trained once, an α
+per target), and the wall time is the whole family's. Latency is predicted with a
 torch-cpu table built here (`--batch`, one thread). Valid images are held out of CIFAR-10's training
 images; the test split is never used (the table's accuracies are the only truth).
 
@@ -100,7 +102,21 @@ def main() -> None:
                                                            args.derive_top)
         save(report, args, started)
     default, controller = variant(base, args.variants[0])
-    for percentile in () if args.no_targets else args.targets:
+    for seed in args.seeds if args.family and not args.no_targets else ():
+        run_dir = out / args.variants[0] / f"family_seed{seed}"
+        if args.report_only and not finished(run_dir):
+            continue
+        chosen = {p: targets[p] for p in args.targets}
+        run = search_family_run(space, data, replace(default, seed=seed), run_dir, out / "lut.json", chosen,
+                                controller)
+        for percentile, member in run["members"].items():
+            regret = regret_report(member["indices"], truth, latency, targets[percentile])
+            scored = scored_regret(run_dir, data, seed, truth, latency, targets[percentile], args.derive_top,
+                                   member["label"])
+            report["searches"].append({"target_percentile": percentile, "seed": seed, "search_s": run["search_s"],
+                                       "family": list(chosen), **regret.to_dict(), "scored": scored})
+            save(report, args, started)
+    for percentile in () if args.no_targets or args.family else args.targets:
         for seed in args.seeds:
             run_dir = out / args.variants[0] / f"p{percentile}_seed{seed}"
             if args.report_only and not finished(run_dir):
@@ -144,6 +160,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--targets", type=int, nargs="+", default=list(PERCENTILES), choices=PERCENTILES,
                         help="which percentile targets to search at (e.g. one per lane)")
+    parser.add_argument("--family", action="store_true", help="the targets of a seed share one supernet (one search "
+                        "for all of --targets, an α per target) instead of a search each")
     parser.add_argument("--derive-top", type=int, default=10, help="K of the scored derive re-derived from each "
                         "search's checkpoint (see `search --derive-top`)")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the latency table")
@@ -222,6 +240,31 @@ def search(space, data, config, run_dir: Path, lut: Path, target_ms: float,
     return record
 
 
+def search_family_run(space, data, config, run_dir: Path, lut: Path, targets: dict[int, float],
+                      controller: str = "one-sided") -> dict[str, Any]:
+    """One search for every target of `targets` ({percentile: ms}) on one supernet (resumed if interrupted,
+    read back if finished): each target's derived indices, and the family's wall time."""
+    done = run_dir / "quality.json"
+    if done.is_file():
+        record = json.loads(done.read_text())
+        return {**record, "members": {int(p): m for p, m in record["members"].items()}}
+    started = time.perf_counter()
+    resume = (run_dir / "checkpoint.pt").is_file()
+    found = px.search_family(space, data, config, out=run_dir, resume=resume, overwrite=not resume,
+                             targets=[px.LatencyTarget(lut=str(lut), target_ms=round(ms, 3), measure=False,
+                                                       controller=controller) for ms in targets.values()])
+    layers = space.layers()
+    rows = read_metrics(run_dir)
+    members = {p: {"label": result.run_dir.name, "derived_by": result.derived_by,
+                   "indices": [layers[i].candidates.index(op) for i, op in enumerate(result.arch.ops)],
+                   "entropy": [row[f"mean_entropy@{result.run_dir.name}"] for row in rows]}
+               for p, result in zip(targets, found)}
+    record = {"members": members, "search_s": time.perf_counter() - started, "resumed": resume,
+              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config)}
+    px.infra.atomic.atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def score_variant(run_dir: Path, run, truth, latency, target_ms, rank_archs, data, args) -> dict[str, Any]:
     """Ranking (with and without BN recalibration) and regret of one variant's median-target search."""
     cached = run_dir / "ranking.json"
@@ -241,15 +284,16 @@ def score_variant(run_dir: Path, run, truth, latency, target_ms, rank_archs, dat
             "train_top1": run["train_top1"], "derived_by": run["derived_by"]}
 
 
-def scored_regret(run_dir: Path, data, seed: int, truth, latency, target_ms: float, k: int) -> dict[str, Any] | None:
+def scored_regret(run_dir: Path, data, seed: int, truth, latency, target_ms: float, k: int,
+                  member: str | None = None) -> dict[str, Any] | None:
     """Regret of the net the search would keep with `derive_top=k`, re-derived from its checkpoint (cached in
-    the run directory); None without a checkpoint."""
-    cached = run_dir / f"scored_top{k}.json"
+    the run directory; of a family, target `member`'s); None without a checkpoint."""
+    cached = run_dir / (member or "") / f"scored_top{k}.json"
     if not cached.is_file():
         if not (run_dir / "checkpoint.pt").is_file():
             return None
-        supernet = supernet_of(load_checkpoint(run_dir / "checkpoint.pt"), str(run_dir))
-        objective = search_objective(run_dir, supernet)
+        supernet = supernet_of(load_checkpoint(run_dir / "checkpoint.pt"), str(run_dir), member)
+        objective = search_objective(run_dir, supernet, member)
         started = time.perf_counter()
         indices, how = derive_rule(objective, k, data.valid, seed)(supernet)
         record = {"indices": indices, "derived_by": how, "derive_s": time.perf_counter() - started}
@@ -300,10 +344,18 @@ def markdown(report: dict[str, Any]) -> str:
                          f"| {r['best_accuracy']:.2f} "
                          f"| {r['regret']:.2f} | {r['percentile']:.2f} | {_f(r['band_mean_accuracy'])} "
                          f"| {r['largest_accuracy']:.2f} | {r['search_s']:.0f} | {_scored(r.get('scored'))} |")
-    searches = [v["search_s"] for v in report["variants"].values()] + [r["search_s"] for r in report["searches"]]
+    families = [r for r in report["searches"] if r.get("family")]
+    searches = ([v["search_s"] for v in report["variants"].values()]
+                + [r["search_s"] for r in report["searches"] if not r.get("family")])
     if searches:  # a resumed search counts only its last part
         lines += ["", f"Each search: {min(searches) / 60:.1f} to {max(searches) / 60:.1f} min of wall time "
                   "(a search resumed after an interruption counts only its last part)."]
+    if families:
+        per_seed = {r["seed"]: (r["search_s"], len(r["family"])) for r in families}
+        lines += ["", "The targets of each seed share one supernet (a family: the weights trained once, an α per "
+                  "target); its search s is the whole family's: " + ", ".join(
+                      f"seed {seed} {s_ / 60:.1f} min for {k} targets ({s_ / k / 60:.1f} min a target)"
+                      for seed, (s_, k) in per_seed.items()) + "."]
     if not s.get("report_only"):
         lines += [f"Whole benchmark so far: {report['wall_s'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
