@@ -357,6 +357,11 @@ def get_space(name_or_path: str) -> SearchSpace:
 
 
 def load_space(path: str | Path) -> SearchSpace:
+    return SearchSpace.from_dict(read_space_file(path), where=str(path))
+
+
+def read_space_file(path: str | Path) -> Any:
+    """The plain data of a .yaml/.yml/.json space file (of either kind: see `proxyless.arch_kinds`)."""
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"search space file {str(path)!r} does not exist")
@@ -369,7 +374,7 @@ def load_space(path: str | Path) -> SearchSpace:
     except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as err:  # RecursionError: nested too deeply
         first_line = str(err).splitlines()[0]
         raise SpaceError(f"{path}: not valid {kind}: {first_line}") from None
-    return SearchSpace.from_dict(data, where=str(path))
+    return data
 
 
 def dump_space(space: SearchSpace, path: str | Path) -> None:

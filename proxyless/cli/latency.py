@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from proxyless.arch_kinds import get_any_space
 from proxyless.cli.common import add_command, resolve_arch
 from proxyless.errors import UserError
 from proxyless.export import format_of, read_exported, recorded_input_size
@@ -87,7 +88,7 @@ def register(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    space = get_space(args.space)
+    space = get_any_space(args.space)
     batch = args.batch_size if args.batch_size is not None else (1 if space.input_size > 64 else 32)
     if batch <= 0 or args.threads < 0:
         raise UserError("--batch-size must be positive and --threads not negative")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from proxyless.arch_kinds import get_any_space
 from proxyless.cli.common import add_command, add_data_flags, add_run_flags, check_extras, command_of, resumed_args
 from proxyless.errors import UserError
 from proxyless.infra.device import resolve_device
@@ -14,7 +15,6 @@ from proxyless.search.hardware import CONTROLLERS, LatencyTarget, describe_laten
 from proxyless.search.loop import WEIGHTS, SearchConfig
 from proxyless.search.pipeline import SearchResult, derive_from_run, load_search_data, search_arch, search_family
 from proxyless.search.sampling import SAMPLINGS
-from proxyless.space import get_space
 
 log = logging.getLogger("proxyless")
 
@@ -129,7 +129,7 @@ def run_search(args: argparse.Namespace) -> int:
     try:
         if not dist.main:
             log.setLevel(logging.WARNING)
-        space = get_space(args.space)
+        space = get_any_space(args.space)
         data = load_search_data(args.data, space.input_size, args.valid_size, args.limit_images, args.seed,
                                 progress=config.progress)
         where = dict(out=args.resume or args.out, resume=bool(args.resume), overwrite=args.overwrite, dist=dist,

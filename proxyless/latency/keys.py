@@ -13,12 +13,16 @@ have no key: they cost nothing.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxyless.arch import Arch
 from proxyless.layers import ACTIVATIONS
 from proxyless.ops import MBConv, OpSpec, Skip
 from proxyless.space import LayerSlot, SearchSpace
+
+if TYPE_CHECKING:
+    from proxyless.latency.tree_keys import TreeKey
+    from proxyless.tree.space import TreeSpace
 
 KINDS = ("stem", "mbconv", "skip", "feature_mix", "classifier")
 _SIZE_FIELDS = ("input_size", "in_channels", "out_channels", "kernel", "expand", "stride", "batch")
@@ -102,9 +106,21 @@ def op_key(slot: LayerSlot, op: OpSpec, context: Context) -> OpKey | None:
                  slot.stride, slot.keeps_shape, **shared)
 
 
-def fixed_keys(space: SearchSpace, context: Context) -> list[OpKey]:
+def key_from_dict(data: Any) -> OpKey | TreeKey:
+    """An `OpKey`, or for a tree-cell table's entry (its kind says so) a `latency.tree_keys.TreeKey`."""
+    from proxyless.latency.tree_keys import TREE_KINDS, TreeKey
+
+    tree = isinstance(data, dict) and data.get("kind") in TREE_KINDS
+    return TreeKey.from_dict(data) if tree else OpKey.from_dict(data)
+
+
+def fixed_keys(space: SearchSpace | TreeSpace, context: Context) -> list[OpKey] | list[TreeKey]:
     """Keys of the parts every architecture of `space` has: stem, first block (if any), feature mix,
-    classifier."""
+    classifier; of a tree-cell space, see `latency.tree_keys`."""
+    if not isinstance(space, SearchSpace):
+        from proxyless.latency.tree_keys import tree_fixed_keys
+
+        return tree_fixed_keys(space, context)
     stem_size, final_size = space.stem_size, space.final_size
     shared = {**asdict(context), "act": space.activation}
     first = [OpKey("mbconv", stem_size, space.stem_out, space.first_block_out, 3, 1, 1,
@@ -117,12 +133,17 @@ def fixed_keys(space: SearchSpace, context: Context) -> list[OpKey]:
     ]
 
 
-def candidate_keys(space: SearchSpace, context: Context) -> list[list[OpKey | None]]:
-    """For each searchable layer, the key of each candidate (None where it computes nothing)."""
+def candidate_keys(space: SearchSpace | TreeSpace, context: Context) -> list[list[OpKey | None]] | list[list[TreeKey]]:
+    """For each searchable layer, the key of each candidate (None where it computes nothing); of a
+    tree-cell space, each searched edge's."""
+    if not isinstance(space, SearchSpace):
+        from proxyless.latency.tree_keys import tree_candidate_keys
+
+        return tree_candidate_keys(space, context)
     return [[op_key(slot, op, context) for op in slot.candidates] for slot in space.layers()]
 
 
-def all_keys(space: SearchSpace, context: Context) -> list[OpKey]:
+def all_keys(space: SearchSpace | TreeSpace, context: Context) -> list[OpKey] | list[TreeKey]:
     """Every distinct key a table needs to cover `space`, in a stable order."""
     keys = fixed_keys(space, context) + [k for layer in candidate_keys(space, context) for k in layer if k]
     return list(dict.fromkeys(keys))

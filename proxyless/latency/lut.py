@@ -23,7 +23,7 @@ import yaml
 
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write_text, read_json
-from proxyless.latency.keys import Context, OpKey, all_keys
+from proxyless.latency.keys import Context, OpKey, all_keys, key_from_dict
 from proxyless.space import SearchSpace
 
 LUT_FORMAT = "proxyless-lut/1"
@@ -130,7 +130,7 @@ def _entry_from(item: Any) -> tuple[OpKey, Stat]:
     if not (is_nonnegative(mean) and is_nonnegative(var) and is_count(count)):
         raise ValueError(f"mean and var must be finite numbers >= 0 and count an integer >= 1, "
                          f"got mean {mean!r}, var {var!r}, count {count!r}")
-    return OpKey.from_dict(item["key"]), Stat(float(mean), float(var), count)
+    return key_from_dict(item["key"]), Stat(float(mean), float(var), count)
 
 
 def _check_header(header: dict[str, Any], where: str) -> None:

@@ -49,7 +49,11 @@ class MeasureConfig:
 
 
 def module_for_key(key: OpKey) -> nn.Module:
-    """The module whose latency `key` stands for, in eval mode."""
+    """The module whose latency `key` stands for, in eval mode (of a tree-cell table's key: `tree_keys`)."""
+    if not isinstance(key, OpKey):
+        from proxyless.latency.tree_keys import tree_module_for_key
+
+        return tree_module_for_key(key)
     if key.kind == "stem":
         module: nn.Module = ConvBNAct(key.in_channels, key.out_channels, key.kernel, key.stride, act=key.act)
     elif key.kind == "mbconv":
@@ -153,7 +157,7 @@ def measure_archs(archs: Sequence[Arch], backend: str, config: MeasureConfig = M
 
     def timer_for(index: int) -> Timer:
         arch = archs[index]
-        shape = (config.batch, 3, arch.space.input_size, arch.space.input_size)
+        shape = (config.batch, 3, arch.input_size, arch.input_size)
         return make_timer(build_net(arch), shape, backend, config.threads, config.warmup_calls)
 
     rounds: dict[int, list[float]] = {i: [] for i in range(len(archs))}

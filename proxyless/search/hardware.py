@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch, AnySpace, on_space
 from proxyless.errors import UserError, check_field_types
 from proxyless.latency.loss import KINDS, LatencyLoss
 from proxyless.latency.lut import LatencyTable, Stat, load_lut
@@ -24,7 +25,6 @@ from proxyless.latency.validate import network_config
 from proxyless.search.measured_derive import MeasuredDerive, derive_measured
 from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyReward
 from proxyless.search.supernet import SuperNet
-from proxyless.space import SearchSpace
 
 CONTROLLERS = ("one-sided", "two-sided")
 
@@ -71,7 +71,7 @@ def parse_target(text: str) -> float:
     return float(match.group(1))
 
 
-def latency_objective(target: LatencyTarget, supernet: SuperNet, space: SearchSpace) -> LatencyObjective:
+def latency_objective(target: LatencyTarget, supernet: SuperNet, space: AnySpace) -> LatencyObjective:
     """The objective for `target` over `space` (the deployed net's space: the data may change the supernet's
     classes, not the latency); refuses a target out of the table's reach."""
     model = LatencyModel(space, load_lut(target.lut))
@@ -91,7 +91,7 @@ def reward_for(objective: LatencyObjective | None) -> LatencyReward | None:
     return None if objective is None else LatencyReward(objective)
 
 
-def latency_range(space: SearchSpace, lut: LatencyTable | str) -> tuple[float, float]:
+def latency_range(space: AnySpace, lut: LatencyTable | str) -> tuple[float, float]:
     """Predicted latency (ms) of the fastest and of the slowest net of `space` on the table `lut`: the
     targets a search can reach."""
     return reachable(LatencyModel(space, load_lut(lut) if isinstance(lut, str) else lut))
@@ -109,7 +109,7 @@ def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> Measure
     config = network_config(objective.model.header, max_rounds=15)
 
     def measure(indices: list[int]) -> Stat:
-        deployed = Arch(objective.model.space, supernet.arch_of(indices).ops)
+        deployed = on_space(supernet.arch_of(indices), objective.model.space)
         (stat,) = measure_archs([deployed], backend, config, progress=False)
         return stat
 
@@ -118,7 +118,7 @@ def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> Measure
     return result
 
 
-def latency_report(objective: LatencyObjective, arch: Arch, derived_by: str, argmax_ms: float, measure: bool,
+def latency_report(objective: LatencyObjective, arch: AnyArch, derived_by: str, argmax_ms: float, measure: bool,
                    measured: MeasuredDerive | None = None,
                    timer: Callable[[Arch, LatencyObjective], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Predicted (and, when possible, measured) latency of the derived `arch` against the target, as
@@ -128,7 +128,7 @@ def latency_report(objective: LatencyObjective, arch: Arch, derived_by: str, arg
     `on_target` judges the measurement where there is one (`on_target_by` says which), as the measured
     net is the one the user deploys; `predicted_on_target` keeps the table's verdict beside it.
     """
-    deployed = Arch(objective.model.space, arch.ops, arch.name)  # the table's task (its classes), the searched ops
+    deployed = on_space(arch, objective.model.space)  # the table's task (its classes), the searched ops
     predicted, target = objective.model.of_arch(deployed), objective.target
     report: dict[str, Any] = {"target_ms": target, "predicted_ms": predicted, "loss": objective.loss.kind,
                               "error": predicted / target - 1, "derived_by": derived_by,
@@ -197,13 +197,13 @@ def _measured_latency(model: LatencyModel) -> Callable[[Arch], float]:
     backend = _local_backend(model.header, "--reward-latency measured times nets on this machine; "
                                            "use --reward-latency predicted")
     config = network_config(model.header, min_rounds=3, max_rounds=3)
-    cache: dict[tuple, float] = {}
+    cache: dict[AnyArch, float] = {}
 
-    def latency(arch: Arch) -> float:
-        if arch.ops not in cache:
-            deployed = Arch(model.space, arch.ops)
-            cache[arch.ops] = measure_archs([deployed], backend, config, progress=False)[0].mean
-        return cache[arch.ops]
+    def latency(arch: AnyArch) -> float:
+        deployed = on_space(replace(arch, name=""), model.space)
+        if deployed not in cache:
+            cache[deployed] = measure_archs([deployed], backend, config, progress=False)[0].mean
+        return cache[deployed]
 
     return latency
 

@@ -182,7 +182,8 @@ class Searcher(ResumableRun):
         log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", self.supernet.space.name,
                  self.source, len(self.train_set), len(self.valid), self.dist.world, self.run_dir)
         log.info("%s weights, %s warmup paths; an arch step every %d weight steps, arch lr %.3g",
-                 self.config.weights, self.config.sampling, self.config.arch_every, self.config.arch_lr)
+                 "entangled" if self.supernet.entangled else "independent",  # a tree space's edges: independent
+                 self.config.sampling, self.config.arch_every, self.config.arch_lr)
 
     def begin_epoch(self, epoch: int) -> None:
         self.checks_before = self.dist.checks

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from proxyless.arch import Arch, save_arch
+from proxyless.arch import save_arch
+from proxyless.arch_kinds import AnyArch, AnySpace, any_space_from_dict, get_any_space, on_space
 from proxyless.data import Splits, load_splits
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write_text, read_json
@@ -51,14 +52,15 @@ from proxyless.search.scored_derive import DERIVE_IMAGES, scored_derive
 from proxyless.search.scoring import fixed_subset
 from proxyless.search.strategies import ArchStrategy, GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
-from proxyless.space import SearchSpace, get_space
+from proxyless.tree.space import TreeSpace
+from proxyless.tree.supernet import TreeSuperNet
 
 log = logging.getLogger("proxyless")
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    arch: Arch  # the derived architecture (also run_dir/arch.json)
+    arch: AnyArch  # the derived architecture (also run_dir/arch.json): an Arch, or a TreeArch of a tree space
     run_dir: Path
     derived_by: str  # which rule kept it: "argmax", or the latency band's
     latency: dict[str, Any] | None  # latency.json: predicted (and measured) vs the target; None without one
@@ -70,7 +72,7 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class DeriveResult:
-    arch: Arch
+    arch: AnyArch
     arch_json: Path
     derived_by: str
     latency: dict[str, Any] | None  # the run's latency report, updated for this net
@@ -92,12 +94,13 @@ def load_search_data(source: str, image_size: int, valid_size: float = 0.2, limi
                    source=f"{splits.source}; {limit_images} training images used")
 
 
-def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str = "sample",
+def search_arch(space: AnySpace | str = "proxyless-cifar", data: Splits | str = "sample",
                 config: SearchConfig | None = None, *, latency: LatencyTarget | None = None,
                 out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
                 device: str = "cpu", dist: Dist | None = None, command: dict[str, Any] | None = None,
                 ) -> SearchResult:
-    """Search `space` (a preset name, a file, or a SearchSpace) on `data` (a source for `load_search_data`
+    """Search `space` (a preset name, a file, a SearchSpace or a tree-cell TreeSpace) on `data` (a source for
+    `load_search_data`
     or Splits with a valid split) and derive an architecture; with `latency`, for a target latency.
 
     `out` is the run directory (default runs/search-<space>); `resume=True` continues it, its saved settings
@@ -109,7 +112,7 @@ def search_arch(space: SearchSpace | str = "proxyless-cifar", data: Splits | str
                    command)[0]
 
 
-def search_family(space: SearchSpace | str = "proxyless-cifar", data: Splits | str = "sample",
+def search_family(space: AnySpace | str = "proxyless-cifar", data: Splits | str = "sample",
                   config: SearchConfig | None = None, *, targets: Sequence[LatencyTarget],
                   out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
                   device: str = "cpu", dist: Dist | None = None, command: dict[str, Any] | None = None,
@@ -125,12 +128,12 @@ def search_family(space: SearchSpace | str = "proxyless-cifar", data: Splits | s
     return _search(space, data, config, list(targets), out, resume, overwrite, device, dist, command)
 
 
-def _search(space: SearchSpace | str, data: Splits | str, config: SearchConfig | None, targets: list[LatencyTarget],
+def _search(space: AnySpace | str, data: Splits | str, config: SearchConfig | None, targets: list[LatencyTarget],
             out: str | Path | None, resume: bool, overwrite: bool, device: str, dist: Dist | None,
             command: dict[str, Any] | None) -> list[SearchResult]:
     """search_arch (no target or one) and search_family (two or more)."""
     config = config or SearchConfig()
-    deployed = get_space(space) if isinstance(space, str) else space  # latency is predicted for this one
+    deployed = get_any_space(space) if isinstance(space, str) else space  # latency is predicted for this one
     if isinstance(data, str):
         data = load_search_data(data, deployed.input_size, seed=config.seed, progress=config.progress)
     if data.valid is None:
@@ -146,7 +149,7 @@ def _search(space: SearchSpace | str, data: Splits | str, config: SearchConfig |
     # α's step size and count for this budget; saved as given (None: scaled), so a resume may add epochs
     config = with_arch_budget(config, len(data.train), dist.world, max(1, len(targets)))
     torch.manual_seed(config.seed)
-    supernet = SuperNet(fitted, entangled=config.weights == "entangled", zero_init_residual=config.zero_init_residual)
+    supernet = make_supernet(fitted, config.weights == "entangled", config.zero_init_residual)
     objectives = [latency_objective(t, supernet, deployed) for t in targets] or [None]
     arms = [Arm(target_label(t.target_ms) if len(targets) > 1 else "", make_strategy(supernet, config, o, dist),
                 derive_rule(o, t.derive_top if t else 0, data.valid, config.seed) or argmax_rule)
@@ -166,8 +169,8 @@ def _search(space: SearchSpace | str, data: Splits | str, config: SearchConfig |
     return results
 
 
-def _report_latency(supernet: SuperNet, objective: LatencyObjective, target: LatencyTarget, arch: Arch, how: str,
-                    run_dir: Path) -> tuple[Arch, str, dict[str, Any]]:
+def _report_latency(supernet: SuperNet, objective: LatencyObjective, target: LatencyTarget, arch: AnyArch, how: str,
+                    run_dir: Path) -> tuple[AnyArch, str, dict[str, Any]]:
     """Time the derived net (and with `measured_derive` derive again by measurement) and write latency.json;
     returns the net kept, how, and the report."""
     measured = derive_on_device(objective, supernet) if target.measured_derive else None
@@ -230,16 +233,27 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
         report = _updated_latency_report(run_dir, objective, supernet, arch, how, measured)
     weights = None
     if inherit:
+        if not isinstance(supernet, SuperNet):
+            raise UserError(f"{search_dir} searched a tree-cell space, whose derived net trains from scratch; "
+                            "derive it without --inherit-weights")
         net = build_net(arch)
         inherit_weights(supernet, net)
         weights = save_weights(net, run_dir / "derived_weights.safetensors")
     return DeriveResult(arch, arch_json, how, report, weights)
 
 
-def supernet_of(state: dict[str, Any], where: str, member: str | None = None) -> SuperNet:
+def make_supernet(space: AnySpace, entangled: bool = False, zero_init_residual: bool = True) -> SuperNet | TreeSuperNet:
+    """The supernet of either kind of space. A tree-cell space's edges have independent candidates: entangled
+    weights and zero-initialised residuals are MBConv ideas, and ignored there."""
+    if isinstance(space, TreeSpace):
+        return TreeSuperNet(space)
+    return SuperNet(space, entangled=entangled, zero_init_residual=zero_init_residual)
+
+
+def supernet_of(state: dict[str, Any], where: str, member: str | None = None) -> SuperNet | TreeSuperNet:
     """The trained supernet of a search checkpoint's state (independent or entangled weights, as searched);
     of a family's search, with the α of target `member` ('46ms')."""
-    supernet = SuperNet(SearchSpace.from_dict(state["space"], where=where), entangled=weights_of(state) == "entangled")
+    supernet = make_supernet(any_space_from_dict(state["space"], where=where), weights_of(state) == "entangled")
     supernet.load_state_dict(state["supernet"])
     family = {entry["label"]: entry["alphas"] for entry in state.get("family", [])}
     if family and member not in family:
@@ -276,11 +290,11 @@ def _saved_objective(run_dir: Path, supernet: SuperNet,
         target = LatencyTarget(**saved)
     except TypeError as err:
         raise UserError(f"{run_dir / 'config.json'}: a damaged latency target ({err})") from None
-    deployed = SearchSpace.from_dict(settings["space"], where=str(run_dir / "config.json"))
+    deployed = any_space_from_dict(settings["space"], where=str(run_dir / "config.json"))
     return latency_objective(target, supernet, deployed), target
 
 
-def _updated_latency_report(run_dir: Path, objective: LatencyObjective, supernet: SuperNet, arch: Arch, how: str,
+def _updated_latency_report(run_dir: Path, objective: LatencyObjective, supernet: SuperNet, arch: AnyArch, how: str,
                             measured: Any) -> dict[str, Any] | None:
     """latency.json for a re-derived net: new prediction; a measurement of the old net is dropped."""
     path = run_dir / "latency.json"
@@ -291,7 +305,7 @@ def _updated_latency_report(run_dir: Path, objective: LatencyObjective, supernet
         for stale in ("measured_ms", "measured_std_ms", "backend", "not_measured", "batch", "rounds",
                       "measured_error", "predicted_on_target"):
             report.pop(stale, None)
-        predicted = objective.model.of_arch(Arch(objective.model.space, arch.ops))
+        predicted = objective.model.of_arch(on_space(arch, objective.model.space))
         report = judged({**report, "predicted_ms": predicted, "error": predicted / objective.target - 1,
                          "derived_by": how}, objective)
     else:  # the search stopped before writing one; `proxyless search --resume` will

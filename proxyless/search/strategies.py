@@ -82,7 +82,7 @@ class GradientStrategy:
     def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
              generator: torch.Generator) -> dict[str, float]:
         # 1. sample the paths: two per layer, or all of them
-        plan = supernet.sample_two(generator) if self.mode == "two" else [None] * len(supernet.blocks)
+        plan = supernet.sample_two(generator) if self.mode == "two" else [None] * len(supernet.mixed_ops())
         if self.mode == "two":
             self.dist.check_same([i for paths in plan for i in (paths.active, paths.inactive)],
                                  "the paths of an architecture step")

@@ -32,6 +32,15 @@ Choice = int | TwoPaths | None
 Plan = Sequence[Choice]
 
 
+def run_choice(mixed: MixedOp, x: torch.Tensor, choice: Choice) -> torch.Tensor | None:
+    """`mixed` run as one plan entry says: one candidate, two binary-gated ones, or all (None: `zero`)."""
+    if isinstance(choice, TwoPaths):
+        return mixed.forward_two_paths(x, choice)
+    if choice is None:
+        return mixed.forward_full(x)
+    return mixed.run_op(choice, x)
+
+
 class SuperBlock(nn.Module):
     """A mixed op, plus the identity shortcut where the layer keeps its shape."""
 
@@ -41,48 +50,16 @@ class SuperBlock(nn.Module):
         self.shortcut = mixed.slot.keeps_shape
 
     def forward(self, x: torch.Tensor, choice: Choice) -> torch.Tensor:
-        if isinstance(choice, TwoPaths):
-            out = self.mixed.forward_two_paths(x, choice)
-        elif choice is None:
-            out = self.mixed.forward_full(x)
-        else:
-            out = self.mixed.run_op(choice, x)
+        out = run_choice(self.mixed, x, choice)
         if out is None:  # single path through `zero`: the block is its shortcut
             return x
         return x + out if self.shortcut else out
 
 
-class SuperNet(nn.Module):
-    """Every candidate of every layer of `space`; `entangled` makes each layer's MBConvs share weights;
-    `zero_init_residual` starts every residual branch as the identity (see `proxyless.net.init_weights`)."""
-
-    def __init__(self, space: SearchSpace, entangled: bool = False, zero_init_residual: bool = True) -> None:
-        super().__init__()
-        self.space = space
-        self.entangled = entangled
-        self.stem = make_stem(space)
-        self.first_block = make_first_block(space)
-        self.blocks = nn.ModuleList(SuperBlock(MixedOp(slot, entangled)) for slot in space.layers())
-        self.feature_mix = make_feature_mix(space)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(space.dropout)
-        self.classifier = nn.Linear(space.feature_mix_out, space.num_classes)
-        shortcut_bodies = tuple(
-            op for block in self.blocks if block.shortcut for op in block.mixed.candidates
-            if isinstance(op, InvertedResidual)
-        )
-        init_weights(self, zero_residual=shortcut_bodies if zero_init_residual else ())
-        for mixed in self.mixed_ops():
-            if mixed.shared is not None:  # init_weights reset its BNs (zeroed project BNs included)
-                mixed.shared.reset_parameters(zero_residual=zero_init_residual)
-
-    def forward(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
-        assert len(plan) == len(self.blocks), (len(plan), len(self.blocks))
-        x = self.first_block(self.stem(x))  # (B, first, H', W')
-        for block, choice in zip(self.blocks, plan):
-            x = block(x, choice)
-        x = self.pool(self.feature_mix(x)).flatten(1)  # (B, feature_mix)
-        return self.classifier(self.dropout(x))
+class SupernetBase(nn.Module):
+    """What the search calls on a supernet of any kind of space (this one, or `proxyless.tree.supernet`):
+    its mixed ops found by type, in plan order, their α, and sampling and deriving plans from α. A subclass
+    builds the network, runs `forward(x, plan)` and turns indices into its kind of architecture (`arch_of`)."""
 
     # -- parameters, selected by type -------------------------------------------------------------
 
@@ -122,6 +99,39 @@ class SuperNet(nn.Module):
 
     def argmax(self) -> list[int]:
         return [int(p.argmax()) for p in self.probs()]
+
+
+class SuperNet(SupernetBase):
+    """Every candidate of every layer of `space`; `entangled` makes each layer's MBConvs share weights;
+    `zero_init_residual` starts every residual branch as the identity (see `proxyless.net.init_weights`)."""
+
+    def __init__(self, space: SearchSpace, entangled: bool = False, zero_init_residual: bool = True) -> None:
+        super().__init__()
+        self.space = space
+        self.entangled = entangled
+        self.stem = make_stem(space)
+        self.first_block = make_first_block(space)
+        self.blocks = nn.ModuleList(SuperBlock(MixedOp(slot, entangled)) for slot in space.layers())
+        self.feature_mix = make_feature_mix(space)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(space.dropout)
+        self.classifier = nn.Linear(space.feature_mix_out, space.num_classes)
+        shortcut_bodies = tuple(
+            op for block in self.blocks if block.shortcut for op in block.mixed.candidates
+            if isinstance(op, InvertedResidual)
+        )
+        init_weights(self, zero_residual=shortcut_bodies if zero_init_residual else ())
+        for mixed in self.mixed_ops():
+            if mixed.shared is not None:  # init_weights reset its BNs (zeroed project BNs included)
+                mixed.shared.reset_parameters(zero_residual=zero_init_residual)
+
+    def forward(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+        assert len(plan) == len(self.blocks), (len(plan), len(self.blocks))
+        x = self.first_block(self.stem(x))  # (B, first, H', W')
+        for block, choice in zip(self.blocks, plan):
+            x = block(x, choice)
+        x = self.pool(self.feature_mix(x)).flatten(1)  # (B, feature_mix)
+        return self.classifier(self.dropout(x))
 
     def arch_of(self, indices: Sequence[int], name: str = "") -> Arch:
         """The architecture that a single-path plan selects."""

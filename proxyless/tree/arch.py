@@ -270,6 +270,12 @@ class TreeArch:
     def blocks(self) -> list[BlockShape]:
         return self.backbone.blocks(self.input_size)
 
+    def op_strings(self) -> list[str]:
+        """Every edge's op, block by block, each cell depth first (the order of `TreeNode.edges`): what a
+        search logs as the architecture it holds."""
+        return [str(slot.op) for block, cell in zip(self.blocks(), self.cells)
+                for slot in cell.edges(block.width, block.width, block.stride)]
+
     def with_task(self, input_size: int, num_classes: int) -> TreeArch:
         """The same network for another image size (the head pools globally) or class count."""
         return replace(self, input_size=input_size, num_classes=num_classes)

@@ -47,9 +47,12 @@ class TreeNodeModule(nn.Module):
 
 
 class TreeBlock(nn.Module):
-    """shortcut(x), zero-padded to the output channels, + final_bn(out_bottle(cell(in_bottle(x))))."""
+    """shortcut(x), zero-padded to the output channels, + final_bn(out_bottle(cell(in_bottle(x)))).
 
-    def __init__(self, shape: BlockShape, cell: TreeNode, downsample: str, final_bn: bool) -> None:
+    `cell` is the block's cell module: a `TreeNodeModule`, the search's cell of mixed ops (which takes the
+    plan's choices as well: `forward` hands them on), or `nn.Identity` for the block's frame alone."""
+
+    def __init__(self, shape: BlockShape, cell: nn.Module, downsample: str, final_bn: bool) -> None:
         super().__init__()
         self.extra_channels = shape.out_channels - shape.in_channels
         if shape.stride == 1:
@@ -60,15 +63,27 @@ class TreeBlock(nn.Module):
             self.shortcut = nn.MaxPool2d(2, shape.stride)
         self.in_bottle = nn.Sequential(OrderedDict(
             bn=nn.BatchNorm2d(shape.in_channels), conv=nn.Conv2d(shape.in_channels, shape.width, 1, bias=False)))
-        self.cell = TreeNodeModule(cell, shape.width, shape.width, shape.stride)
+        self.cell = cell
         self.out_bottle = nn.Sequential(OrderedDict(
             bn=nn.BatchNorm2d(shape.width), act=nn.ReLU(),
             conv=nn.Conv2d(shape.width, shape.out_channels, 1, bias=False)))
         self.final_bn = nn.BatchNorm2d(shape.out_channels) if final_bn else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *cell_args) -> torch.Tensor:
         shortcut = F.pad(self.shortcut(x), (0, 0, 0, 0, 0, self.extra_channels))  # (B, out, H/s, W/s)
-        return shortcut + self.final_bn(self.out_bottle(self.cell(self.in_bottle(x))))
+        return shortcut + self.final_bn(self.out_bottle(self.cell(self.in_bottle(x), *cell_args)))
+
+
+def make_tree_stem(channels: int) -> nn.Module:
+    """3x3 conv (3 -> channels) + BN."""
+    return nn.Sequential(OrderedDict(conv=nn.Conv2d(3, channels, 3, padding=1, bias=False),
+                                     bn=nn.BatchNorm2d(channels)))
+
+
+def make_tree_head(channels: int) -> nn.Module:
+    """BN + ReLU + global average pooling: (B, channels, H, W) -> (B, channels)."""
+    return nn.Sequential(OrderedDict(
+        bn=nn.BatchNorm2d(channels), act=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten()))
 
 
 class TreeNet(nn.Module):
@@ -77,16 +92,13 @@ class TreeNet(nn.Module):
     def __init__(self, arch: TreeArch) -> None:
         super().__init__()
         self.arch = arch
-        stem = arch.backbone.stem_channels
-        self.stem = nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(3, stem, 3, padding=1, bias=False), bn=nn.BatchNorm2d(stem)))
+        self.stem = make_tree_stem(arch.backbone.stem_channels)
         self.blocks = nn.Sequential(*(
-            TreeBlock(shape, cell, arch.backbone.downsample, arch.backbone.final_bn)
+            TreeBlock(shape, TreeNodeModule(cell, shape.width, shape.width, shape.stride), arch.backbone.downsample,
+                      arch.backbone.final_bn)
             for shape, cell in zip(arch.blocks(), arch.cells)))
-        final = arch.final_channels
-        self.head = nn.Sequential(OrderedDict(
-            bn=nn.BatchNorm2d(final), act=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten()))
-        self.classifier = nn.Linear(final, arch.num_classes)
+        self.head = make_tree_head(arch.final_channels)
+        self.classifier = nn.Linear(arch.final_channels, arch.num_classes)
         init_weights(self)  # the same init as the MBConv nets
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
