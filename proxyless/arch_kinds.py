@@ -11,6 +11,7 @@ and `search` and `lut build` take either.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ def get_any_space(name_or_path: str) -> AnySpace:
         presets = ", ".join([*PRESETS, *TREE_PRESETS])
         raise SpaceError(f"unknown search space {name_or_path!r}; use a preset ({presets}) or a .yaml/.json file")
     return any_space_from_dict(read_space_file(name_or_path), where=name_or_path)
+
+
+def arch_of_indices(space: AnySpace, indices: Sequence[int], name: str = "") -> AnyArch:
+    """The net of `space` that picks candidate `indices[i]` at searchable layer (or searched edge) i."""
+    if isinstance(space, TreeSpace):
+        return space.arch_of(indices, name)
+    return Arch(space, tuple(slot.candidates[i] for slot, i in zip(space.layers(), indices, strict=True)), name)
 
 
 def on_space(arch: AnyArch, space: AnySpace) -> AnyArch:

@@ -16,8 +16,11 @@ from proxyless.cli import main
 from proxyless.data import Splits
 from proxyless.latency.keys import Context, all_keys
 from proxyless.latency.lut import LatencyTable, Stat, load_lut, save_lut
+from proxyless.latency.measure import MeasureConfig
 from proxyless.latency.predict import LatencyModel
 from proxyless.latency.tree_keys import TreeKey
+from proxyless.latency.validate import random_archs, validate_lut
+from proxyless.net import build_net
 from proxyless.search import loop
 from proxyless.search.hardware import LatencyTarget, reachable
 from proxyless.search.loop import SearchConfig
@@ -27,7 +30,7 @@ from proxyless.search.strategies import frozen
 from proxyless.space import SpaceError
 from proxyless.train import TrainConfig, train_net
 from proxyless.tree.space import PROXYLESS_CIFAR_TREE, TREE_TINY, TreeSpace
-from proxyless.tree.supernet import SuperBranch, TreeSuperNet
+from proxyless.tree.supernet import SuperBranch, TreeSuperNet, inherit_tree_weights
 from proxyless.zoo import get_zoo_arch
 
 # a made-up cost per edge op (ms), so that a search has something to trade; the fixed parts cost 1 ms each
@@ -165,6 +168,17 @@ def test_single_path_runs_the_derived_net_and_full_mode_runs_every_path():
     assert [len(m.specs) for m in net.mixed_ops()] == [len(e.candidates) for e in net.space.layers()]
 
 
+def test_the_derived_net_with_inherited_weights_computes_what_its_path_does():
+    net = random_supernet()
+    net.train()
+    net(torch.randn(8, 3, 8, 8, dtype=torch.float64), net.argmax())  # running BN statistics of its own
+    net.eval()
+    standalone = build_net(net.arch_of(net.argmax())).double().eval()
+    inherit_tree_weights(net, standalone)
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(standalone(x), net(x, net.argmax()))
+
+
 # ---------------------------------------------------------------- latency
 
 
@@ -184,6 +198,23 @@ def test_tree_table_keys_round_trip_and_expected_latency_is_differentiable(tmp_p
     assert all(alpha.grad is not None and alpha.grad.abs().sum() > 0 for alpha in supernet.arch_parameters())
     with pytest.raises(Exception, match="does not cover space 'proxyless-cifar-tree'"):
         LatencyModel(PROXYLESS_CIFAR_TREE, table)
+
+
+def test_a_tree_table_is_calibrated_and_validated_on_random_nets_of_the_space():
+    config = MeasureConfig(batch=1, threads=1, calls_per_sample=1, warmup_calls=1, min_rounds=2, max_rounds=2)
+    report = validate_lut(synthetic_tree_table(), TREE_TINY, samples=3, calibrate=3, measure=config, progress=False)
+    assert len(report.rows) == 3 and report.calibration["scale"] > 0
+    assert all(TREE_TINY.indices_of(any_arch_from_dict(arch.to_dict())) is not None
+               for arch in random_archs(TREE_TINY, 5))  # nets of the space, drawn per searched edge
+
+
+def test_space_commands_show_a_tree_space(capsys):
+    assert main(["space", "list"]) == 0
+    assert "tree-tiny            32 px, tree cells: 2 x 1 blocks" in capsys.readouterr().out
+    assert main(["space", "show", "tree-tiny"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("8 searched edges") and len(lines) == 1 + 8
+    assert lines[-1].split()[-4:] == ["s2", "avg_k3", "max_k3", "sep_k3"]  # no identity at a stride-2 root edge
 
 
 # ---------------------------------------------------------------- searches
@@ -213,7 +244,8 @@ def test_gradient_search_on_a_measured_table_derives_a_net_that_trains(tmp_path,
     # derive again from the checkpoint: the same net under the same rule
     assert main(["derive", str(out), "--out", str(tmp_path / "again.json")]) == 0
     assert (tmp_path / "again.json").read_text() == (out / "arch.json").read_text()
-    assert main(["derive", str(out), "--inherit-weights"]) == 2
+    assert main(["derive", str(out), "--out", str(tmp_path / "kept.json"), "--inherit-weights"]) == 0
+    assert (out / "derived_weights.safetensors").is_file()
     # the derived net trains
     data = Splits(Subset(sample_splits.train, range(64)), None, Subset(sample_splits.test, range(32)),
                   sample_splits.classes, 32, "sample (64 images)")

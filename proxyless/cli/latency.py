@@ -22,7 +22,6 @@ from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measur
 from proxyless.latency.predict import predict_latency
 from proxyless.latency.runners import loaded_timer, onnx_timer, steady_memory
 from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut
-from proxyless.space import get_space
 
 EXAMPLES = """\
   proxyless lut build --space proxyless-cifar --batch-size 32 --out lut_cifar.json
@@ -130,7 +129,7 @@ def run_validate(args: argparse.Namespace) -> int:
                         "validate tables built here with `proxyless lut build`")
     if args.samples <= 0 or args.calibrate < 0:
         raise UserError("--samples must be positive and --calibrate not negative")
-    space = get_space(args.space or table.header.get("space", ""))
+    space = get_any_space(args.space or table.header.get("space", ""))
     require("matplotlib", "plot", "lut validate's scatter plot")  # before minutes of measuring, not after
     report = validate_lut(table, space, args.samples, args.calibrate, args.seed, progress=not args.no_progress)
     out = Path(args.out)

@@ -22,14 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch, AnySpace, arch_of_indices
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write
 from proxyless.infra.extras import require
 from proxyless.latency.lut import LatencyTable
 from proxyless.latency.measure import MeasureConfig, measure_archs
-from proxyless.latency.predict import Calibration, calibration_of, predict_latency
-from proxyless.space import SearchSpace
+from proxyless.latency.predict import Calibration, LatencyModel, calibration_of
 
 # whole networks are noisier than single ops on a shared machine: more rounds, a tighter error target
 NETWORK_MEASURE = MeasureConfig(calls_per_sample=5, warmup_calls=3, min_rounds=10, max_rounds=25, rel_error=0.015)
@@ -41,16 +40,18 @@ def network_config(header: dict[str, Any], **overrides: Any) -> MeasureConfig:
                    **overrides)
 
 
-def random_archs(space: SearchSpace, count: int, seed: int = 0, exclude: Sequence[Arch] = ()) -> list[Arch]:
-    """`count` distinct architectures with every layer's op drawn uniformly, none of them in `exclude`."""
+def random_archs(space: AnySpace, count: int, seed: int = 0, exclude: Sequence[AnyArch] = ()) -> list[AnyArch]:
+    """`count` distinct architectures with every layer's op (a tree space's: every searched edge's) drawn
+    uniformly, none of them in `exclude`."""
     rng = random.Random(seed)
-    seen = {arch.ops for arch in exclude}
-    archs: list[Arch] = []
+    seen = {tuple(arch.op_strings()) for arch in exclude}
+    archs: list[AnyArch] = []
     while len(archs) < count:
-        ops = tuple(rng.choice(slot.candidates) for slot in space.layers())
-        if ops not in seen:
-            seen.add(ops)
-            archs.append(Arch(space, ops, name=f"random-{seed}-{len(archs)}"))
+        indices = [rng.randrange(len(slot.candidates)) for slot in space.layers()]  # as rng.choice draws
+        arch = arch_of_indices(space, indices, name=f"random-{seed}-{len(archs)}")
+        if tuple(arch.op_strings()) not in seen:
+            seen.add(tuple(arch.op_strings()))
+            archs.append(arch)
     return archs
 
 
@@ -120,7 +121,7 @@ class ValidationReport:
         return "\n".join(lines) + "\n"
 
 
-def validate_lut(lut: LatencyTable, space: SearchSpace, samples: int = 50, calibrate: int = 20, seed: int = 0,
+def validate_lut(lut: LatencyTable, space: AnySpace, samples: int = 50, calibrate: int = 20, seed: int = 0,
                  measure: MeasureConfig = NETWORK_MEASURE, progress: bool = True) -> ValidationReport:
     """Calibrate `lut` on `calibrate` random networks and validate it on `samples` others (see module doc)."""
     if samples < 3:
@@ -130,7 +131,8 @@ def validate_lut(lut: LatencyTable, space: SearchSpace, samples: int = 50, calib
     archs = random_archs(space, calibrate + samples, seed)
     config = replace(measure, batch=lut.context.batch, threads=int(lut.header.get("threads", 0)), seed=seed)
     stats = measure_archs(archs, lut.context.backend, config, progress=progress)  # 1. one interleaved run
-    raw = [predict_latency(arch, uncalibrated) for arch in archs]
+    model = LatencyModel(space, uncalibrated)
+    raw = [model.of_arch(arch) for arch in archs]
     measured = [s.mean for s in stats]
     # 2. fit on the calibration networks (or keep the table's own calibration when calibrate == 0)
     fit = fit_calibration(raw[:calibrate], measured[:calibrate]) if calibrate else calibration_of(lut)

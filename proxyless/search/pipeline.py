@@ -53,7 +53,7 @@ from proxyless.search.scoring import fixed_subset
 from proxyless.search.strategies import ArchStrategy, GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
 from proxyless.tree.space import TreeSpace
-from proxyless.tree.supernet import TreeSuperNet
+from proxyless.tree.supernet import TreeSuperNet, inherit_tree_weights
 
 log = logging.getLogger("proxyless")
 
@@ -233,11 +233,8 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
         report = _updated_latency_report(run_dir, objective, supernet, arch, how, measured)
     weights = None
     if inherit:
-        if not isinstance(supernet, SuperNet):
-            raise UserError(f"{search_dir} searched a tree-cell space, whose derived net trains from scratch; "
-                            "derive it without --inherit-weights")
         net = build_net(arch)
-        inherit_weights(supernet, net)
+        (inherit_tree_weights if isinstance(supernet, TreeSuperNet) else inherit_weights)(supernet, net)
         weights = save_weights(net, run_dir / "derived_weights.safetensors")
     return DeriveResult(arch, arch_json, how, report, weights)
 

@@ -23,7 +23,7 @@ from proxyless.net import init_weights
 from proxyless.search.mixed_op import MixedOp
 from proxyless.search.supernet import Choice, Plan, SupernetBase, run_choice
 from proxyless.tree.arch import TreeArch, TreeNode
-from proxyless.tree.net import TreeBlock, make_tree_head, make_tree_stem
+from proxyless.tree.net import TreeBlock, TreeNet, TreeNodeModule, make_tree_head, make_tree_stem
 from proxyless.tree.space import EdgeLayer, TreeSpace
 
 
@@ -91,3 +91,26 @@ class TreeSuperNet(SupernetBase):
     def arch_of(self, indices: Sequence[int], name: str = "") -> TreeArch:
         """The tree-cell net that a single-path plan selects."""
         return self.space.arch_of(indices, name)
+
+
+def inherit_tree_weights(supernet: TreeSuperNet, net: TreeNet) -> None:
+    """Copy the supernet's weights of `net`'s paths into `net` (a net of the supernet's space): stem, each
+    block's frame, every edge's kept candidate, the branch BNs, head and classifier."""
+    for name in ("stem", "head", "classifier"):
+        getattr(net, name).load_state_dict(getattr(supernet, name).state_dict())
+    indices = iter(supernet.space.indices_of(net.arch))
+    for block, kept in zip(supernet.blocks, net.blocks):
+        for name in ("in_bottle", "out_bottle", "final_bn"):
+            getattr(kept, name).load_state_dict(getattr(block, name).state_dict())
+        _inherit_node(block.cell, kept.cell, indices)
+
+
+def _inherit_node(node: SuperNode, kept: TreeNodeModule, indices: Iterator[int]) -> None:
+    """Depth first, as the plan is: each branch's edge, then its child node."""
+    for branch, edge, child, bn in zip(node.branches, kept.edges, kept.nodes, kept.branch_bns):
+        source = branch.edge.standalone(next(indices)) if isinstance(branch.edge, MixedOp) else branch.edge
+        edge.load_state_dict(source.state_dict())
+        if branch.child is not None:
+            _inherit_node(branch.child, child, indices)
+        if branch.bn is not None:
+            bn.load_state_dict(branch.bn.state_dict())
