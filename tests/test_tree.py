@@ -21,11 +21,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
+from helpers import synthetic_table
 from proxyless.arch import Arch, ArchError, save_arch
 from proxyless.arch_kinds import any_arch_from_dict, load_any_arch
 from proxyless.cli import main
 from proxyless.data import Splits
 from proxyless.infra.checkpoint import save_weights
+from proxyless.latency.lut import save_lut
 from proxyless.net import build_net
 from proxyless.profile import count_macs, count_params
 from proxyless.train import TrainConfig, train_net
@@ -352,9 +354,11 @@ def test_zoo_import_of_the_authors_format(tmp_path, capsys):
     assert load_any_arch(tmp_path / "small.json") == small_arch()
 
 
-def test_mbconv_only_code_refuses_a_tree_net_in_one_line(capsys):
-    code, _, err = run_cli(capsys, "latency", "predict", "--zoo", "proxyless_cifar", "--lut", "table.json")
-    assert code == 2 and "proxyless_cifar is a tree-cell network, which this command does not handle yet" in err
+def test_mbconv_only_code_refuses_a_tree_net_in_one_line(capsys, tmp_path):
+    save_lut(synthetic_table(), tmp_path / "table.json")  # an MBConv table: it has no tree-cell op
+    code, _, err = run_cli(capsys, "latency", "predict", "--zoo", "proxyless_cifar", "--lut", tmp_path / "table.json")
+    assert code == 2 and "lacks 866 of the ops of proxyless_cifar: tree_stem 32x32x3->16;" in err
+    assert len(err.strip().splitlines()) == 1
     with pytest.raises(ArchError, match=r"^run/arch.json: a tree-cell network \(proxyless-tree-arch/1\), which"):
         Arch.from_dict(small_arch().to_dict(), where="run/arch.json")  # e.g. `proxyless plot` of a training run
 

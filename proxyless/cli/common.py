@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from proxyless.arch import Arch
 from proxyless.arch_kinds import AnyArch, load_any_arch
 from proxyless.errors import UserError
 from proxyless.infra.atomic import read_json
@@ -66,16 +65,6 @@ def resolve_net(arch_path: str | None, zoo_name: str | None) -> tuple[AnyArch, b
     if zoo_name is not None:
         return get_zoo_arch(zoo_name), True
     return read_arch_file(arch_path), False
-
-
-def resolve_arch(arch_path: str | None, zoo_name: str | None) -> tuple[Arch, bool]:
-    """`resolve_net` for commands that know MBConv architectures only (latency tables); a tree-cell net is
-    refused in one line."""
-    arch, adaptable = resolve_net(arch_path, zoo_name)
-    if not isinstance(arch, Arch):
-        raise UserError(f"{arch.label} is a tree-cell network, which this command does not handle yet "
-                        "(MBConv networks only; see `proxyless zoo list`)")
-    return arch, adaptable
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:

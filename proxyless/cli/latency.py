@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from proxyless.arch_kinds import get_any_space
-from proxyless.cli.common import add_command, resolve_arch
+from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch, get_any_space
+from proxyless.cli.common import add_command, resolve_net
 from proxyless.errors import UserError
 from proxyless.export import format_of, read_exported, recorded_input_size
 from proxyless.infra.atomic import atomic_write_text
@@ -108,7 +109,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    arch = resolve_arch(args.arch, args.zoo)[0]
+    arch = resolve_net(args.arch, args.zoo)[0]
     table = load_lut(args.lut)
     missing = table.missing(arch_keys(arch, table.context))
     if missing:
@@ -116,7 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise UserError(f"the table ({table.header.get('backend')}) lacks {len(missing)} of the ops of "
                         f"{arch.name or 'this network'}: {listed}{more}; use a table built for its space "
-                        f"({arch.space.name}, {arch.space.input_size} px) with `proxyless lut build`")
+                        f"({space_of(arch)}, {arch.input_size} px) with `proxyless lut build`")
     print(f"{arch.name or 'network'}: predicted {predict_latency(arch, table):.2f} ms on "
           f"{table.header.get('device', table.header['backend'])} (batch {table.context.batch})")
     return 0
@@ -151,16 +152,21 @@ def run_measure(args: argparse.Namespace) -> int:
                      min_rounds=args.rounds, max_rounds=args.rounds)
     if args.onnx is not None or args.exported is not None:
         return _measure_exported(args, config)
-    arch, adaptable = resolve_arch(args.arch, args.zoo)
+    arch, adaptable = resolve_net(args.arch, args.zoo)
     if args.image_size is not None:
-        if not adaptable and args.image_size != arch.space.input_size:
-            raise UserError(f"the architecture is for {arch.space.input_size} px; drop --image-size or use --zoo")
-        arch = arch.with_task(args.image_size, arch.space.num_classes)
+        if not adaptable and args.image_size != arch.input_size:
+            raise UserError(f"the architecture is for {arch.input_size} px; drop --image-size or use --zoo")
+        arch = arch.with_task(args.image_size, arch.num_classes)
     (stat,) = measure_archs([arch], args.backend, config, progress=False)
     print(f"{arch.name or 'network'}: {stat.mean:.2f} ± {stat.var ** 0.5:.2f} ms ({args.backend}, batch "
           f"{args.batch_size}, {stat.count} rounds of {config.calls_per_sample} calls, "
-          f"input {arch.space.input_size} px)")
+          f"input {arch.input_size} px)")
     return 0
+
+
+def space_of(arch: AnyArch) -> str:
+    """How to name the space a net's table must be built for: an MBConv net's own, or a tree space."""
+    return arch.space.name if isinstance(arch, Arch) else "a tree space with its backbone and cells"
 
 
 def _measure_exported(args: argparse.Namespace, config: MeasureConfig) -> int:

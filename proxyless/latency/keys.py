@@ -22,6 +22,7 @@ from proxyless.space import LayerSlot, SearchSpace
 
 if TYPE_CHECKING:
     from proxyless.latency.tree_keys import TreeKey
+    from proxyless.tree.arch import TreeArch
     from proxyless.tree.space import TreeSpace
 
 KINDS = ("stem", "mbconv", "skip", "feature_mix", "classifier")
@@ -149,7 +150,12 @@ def all_keys(space: SearchSpace | TreeSpace, context: Context) -> list[OpKey] | 
     return list(dict.fromkeys(keys))
 
 
-def arch_keys(arch: Arch, context: Context) -> list[OpKey]:
-    """The keys whose latencies add up to `arch`'s (fixed parts, then each non-zero layer)."""
+def arch_keys(arch: Arch | TreeArch, context: Context) -> list[OpKey] | list[TreeKey]:
+    """The keys whose latencies add up to `arch`'s (fixed parts, then each non-zero layer; of a tree-cell
+    net, see `latency.tree_keys`)."""
+    if not isinstance(arch, Arch):
+        from proxyless.latency.tree_keys import tree_arch_keys
+
+        return tree_arch_keys(arch, context)
     layer_keys = [op_key(slot, op, context) for slot, op in zip(arch.space.layers(), arch.ops)]
     return fixed_keys(arch.space, context) + [k for k in layer_keys if k is not None]

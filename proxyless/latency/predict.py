@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from proxyless.arch import Arch
-from proxyless.latency.keys import candidate_keys, fixed_keys, op_key
+from proxyless.latency.keys import arch_keys, candidate_keys, fixed_keys
 from proxyless.latency.lut import LatencyTable
 from proxyless.space import SearchSpace
+from proxyless.tree.arch import TreeArch
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,9 @@ def calibration_of(lut: LatencyTable) -> Calibration:
     return Calibration(float(data.get("scale", 1.0)), float(data.get("offset", 0.0)))
 
 
-def predict_latency(arch: Arch, lut: LatencyTable) -> float:
-    """Predicted latency of `arch` in ms (calibrated when the table carries a calibration)."""
-    context = lut.context
-    total = sum(lut.latency(key) for key in fixed_keys(arch.space, context))
-    for slot, op in zip(arch.space.layers(), arch.ops):
-        key = op_key(slot, op, context)
-        total += 0.0 if key is None else lut.latency(key)
-    return calibration_of(lut).apply(total)
+def predict_latency(arch: Arch | TreeArch, lut: LatencyTable) -> float:
+    """Predicted latency of `arch` (either kind) in ms (calibrated when the table carries a calibration)."""
+    return calibration_of(lut).apply(sum(lut.latency(key) for key in arch_keys(arch, lut.context)))
 
 
 class LatencyModel:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from proxyless.tree.arch import BlockShape
+from proxyless.tree.arch import BlockShape, PyramidBackbone, TreeArch, edge_input_size
 from proxyless.tree.net import TreeBlock, make_tree_head, make_tree_stem
 from proxyless.tree.ops import parse_edge_op
 from proxyless.tree.space import TreeSpace
@@ -91,16 +91,34 @@ def tree_module_for_key(key: TreeKey) -> nn.Module:
 
 def tree_fixed_keys(space: TreeSpace, context: Context) -> list[TreeKey]:
     """Stem, each block's frame, each fixed edge (one candidate at its place), head."""
-    shared, backbone = asdict(context), space.backbone
+    stem, *frames, head = _frame_keys(space.backbone, space.input_size, space.num_classes, asdict(context))
+    fixed = [_edge_key(edge, str(edge.candidates[0]), asdict(context)) for edge in space.edges()
+             if len(edge.candidates) == 1]
+    return [stem, *frames, *fixed, head]
+
+
+def tree_arch_keys(arch: TreeArch, context: Context) -> list[TreeKey]:
+    """The keys whose latencies add up to `arch`'s: stem, frames, every edge, head."""
+    shared = asdict(context)
+    stem, *frames, head = _frame_keys(arch.backbone, arch.input_size, arch.num_classes, shared)
+    edges = [TreeKey("edge", edge_input_size(block, slot.path), slot.in_channels, slot.out_channels, str(slot.op),
+                     stride=slot.stride, **shared)
+             for block, cell in zip(arch.blocks(), arch.cells)
+             for slot in cell.edges(block.width, block.width, block.stride)]
+    return [stem, *frames, *edges, head]
+
+
+def _frame_keys(backbone: PyramidBackbone, input_size: int, num_classes: int,
+                shared: dict[str, Any]) -> list[TreeKey]:
+    """Stem, each block's frame, head: what every net of a backbone has."""
     frame_op = backbone.downsample + ("+bn" if backbone.final_bn else "")
-    blocks = backbone.blocks(space.input_size)
+    blocks = backbone.blocks(input_size)
     final_size = -(-blocks[-1].input_size // blocks[-1].stride)
     return [
-        TreeKey("tree_stem", space.input_size, 3, backbone.stem_channels, **shared),
+        TreeKey("tree_stem", input_size, 3, backbone.stem_channels, **shared),
         *(TreeKey("tree_frame", b.input_size, b.in_channels, b.out_channels, frame_op, b.width, b.stride, **shared)
           for b in blocks),
-        *(_edge_key(edge, str(edge.candidates[0]), shared) for edge in space.edges() if len(edge.candidates) == 1),
-        TreeKey("tree_head", final_size, blocks[-1].out_channels, space.num_classes, **shared),
+        TreeKey("tree_head", final_size, blocks[-1].out_channels, num_classes, **shared),
     ]
 
 

@@ -172,6 +172,12 @@ class BlockShape:
     input_size: int
 
 
+def edge_input_size(block: BlockShape, path: str) -> int:
+    """The map size an edge at `path` of `block`'s cell sees: the block's for the root node's edges (which
+    take its stride), the strided one below them."""
+    return block.input_size if "." not in path else -(-block.input_size // block.stride)
+
+
 @dataclass(frozen=True)
 class PyramidBackbone:
     """PyramidNet with bottleneck blocks: the width grows by alpha / (blocks) per block, from the stem's.

@@ -34,7 +34,7 @@ from torch import nn
 
 from proxyless.errors import UserError
 from proxyless.space import SpaceError
-from proxyless.tree.arch import MERGES, SPLITS, Branch, PyramidBackbone, TreeArch, TreeNode
+from proxyless.tree.arch import MERGES, SPLITS, Branch, PyramidBackbone, TreeArch, TreeNode, edge_input_size
 from proxyless.tree.ops import EdgeOp, EdgeOpError, parse_edge_op
 
 TREE_SPACE_FORMAT = "proxyless-tree-space/1"
@@ -167,11 +167,10 @@ class TreeSpace:
         for block in self.backbone.blocks(self.input_size):
             sets = self.cell.candidate_sets()
             shape = self.cell.fill(iter([ops[0] for ops in sets]))  # only the structure matters here
-            inner_size = -(-block.input_size // block.stride)
             for slot, ops in zip(shape.edges(block.width, block.width, block.stride), sets):
                 fits = tuple(op for op in ops if _fits(op, slot.in_channels, slot.out_channels, slot.stride))
-                size = block.input_size if "." not in slot.path else inner_size
-                layer = EdgeLayer(block.index, slot.path, slot.in_channels, slot.out_channels, slot.stride, size, fits)
+                layer = EdgeLayer(block.index, slot.path, slot.in_channels, slot.out_channels, slot.stride,
+                                  edge_input_size(block, slot.path), fits)
                 if not fits:
                     raise SpaceError(f"{layer.describe()}: none of {', '.join(map(str, ops))} fits there; add a conv "
                                      "or separable op (they can change channels and stride) to its edges")
@@ -196,17 +195,19 @@ class TreeSpace:
         """The indices that `arch_of` turns into `arch`; raises SpaceError naming an edge it cannot."""
         if (arch.backbone, arch.input_size) != (self.backbone, self.input_size):
             raise SpaceError(f"{arch.label} has another backbone or input size than space {self.name!r}")
-        per_block = len(self.cell.candidate_sets())
+        edges, ops = self.edges(), arch.op_strings()
+        template = f"cells of the shape of space {self.name!r}, {len(self.cell.candidate_sets())} edges each"
+        if len(edges) != len(ops):
+            raise SpaceError(f"{arch.label} has {len(ops)} edges; expected {template}")
         indices = []
-        for edge, op in zip(self.edges(), [str(op) for op in arch.op_strings()], strict=True):
-            if op not in [str(c) for c in edge.candidates]:
-                raise SpaceError(f"{arch.label}: {edge.describe()} is {op}, not a candidate there "
-                                 f"({', '.join(map(str, edge.candidates))})")
-            if len(edge.candidates) > 1:
-                indices.append([str(c) for c in edge.candidates].index(op))
-        if self.arch_of(indices, arch.name) != arch:  # the same ops in another tree shape
-            raise SpaceError(f"{arch.label}: its cells are not of the shape of space {self.name!r} "
-                             f"({per_block} edges per cell: {self.arch_of(indices).cells[0].describe()})")
+        for edge, op in zip(edges, ops):
+            names = [str(c) for c in edge.candidates]
+            if op not in names:
+                raise SpaceError(f"{arch.label}: {edge.describe()} is {op}, not a candidate there ({', '.join(names)})")
+            if len(names) > 1:
+                indices.append(names.index(op))
+        if self.arch_of(indices).cells != arch.cells:  # the same ops in a tree of another shape
+            raise SpaceError(f"{arch.label}: expected {template}")
         return indices
 
     def with_task(self, input_size: int, num_classes: int) -> TreeSpace:
