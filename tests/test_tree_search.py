@@ -15,7 +15,7 @@ from proxyless.arch_kinds import any_arch_from_dict, get_any_space, load_any_arc
 from proxyless.cli import main
 from proxyless.data import Splits
 from proxyless.latency.keys import Context, all_keys
-from proxyless.latency.lut import LatencyTable, Stat, load_lut, save_lut
+from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
 from proxyless.latency.measure import MeasureConfig
 from proxyless.latency.predict import LatencyModel
 from proxyless.latency.tree_keys import TreeKey
@@ -201,6 +201,11 @@ def test_tree_table_keys_round_trip_and_expected_latency_is_differentiable(tmp_p
     assert all(alpha.grad is not None and alpha.grad.abs().sum() > 0 for alpha in supernet.arch_parameters())
     with pytest.raises(Exception, match="does not cover space 'proxyless-cifar-tree'"):
         LatencyModel(PROXYLESS_CIFAR_TREE, table)
+    broken = json.loads((tmp_path / "lut.json").read_text())
+    broken["entries"][0]["key"].update(kind="edge", op="sep_k4")
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(LatencyTableError, match="broken.json: entry 0 is malformed .*kernel must be odd"):
+        load_lut(tmp_path / "broken.json")
 
 
 def test_a_tree_table_is_calibrated_and_validated_on_random_nets_of_the_space():

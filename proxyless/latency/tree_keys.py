@@ -52,6 +52,8 @@ class TreeKey:
                 raise ValueError(f"latency key field '{name}' must be a positive integer, got {value!r}")
         if not all(isinstance(getattr(self, name), str) for name in ("op", "dtype", "backend")):
             raise ValueError("latency key fields 'op', 'dtype' and 'backend' must be strings")
+        if self.kind == "edge":
+            parse_edge_op(self.op)  # an EdgeOpError (a ValueError) names a bad op
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -100,8 +100,8 @@ def search_arch(space: AnySpace | str = "proxyless-cifar", data: Splits | str = 
                 device: str = "cpu", dist: Dist | None = None, command: dict[str, Any] | None = None,
                 ) -> SearchResult:
     """Search `space` (a preset name, a file, a SearchSpace or a tree-cell TreeSpace) on `data` (a source for
-    `load_search_data`
-    or Splits with a valid split) and derive an architecture; with `latency`, for a target latency.
+    `load_search_data` or Splits with a valid split) and derive an architecture; with `latency`, for a target
+    latency.
 
     `out` is the run directory (default runs/search-<space>); `resume=True` continues it, its saved settings
     winning (a different one is refused, except more epochs and the like: `proxyless.infra.settings`).
