@@ -2,7 +2,7 @@
 
 The pipeline, each stage a plain function or class with a typed config, each returning a record:
 
-    space    get_space / load_space -> SearchSpace; Arch, load_arch / save_arch (arch.json)
+    space    get_space / load_space -> SearchSpace; TreeSpace (tree cells); Arch, load_arch / save_arch (arch.json)
     data     load_splits (train/valid/test datasets), load_search_data (with a held-out valid split)
     search   search_arch(space, data, SearchConfig, latency=LatencyTarget) -> SearchResult;
              search_family(..., targets=[LatencyTarget, ...]) -> [SearchResult]: one supernet, several targets
@@ -38,6 +38,7 @@ from proxyless.search.pipeline import (
 from proxyless.space import PRESETS, SearchSpace, SpaceError, Stage, get_space, load_space
 from proxyless.train import TrainConfig, TrainResult, evaluate_net, train_net
 from proxyless.tree.arch import TreeArch
+from proxyless.tree.space import TreeSpace
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TreeArch",
+    "TreeSpace",
     "UserError",
     "Zero",
     "build_lut",
