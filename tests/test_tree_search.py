@@ -26,7 +26,7 @@ from proxyless.search.hardware import LatencyTarget, reachable
 from proxyless.search.loop import SearchConfig
 from proxyless.search.mixed_op import MixedOp, TwoPaths
 from proxyless.search.pipeline import derive_from_run, search_arch, supernet_of
-from proxyless.search.strategies import frozen
+from proxyless.search.strategies import GradientStrategy, frozen
 from proxyless.space import SpaceError
 from proxyless.train import TrainConfig, train_net
 from proxyless.tree.space import PROXYLESS_CIFAR_TREE, TREE_TINY, TreeSpace
@@ -169,6 +169,9 @@ def test_single_path_runs_the_derived_net_and_full_mode_runs_every_path():
     assert all(out.shape == (2, 4) and torch.isfinite(out).all() for out in logits.values())
     assert net.arch_of(net.argmax()) == net.space.arch_of(net.argmax())
     assert [len(m.specs) for m in net.mixed_ops()] == [len(e.candidates) for e in net.space.layers()]
+    before = [a.detach().clone() for a in net.arch_parameters()]
+    GradientStrategy(net, lr=0.1, mode="full").step(net, x, torch.tensor([0, 1]), torch.Generator())  # DARTS-style
+    assert all(not torch.equal(a, b) for a, b in zip(net.arch_parameters(), before))
 
 
 def test_the_derived_net_with_inherited_weights_computes_what_its_path_does():
