@@ -144,3 +144,26 @@ def test_trimmed_stat_drops_the_slowest_quarter():
 
     stat = trimmed_stat([10.0, 11.0, 12.0, 40.0])  # one round hit by another process
     assert stat.count == 3 and stat.mean == pytest.approx(11.0) and stat.var == pytest.approx(1.0)
+
+
+def test_lut_build_calibrates_in_the_same_run_when_asked(tmp_path, capsys):
+    """A first table can be calibrated before the first search: `lut build --calibrate N` times N random
+    networks (and --validate others) and stores the chosen calibration; without it, the build says how."""
+    space_file = tmp_path / "tiny.json"
+    space_file.write_text(json.dumps(TINY.to_dict()))
+    build = ["lut", "build", "--space", str(space_file), "--batch-size", "1", "--threads", "1", "--no-progress"]
+    assert main([*build, "--out", str(tmp_path / "plain.json")]) == 0
+    assert "calibrate the table before a search" in capsys.readouterr().out
+    assert "calibration" not in load_lut(tmp_path / "plain.json").header
+    assert main([*build, "--out", str(tmp_path / "lut.json"), "--calibrate", "4", "--validate", "3"]) == 0
+    printed = capsys.readouterr().out
+    calibration = load_lut(tmp_path / "lut.json").header["calibration"]
+    assert calibration["samples"] == 4 and calibration["kind"] in ("none", "scale", "affine")
+    assert set(calibration["cv_mape"]) == {"none", "scale", "affine"} and "chosen by leave-one-out" in printed
+    assert main([*build, "--out", str(tmp_path / "bad.json"), "--calibrate", "4", "--validate", "2"]) == 2
+
+
+def test_random_archs_refuses_more_nets_than_the_space_has():
+    assert len(random_archs(TINY, 18)) == 18  # 3 x 3 x 2 candidates: every net, each once
+    with pytest.raises(Exception, match="tiny has 18 architectures; 19 distinct random ones"):
+        random_archs(TINY, 19)

@@ -26,6 +26,7 @@ from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_l
 
 EXAMPLES = """\
   proxyless lut build --space proxyless-cifar --batch-size 32 --out lut_cifar.json
+  proxyless lut build --space proxyless-cifar --out lut_cifar.json --calibrate 20   # ... and calibrate it
   proxyless lut build --space proxyless-imagenet --threads 2 --out lut_224.json   # resumes if interrupted
   proxyless lut show --lut lut_cifar.json
   proxyless latency predict --zoo proxyless_mobile --lut mobile_trim.yaml         # the Pixel 1 table
@@ -46,6 +47,11 @@ def register(subparsers) -> None:
     build.add_argument("--batch-size", type=int, help="default: 1 for spaces above 64 px, 32 for small ones")
     build.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     build.add_argument("--out", required=True, help="the table (JSON); an existing partial table is resumed")
+    build.add_argument("--calibrate", type=int, default=0, metavar="N",
+                       help="then calibrate the table on N random whole networks, timed here, and report its error "
+                            "on --validate others (as `lut validate` does; 0: do not)")
+    build.add_argument("--validate", type=int, default=10, metavar="M",
+                       help="with --calibrate: random networks to report the calibrated table's error on")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(handler=run_build)
     show = actions.add_parser("show", help="print a table's header and a summary of its entries")
@@ -92,10 +98,20 @@ def run_build(args: argparse.Namespace) -> int:
     batch = args.batch_size if args.batch_size is not None else (1 if space.input_size > 64 else 32)
     if batch <= 0 or args.threads < 0:
         raise UserError("--batch-size must be positive and --threads not negative")
+    if args.calibrate < 0 or (args.calibrate and args.validate < 3):
+        raise UserError("--calibrate must not be negative, and --validate needs at least 3 networks")
     config = MeasureConfig(batch=batch, threads=args.threads)
     table = build_lut(space, args.out, args.backend, config, progress=not args.no_progress)
     print(f"{len(table.entries)} ops of {space.name} measured on {table.header['device']} "
           f"({args.backend}, batch {batch}); wrote {args.out}")
+    if not args.calibrate:
+        print(f"per-op sums miss what whole networks cost besides their ops: calibrate the table before a search "
+              f"with `proxyless lut validate --lut {args.out} --out DIR` (or build with --calibrate 20)")
+        return 0
+    report = validate_lut(table, space, args.validate, args.calibrate, progress=not args.no_progress)
+    save_lut(replace(table, header={**table.header, "calibration": report.calibration}), args.out)
+    print(report.to_markdown(), end="")
+    print(f"calibration saved in {args.out}")
     return 0
 
 

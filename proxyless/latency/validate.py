@@ -5,8 +5,10 @@
 1. draw `calibrate + samples` random architectures of the space (distinct, seeded);
 2. time every one as a whole network on the table's backend, batch and thread count, all in one
    interleaved measurement, so that the drift of a shared machine hits them all alike;
-3. fit `measured ≈ scale · Σ LUT + offset` on the first `calibrate` networks only (per-op sums miss
-   per-call overhead and cache effects; the fit is stored in the table's header);
+3. calibrate on the first `calibrate` networks only (per-op sums miss per-call overhead and cache
+   effects): of the raw sum, `scale · Σ LUT` and `scale · Σ LUT + offset`, each fitted by least squares of
+   the relative error, the one whose leave-one-out error on those networks is lowest (the raw sum when no
+   fit beats it: a line fitted to 20 noisy nets made a good table worse once); stored in the table's header;
 4. report, on the other `samples` networks only: mean absolute % error, the share within ±5% / ±10%,
    and the rank (Spearman) correlation, for the raw sums and for the calibrated predictions.
 """
@@ -46,6 +48,10 @@ def random_archs(space: AnySpace, count: int, seed: int = 0, exclude: Sequence[A
     rng = random.Random(seed)
     seen = {tuple(arch.op_strings()) for arch in exclude}
     archs: list[AnyArch] = []
+    nets = int(np.prod([len(slot.candidates) for slot in space.layers()], dtype=float))
+    if count > nets - len(seen):
+        raise UserError(f"{space.name} has {nets} architectures; {count} distinct random ones (besides "
+                        f"{len(seen)} excluded) cannot be drawn: ask for fewer")
     while len(archs) < count:
         indices = [rng.randrange(len(slot.candidates)) for slot in space.layers()]  # as rng.choice draws
         arch = arch_of_indices(space, indices, name=f"random-{seed}-{len(archs)}")
@@ -70,13 +76,42 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> Calibration:
-    """Least-squares `measured ≈ scale · raw + offset`."""
+CALIBRATIONS = ("none", "scale", "affine")  # the raw sum, a factor, a line: simplest first
+
+
+def fit_calibration(raw: Sequence[float], measured: Sequence[float], kind: str = "affine") -> Calibration:
+    """`measured ≈ scale · raw + offset` ("affine"), `scale · raw` ("scale") or the raw sum ("none"), fitted
+    by least squares of the relative error (the error that "within ±5%" judges)."""
     if len(raw) < 3:
         raise UserError(f"calibration needs at least 3 networks, got {len(raw)}; raise --calibrate")
-    design = np.stack([np.asarray(raw, dtype=float), np.ones(len(raw))], axis=1)
-    (scale, offset), *_ = np.linalg.lstsq(design, np.asarray(measured, dtype=float), rcond=None)
+    return _fit(np.asarray(raw, dtype=float), np.asarray(measured, dtype=float), kind)
+
+
+def _fit(r: np.ndarray, m: np.ndarray, kind: str) -> Calibration:
+    if kind == "none":
+        return Calibration(1.0, 0.0)
+    if kind == "scale":  # minimise Σ (s·r/m − 1)²
+        return Calibration(float(np.sum(r / m) / np.sum((r / m) ** 2)), 0.0)
+    (scale, offset), *_ = np.linalg.lstsq(np.stack([r / m, 1 / m], axis=1), np.ones(len(r)), rcond=None)
     return Calibration(float(scale), float(offset))
+
+
+def choose_calibration(raw: Sequence[float], measured: Sequence[float]) -> tuple[Calibration, str, dict[str, float]]:
+    """The kind of `CALIBRATIONS` that predicts a network it was not fitted on best (mean relative error,
+    leave one out), fitted on all of them; ties go to the simpler kind, so the raw sum is kept unless a fit
+    beats it. Returns the calibration, its kind and each kind's leave-one-out error."""
+    if len(raw) < 3:
+        raise UserError(f"calibration needs at least 3 networks, got {len(raw)}; raise --calibrate")
+    r, m = np.asarray(raw, dtype=float), np.asarray(measured, dtype=float)
+    errors = {}
+    for kind in CALIBRATIONS:
+        held_out = []
+        for i in range(len(r)):
+            rest = np.arange(len(r)) != i
+            held_out.append(abs(_fit(r[rest], m[rest], kind).apply(r[i]) / m[i] - 1))
+        errors[kind] = float(np.mean(held_out))
+    kind = min(CALIBRATIONS, key=lambda k: errors[k])  # the first of equals: the simpler
+    return _fit(r, m, kind), kind, errors
 
 
 def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -109,8 +144,11 @@ class ValidationReport:
             "",
             f"Device: {h.get('device')}, {h.get('threads')} threads, batch {h.get('batch')}. "
             f"{len(self.rows)} random architectures, none used for calibration; "
-            f"calibration fitted on {self.calibration['samples']} others: "
-            f"measured ≈ {self.calibration['scale']:.3f} · Σ LUT + {self.calibration['offset']:.3f} ms.",
+            f"calibration from {self.calibration['samples']} others: "
+            f"measured ≈ {self.calibration['scale']:.3f} · Σ LUT + {self.calibration['offset']:.3f} ms"
+            + (f" ({self.calibration['kind']}, chosen by leave-one-out error: " + ", ".join(
+                f"{k} {e:.1%}" for k, e in self.calibration["cv_mape"].items()) + ")."
+               if self.calibration.get("cv_mape") else "."),
             "",
             "| prediction | MAPE | within ±5% | within ±10% | rank correlation |",
             "|---|---|---|---|---|",
@@ -134,12 +172,15 @@ def validate_lut(lut: LatencyTable, space: AnySpace, samples: int = 50, calibrat
     model = LatencyModel(space, uncalibrated)
     raw = [model.of_arch(arch) for arch in archs]
     measured = [s.mean for s in stats]
-    # 2. fit on the calibration networks (or keep the table's own calibration when calibrate == 0)
-    fit = fit_calibration(raw[:calibrate], measured[:calibrate]) if calibrate else calibration_of(lut)
-    calibration = {"scale": fit.scale, "offset": fit.offset, "samples": calibrate,
+    # 2. calibrate on the calibration networks (or keep the table's own calibration when calibrate == 0)
+    if calibrate:
+        fit, kind, errors = choose_calibration(raw[:calibrate], measured[:calibrate])
+    else:
+        fit, kind, errors = calibration_of(lut), lut.header.get("calibration", {}).get("kind", "the table's"), {}
+    calibration = {"scale": fit.scale, "offset": fit.offset, "kind": kind, "cv_mape": errors, "samples": calibrate,
                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                   "method": "least squares of whole-network latency on the per-op sum, "
-                             f"{calibrate} random architectures (seed {seed})"}
+                   "method": "the raw per-op sum, a scale or a line (least squares of the relative error), whichever "
+                             f"predicts best leaving one out, on {calibrate} random architectures (seed {seed})"}
     # 3. validate on the others
     val = slice(calibrate, None)
     predicted = [fit.apply(r) for r in raw[val]]
