@@ -157,6 +157,14 @@ def test_family_command_line(tmp_path, lut, capsys):
     before = (out / "3ms" / "arch.json").read_text()
     assert main(["derive", str(out), "--target", "3ms"]) == 0
     assert (out / "3ms" / "arch.json").read_text() == before
+    # report: a page per target, with the family's settings and that target's own columns of the metrics
+    assert main(["report", str(out)]) == 0
+    for label in ("2ms", "3ms"):
+        page = (out / label / "report.md").read_text()
+        assert f"| target_latency | {label} |" in page and "| argmax_latency_ms |" in page
+        assert (out / label / "alpha.png").stat().st_size > 0
+    assert main(["report", str(out), "--out", str(tmp_path / "page.md")]) == 2
+    assert "a page per target" in capsys.readouterr().err
     # the resume contract covers the targets; one given twice is refused before anything runs
     assert main(["search", "--resume", str(out), "--target-latency", "2ms", "4ms"]) == 2
     assert "--target-latency" in capsys.readouterr().err

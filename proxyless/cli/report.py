@@ -3,7 +3,8 @@
 The page holds the settings, the derived architecture (one row per layer with its shape, op, final
 probability and entropy), the latency against the target (predicted, the argmax's, measured), the
 per-epoch metrics, and two figures written next to it: `arch.png` (the architecture diagram) and
-`alpha.png` (how each layer's probabilities and entropy evolved).
+`alpha.png` (how each layer's probabilities and entropy evolved). A search for several latency targets
+gets a page per target, in the target's subdirectory (`proxyless report RUN_DIR` writes them all).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from proxyless.ops import format_op
 EXAMPLES = """\
   proxyless report runs/search-proxyless-cifar            # writes RUN_DIR/report.md, arch.png, alpha.png
   proxyless report runs/cifar --out docs/cifar_search.md  # the page elsewhere (figures beside it)
+  proxyless report runs/family                            # a page per target: runs/family/46ms/report.md, ...
 """
 
 
@@ -37,14 +39,26 @@ def register(subparsers) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    out = Path(args.out) if args.out else run_dir / "report.md"
-    path = write_report(run_dir, out)
-    print(f"wrote {path} with {out.parent / 'arch.png'} and {out.parent / 'alpha.png'}")
+    members = family_members(run_dir)
+    if members and args.out:
+        raise UserError(f"'{run_dir}' is a search for several latency targets, with a page per target; drop --out "
+                        f"(or report one: `proxyless report {run_dir / members[0]} --out PAGE`)")
+    for where, out in ([(run_dir / m, run_dir / m / "report.md") for m in members]
+                       or [(run_dir, Path(args.out) if args.out else run_dir / "report.md")]):
+        path = write_report(where, out)
+        print(f"wrote {path} with {out.parent / 'arch.png'} and {out.parent / 'alpha.png'}")
     return 0
 
 
+def family_members(run_dir: Path) -> list[str]:
+    """The targets' subdirectories of a family's run directory (its result.json lists them); [] otherwise."""
+    listed = read_json_object(run_dir / "result.json").get("family")
+    return [m["label"] for m in listed if isinstance(m, dict) and "label" in m] if isinstance(listed, list) else []
+
+
 def write_report(run_dir: Path, out: Path) -> Path:
-    """Read a search run's files and write the Markdown page and its two figures to `out`'s folder."""
+    """Read a search run's files (or a family member's, with the family's settings and its own columns of
+    the metrics) and write the Markdown page and its two figures to `out`'s folder."""
     if not run_dir.is_dir():
         raise UserError(f"run directory '{run_dir}' does not exist; pass the --out of a `proxyless search`")
     if not (run_dir / "arch.json").is_file():
@@ -52,11 +66,18 @@ def write_report(run_dir: Path, out: Path) -> Path:
                         f"(`proxyless search --resume {run_dir}`) or derive one (`proxyless derive {run_dir}`)")
     arch = load_arch(run_dir / "arch.json")
     history = read_jsonl(run_dir / "arch_history.jsonl")
-    metrics = read_jsonl(run_dir / "metrics.jsonl")
     if not history:
         raise UserError(f"'{run_dir}/arch_history.jsonl' is missing or empty; is '{run_dir}' a search run?")
-    settings = run_settings(run_dir)
+    member = run_dir.name in family_members(run_dir.parent)
+    root = run_dir.parent if member else run_dir
+    metrics = [member_columns(row, run_dir.name) for row in read_jsonl(root / "metrics.jsonl")] if member else (
+        read_jsonl(run_dir / "metrics.jsonl"))
+    settings = run_settings(root)
     latency = read_json_object(run_dir / "latency.json")
+    if member:  # the family's settings list every target: this page is about one
+        targets = read_json_object(root / "config.json").get("latency") or []
+        mine = next((t for t in targets if isinstance(t, dict) and f"{t.get('target_ms', 0):g}ms" == run_dir.name), {})
+        settings.update(lut=mine.get("lut"), target_latency=run_dir.name, latency_loss=mine.get("loss"))
     out.parent.mkdir(parents=True, exist_ok=True)
     candidates = [[format_op(op) for op in slot.candidates] for slot in arch.space.layers()]
     draw_archs([(run_dir.name, arch)], out.parent / "arch.png", title=f"derived architecture ({arch.space.name})")
@@ -65,6 +86,12 @@ def write_report(run_dir: Path, out: Path) -> Path:
     sections = [f"# Search report: {run_dir.name}\n", _settings(settings), _arch_table(arch, history[-1], candidates),
                 "![architecture](arch.png)\n", _latency(latency), _metrics(metrics), "![alpha](alpha.png)\n"]
     return atomic_write_text(out, "\n".join(s for s in sections if s))
+
+
+def member_columns(row: dict[str, Any], label: str) -> dict[str, Any]:
+    """A family's metrics row as target `label`'s own: the shared columns, and its 'name@label' as 'name'."""
+    shared = {key: value for key, value in row.items() if "@" not in key}
+    return {**shared, **{key.split("@")[0]: value for key, value in row.items() if key.endswith(f"@{label}")}}
 
 
 def _settings(settings: dict[str, Any]) -> str:
