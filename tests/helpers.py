@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import torch
+
 from proxyless.latency.keys import Context, all_keys
 from proxyless.latency.lut import LatencyTable, Stat
 from proxyless.ops import parse_op
@@ -40,3 +42,15 @@ def synthetic_table(space: SearchSpace | None = None) -> LatencyTable:
     space = tiny32_space() if space is None else space
     entries = {key: Stat(0.1 + 0.02 * key.kernel * key.expand, 0.0, 3) for key in all_keys(space, Context(batch=1))}
     return LatencyTable({"backend": "torch-cpu", "batch": 1, "dtype": "float32", "threads": 1}, entries)
+
+
+def trained_like(net: torch.nn.Module) -> torch.nn.Module:
+    """`net` with random α and BN affine terms (no zero-initialised branch left), so that every path
+    matters to the output, as in a supernet after some training; returns it."""
+    with torch.no_grad():
+        for alpha in net.arch_parameters():
+            alpha.normal_()
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0, 0.1)
+    return net

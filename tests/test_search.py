@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from helpers import tiny_space
+from helpers import tiny_space, trained_like
 from proxyless.errors import NonFiniteLossError
 from proxyless.net import build_net
 from proxyless.ops import Zero, parse_op
@@ -22,14 +22,7 @@ TINY = tiny_space(("mb_k3_e3", "mb_k5_e3"), input_size=8, stem_stride=1)
 def tiny_supernet(seed=0, dtype=torch.float32):
     """A supernet with random α and trained-like weights (no zero-initialised branch left)."""
     torch.manual_seed(seed)
-    net = SuperNet(TINY).to(dtype)
-    with torch.no_grad():
-        for alpha in net.arch_parameters():
-            alpha.normal_()
-        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.normal_(0, 0.1)
-    return net
+    return trained_like(SuperNet(TINY).to(dtype))
 
 
 def test_shape_keeping_candidates_start_as_identity():

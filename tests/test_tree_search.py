@@ -11,6 +11,7 @@ import torch
 import yaml
 from torch.utils.data import Subset
 
+from helpers import trained_like
 from proxyless.arch_kinds import any_arch_from_dict, get_any_space, load_any_arch
 from proxyless.cli import main
 from proxyless.data import Splits
@@ -111,14 +112,7 @@ def test_the_published_net_is_a_net_of_the_paper_space():
 def random_supernet(seed=0) -> TreeSuperNet:
     """A float64 supernet at 8 px with random α and BN affine terms, so that every path matters."""
     torch.manual_seed(seed)
-    net = TreeSuperNet(TREE_TINY.with_task(8, 4)).double()
-    with torch.no_grad():
-        for alpha in net.arch_parameters():
-            alpha.normal_()
-        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.normal_(0, 0.1)
-    return net
+    return trained_like(TreeSuperNet(TREE_TINY.with_task(8, 4)).double())
 
 
 class Gated(torch.nn.Module):

@@ -254,13 +254,15 @@ class Searcher(ResumableRun):
         family, each target's argmax columns carry its label ('valid_top1_argmax@46ms')."""
         sums = self.epoch_sums(totals)
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": sums.loss, "train_top1": sums.top1}
-        histories = {}
+        histories, scores = {}, {}  # targets with the same argmax (all of them during the warmup): scored once
         for index, (arm, history) in enumerate(zip(self.arms, self.histories)):
             with use(self.supernet, self.arms, index):
                 probs = self.supernet.probs()
                 argmax = self.supernet.argmax()
             arch = self.supernet.arch_of(argmax)
-            row.update(arm.suffixed({"valid_top1_argmax": self.evaluate_plan(argmax, epoch),
+            if tuple(argmax) not in scores:
+                scores[tuple(argmax)] = self.evaluate_plan(argmax, epoch)
+            row.update(arm.suffixed({"valid_top1_argmax": scores[tuple(argmax)],
                                      "mean_entropy": sum(entropy(p) for p in probs) / len(probs)}))
             histories[history] = {"epoch": epoch + 1, "ops": arch.op_strings(), "probs": [p.tolist() for p in probs],
                                   "entropy": [entropy(p) for p in probs]}
