@@ -166,6 +166,10 @@ def _search(space: AnySpace | str, data: Splits | str, config: SearchConfig | No
             with use(supernet, arms, member.get("index", 0)):
                 arch, how, report = _report_latency(supernet, objective, target, arch, how, run_dir)
         results.append(SearchResult(arch, run_dir, how, report))
+    if len(results) > 1 and dist.main and any(t.measured_derive for t in targets):  # it may have kept other nets
+        listing = [{"label": r.run_dir.name, "arch_json": str(r.arch_json), "derived_by": r.derived_by}
+                   for r in results]
+        atomic_write_text(opened.path / "result.json", json.dumps({"family": listing}, indent=2) + "\n")
     return results
 
 
