@@ -26,9 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, environment, write_results  # noqa: E402
-from proxyless.latency.lut import save_lut  # noqa: E402
 from proxyless.latency.measure import MeasureConfig, build_lut  # noqa: E402
-from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut  # noqa: E402
+from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, save_calibration, validate_lut  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
 
 
@@ -59,7 +58,7 @@ def main() -> None:
     # 2. calibration and validation on random whole networks, as `proxyless lut validate` does
     nets = replace(NETWORK_MEASURE, max_rounds=args.rounds, min_rounds=min(NETWORK_MEASURE.min_rounds, args.rounds))
     report = validate_lut(table, space, args.samples, args.calibrate, measure=nets)
-    save_lut(replace(table, header={**table.header, "calibration": report.calibration}), lut_path)
+    save_calibration(table, report, lut_path)
     plot_scatter(report, args.results / f"{name}.png")
     calibrated = report.calibrated
     passed = calibrated["within_10pct"] >= 0.9 and calibrated["rank_correlation"] >= 0.9

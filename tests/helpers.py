@@ -54,3 +54,14 @@ def trained_like(net: torch.nn.Module) -> torch.nn.Module:
             bn.weight.uniform_(0.5, 1.5)
             bn.bias.normal_(0, 0.1)
     return net
+
+
+def expected_alpha_grad(alpha: torch.Tensor, active: int, inactive: int, gate_grad: torch.Tensor) -> torch.Tensor:
+    """The α gradient ProxylessNAS-G should give a layer whose two sampled candidates' gates got `gate_grad`:
+    dL/dα_i = Σ_k dL/dg_k p_k (δ_ik − p_i) over the two sampled logits (p renormalised over them), 0 elsewhere."""
+    idx = [active, inactive]
+    p = torch.softmax(alpha.detach()[idx], 0)
+    expected = torch.zeros_like(alpha)
+    for i in range(2):
+        expected[idx[i]] = sum(gate_grad[k] * p[k] * (float(i == k) - p[i]) for k in range(2))
+    return expected

@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch.utils.data import Subset
 
-from helpers import trained_like
+from helpers import expected_alpha_grad, trained_like
 from proxyless.arch_kinds import any_arch_from_dict, get_any_space, load_any_arch
 from proxyless.cli import main
 from proxyless.data import Splits
@@ -146,12 +146,7 @@ def test_two_path_gradient_on_tree_edges_is_binary_connect_of_the_gate_gradients
         h = block(h, iter(()))  # no plan entries left to take: every searched edge is gated
     torch.nn.functional.cross_entropy(reference.classifier(reference.head(h)), y).backward()
     for alpha, paths, g, got in zip(net.arch_parameters(), plan, gates, ours):
-        idx = [paths.active, paths.inactive]
-        p = torch.softmax(alpha.detach()[idx], 0)
-        expected = torch.zeros_like(alpha)
-        for i in range(2):
-            expected[idx[i]] = sum(g.grad[k] * p[k] * (float(i == k) - p[i]) for k in range(2))
-        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(got, expected_alpha_grad(alpha, paths.active, paths.inactive, g.grad))
     assert sum(float(g.abs().sum()) for g in ours) > 0
 
 

@@ -18,11 +18,11 @@ from proxyless.export import format_of, read_exported, recorded_input_size
 from proxyless.infra.atomic import atomic_write_text
 from proxyless.infra.extras import require
 from proxyless.latency.keys import arch_keys
-from proxyless.latency.lut import load_lut, save_lut
+from proxyless.latency.lut import load_lut
 from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs, trimmed_stat
 from proxyless.latency.predict import predict_latency
 from proxyless.latency.runners import loaded_timer, onnx_timer, steady_memory
-from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, validate_lut
+from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, save_calibration, validate_lut
 
 EXAMPLES = """\
   proxyless lut build --space proxyless-cifar --batch-size 32 --out lut_cifar.json
@@ -109,7 +109,7 @@ def run_build(args: argparse.Namespace) -> int:
               f"with `proxyless lut validate --lut {args.out} --out DIR` (or build with --calibrate 20)")
         return 0
     report = validate_lut(table, space, args.validate, args.calibrate, progress=not args.no_progress)
-    save_lut(replace(table, header={**table.header, "calibration": report.calibration}), args.out)
+    save_calibration(table, report, args.out)
     print(report.to_markdown(), end="")
     print(f"calibration saved in {args.out}")
     return 0
@@ -154,7 +154,7 @@ def run_validate(args: argparse.Namespace) -> int:
     atomic_write_text(out / "validation.md", report.to_markdown())
     plot_scatter(report, out / "scatter.png")
     if args.calibrate:
-        save_lut(replace(table, header={**table.header, "calibration": report.calibration}), args.lut)
+        save_calibration(table, report, args.lut)
     print(report.to_markdown(), end="")
     saved = f"; calibration saved in {args.lut}" if args.calibrate else ""
     print(f"wrote {out / 'validation.md'}, {out / 'validation.json'} and {out / 'scatter.png'}{saved}")

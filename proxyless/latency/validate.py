@@ -28,7 +28,7 @@ from proxyless.arch_kinds import AnyArch, AnySpace, arch_of_indices
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write
 from proxyless.infra.extras import require
-from proxyless.latency.lut import LatencyTable
+from proxyless.latency.lut import LatencyTable, save_lut
 from proxyless.latency.measure import MeasureConfig, measure_archs
 from proxyless.latency.predict import Calibration, LatencyModel, calibration_of
 
@@ -189,6 +189,11 @@ def validate_lut(lut: LatencyTable, space: AnySpace, samples: int = 50, calibrat
             for a, r, p, s in zip(archs[val], raw[val], predicted, stats[val])]
     return ValidationReport(dict(lut.header), calibration, error_metrics(raw[val], measured[val]),
                             error_metrics(predicted, measured[val]), rows)
+
+
+def save_calibration(lut: LatencyTable, report: ValidationReport, path: str | Path) -> None:
+    """`lut` with the calibration `report` chose in its header, written to `path`."""
+    save_lut(replace(lut, header={**lut.header, "calibration": report.calibration}), path)
 
 
 def plot_scatter(report: ValidationReport, path: str | Path) -> Path:

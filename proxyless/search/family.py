@@ -19,12 +19,15 @@ count (`loop.with_arch_budget`); K targets cost about one search.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from proxyless.infra.atomic import atomic_write_text
 from proxyless.search.strategies import ArchStrategy
 from proxyless.search.supernet import SuperNet
 
@@ -81,6 +84,7 @@ def target_label(target_ms: float) -> str:
     return f"{target_ms:g}ms"
 
 
-def check_labels(labels: Sequence[str]) -> None:
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"a family needs distinct targets, got {', '.join(labels)}")
+def write_listing(run_dir: Path, members: Sequence[dict[str, Any]]) -> None:
+    """A family's top-level result.json: each target's label, arch.json and how its net was kept."""
+    listing = [{key: member[key] for key in ("label", "arch_json", "derived_by")} for member in members]
+    atomic_write_text(run_dir / "result.json", json.dumps({"family": listing}, indent=2) + "\n")

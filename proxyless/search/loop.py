@@ -40,7 +40,7 @@ from proxyless.infra.distributed import Dist, keyed_generator
 from proxyless.infra.engine import ResumableRun, Totals
 from proxyless.optim import load_schedule, make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
-from proxyless.search.family import Arm, Derive, initial_alphas, use
+from proxyless.search.family import Arm, Derive, initial_alphas, use, write_listing
 from proxyless.search.quality import recalibrate_bn
 from proxyless.search.sampling import SAMPLINGS, fair_plan
 from proxyless.search.strategies import ArchStrategy, entropy
@@ -322,8 +322,7 @@ class Searcher(ResumableRun):
         if not self.family:
             return members[0]
         if self.dist.main:
-            listing = {"family": [{key: m[key] for key in ("label", "arch_json", "derived_by")} for m in members]}
-            atomic_write_text(self.run_dir / "result.json", json.dumps(listing, indent=2) + "\n")
+            write_listing(self.run_dir, members)
         return {"members": members}
 
     def state_dict(self) -> dict[str, Any]:

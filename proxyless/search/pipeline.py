@@ -37,7 +37,7 @@ from proxyless.infra.distributed import Dist
 from proxyless.infra.settings import open_run
 from proxyless.net import build_net
 from proxyless.search.derive import argmax_rule, inherit_weights
-from proxyless.search.family import Arm, target_label, use
+from proxyless.search.family import Arm, target_label, use, write_listing
 from proxyless.search.hardware import (
     LatencyTarget,
     derive_on_device,
@@ -167,9 +167,8 @@ def _search(space: AnySpace | str, data: Splits | str, config: SearchConfig | No
                 arch, how, report = _report_latency(supernet, objective, target, arch, how, run_dir)
         results.append(SearchResult(arch, run_dir, how, report))
     if len(results) > 1 and dist.main and any(t.measured_derive for t in targets):  # it may have kept other nets
-        listing = [{"label": r.run_dir.name, "arch_json": str(r.arch_json), "derived_by": r.derived_by}
-                   for r in results]
-        atomic_write_text(opened.path / "result.json", json.dumps({"family": listing}, indent=2) + "\n")
+        write_listing(opened.path, [{"label": r.run_dir.name, "arch_json": str(r.arch_json),
+                                     "derived_by": r.derived_by} for r in results])
     return results
 
 
