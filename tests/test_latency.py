@@ -168,18 +168,18 @@ def test_build_lut_measures_and_resumes_after_interruption(tmp_path, monkeypatch
     # 1. a build killed in its second round leaves the complete first round on disk
     monkeypatch.setattr(measure, "key_timer", interrupting_timer)
     with pytest.raises(KeyboardInterrupt):
-        build_lut(TINY, out, config=config, progress=False)
+        build_lut(TINY, out, config=config, progress=False, method="isolated")
     monkeypatch.undo()
     partial = load_lut(out)
     assert set(partial.entries) == set(keys) and all(s.count == 1 for s in partial.entries.values())
     # 2. resumed, every key ends with exactly max_rounds samples in total
-    table = build_lut(TINY, out, config=config, progress=False)
+    table = build_lut(TINY, out, config=config, progress=False, method="isolated")
     assert set(table.entries) == set(keys)
     assert all(s.count == 3 and s.mean > 0 for s in table.entries.values())
     table.check_covers(TINY)
     # 3. a table for another batch size is not resumed into
     with pytest.raises(LatencyTableError, match="cannot be resumed"):
-        build_lut(TINY, out, config=MeasureConfig(batch=8), progress=False)
+        build_lut(TINY, out, config=MeasureConfig(batch=8), progress=False, method="isolated")
 
 
 def test_cli_lut_build_show_and_predict(tmp_path, capsys):

@@ -17,6 +17,7 @@ from proxyless.errors import UserError
 from proxyless.export import format_of, read_exported, recorded_input_size
 from proxyless.infra.atomic import atomic_write_text
 from proxyless.infra.extras import require
+from proxyless.latency.context import METHODS
 from proxyless.latency.keys import arch_keys
 from proxyless.latency.lut import load_lut
 from proxyless.latency.measure import BACKENDS, MeasureConfig, build_lut, measure_archs, trimmed_stat
@@ -47,6 +48,10 @@ def register(subparsers) -> None:
     build.add_argument("--batch-size", type=int, help="default: 1 for spaces above 64 px, 32 for small ones")
     build.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     build.add_argument("--out", required=True, help="the table (JSON); an existing partial table is resumed")
+    build.add_argument("--method", choices=METHODS, default="auto",
+                       help="time each op in context, inside whole networks (torch-cpu and onnxruntime, MBConv "
+                            "spaces), or alone; "
+                            "auto: in context where it can (default)")
     build.add_argument("--calibrate", type=int, default=0, metavar="N",
                        help="then calibrate the table on N random whole networks, timed here, and report its error "
                             "on --validate others (as `lut validate` does; 0: do not)")
@@ -101,8 +106,9 @@ def run_build(args: argparse.Namespace) -> int:
     if args.calibrate < 0 or (args.calibrate and args.validate < 3):
         raise UserError("--calibrate must not be negative, and --validate needs at least 3 networks")
     config = MeasureConfig(batch=batch, threads=args.threads)
-    table = build_lut(space, args.out, args.backend, config, progress=not args.no_progress)
-    print(f"{len(table.entries)} ops of {space.name} measured on {table.header['device']} "
+    table = build_lut(space, args.out, args.backend, config, progress=not args.no_progress, method=args.method)
+    where = "in context" if table.header.get("timing") == "context" else "alone"
+    print(f"{len(table.entries)} ops of {space.name} measured {where} on {table.header['device']} "
           f"({args.backend}, batch {batch}); wrote {args.out}")
     if not args.calibrate:
         print(f"per-op sums miss what whole networks cost besides their ops: calibrate the table before a search "

@@ -7,12 +7,21 @@ standard error of its mean is below `rel_error` of the mean (or after `max_round
 the table atomically after every round with running statistics (and on Ctrl-C or SIGTERM, after the
 current sample), so an interrupted or killed build resumes where it stopped. Both measure inside
 `runners.steady_memory()`, which sets glibc's default allocator thresholds again when they return.
+
+Whole networks are timed *paired* (`MeasureConfig.paired`, on by default): each sample is divided by the
+recent time of a fixed reference network, sampled just before it, and the ratios are turned back into
+milliseconds at the reference's median (`Reference`). This machine's speed drifts: over rounds of 120
+networks at batch 1, whole rounds ran from 0.83x to 1.26x the mean (a per-round spread of 20%), while
+the ratio to a reference timed beside each sample spread 3%. Tables built in context (`context`) are
+paired the same way; ops timed alone are not (an op takes well under a millisecond, the reference tens).
+`build_lut` times in context where it can (`method="auto"`) and hands that to `latency.context`.
 """
 
 from __future__ import annotations
 
 import platform
 import random
+import statistics
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from proxyless.arch import Arch
+from proxyless.arch_kinds import AnyArch, AnySpace, arch_of_indices
 from proxyless.infra.atomic import remove_stale_temps
 from proxyless.infra.extras import require
 from proxyless.infra.signals import stop_signals
@@ -33,7 +43,7 @@ from proxyless.layers import ConvBNAct, InvertedResidual, Residual
 from proxyless.net import build_net
 from proxyless.space import SearchSpace
 
-__all__ = ["BACKENDS", "MeasureConfig", "build_lut", "measure_archs", "module_for_key"]
+__all__ = ["BACKENDS", "MeasureConfig", "Reference", "build_lut", "measure_archs", "module_for_key"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,59 @@ class MeasureConfig:
     max_rounds: int = 30
     rel_error: float = 0.01
     seed: int = 0
+    paired: bool = True  # whole networks and in-context tables: divide by a reference timed beside each sample
+
+
+class Reference:
+    """A reference network (`arch`), timed just before every sample of another item, so that the drift
+    of a shared machine cancels out of the ratio.
+
+        reference = Reference(reference_arch(space), "torch-cpu", config)
+        sample = reference.pair(timer)   # sample(calls) -> the item's ms / the reference's recent ms
+        reference.ms                     # the median of all the reference's samples so far
+
+    The divisor is the median of the reference's last `window` samples, the one just taken included: it
+    follows a drift over seconds without putting one sample's jitter into every ratio. One reference
+    shared by several `measure_archs` calls (the nets a measured derive compares one after another)
+    puts all of them on one scale.
+    """
+
+    def __init__(self, arch: AnyArch, backend: str, config: MeasureConfig, window: int = 5) -> None:
+        self.arch = arch
+        self.backend, self.config, self.window = backend, config, window
+        self.samples: list[float] = []
+        self._timer: Timer | None = None  # built on first use: an ONNX export takes seconds
+
+    def sample(self, calls: int) -> float:
+        """Time the reference once more; returns its recent ms (the median of the last `window` samples)."""
+        if self._timer is None:
+            shape = (self.config.batch, 3, self.arch.input_size, self.arch.input_size)
+            self._timer = make_timer(build_net(self.arch), shape, self.backend, self.config.threads,
+                                     self.config.warmup_calls)
+        self.samples.append(self._timer(calls))
+        return statistics.median(self.samples[-self.window:])
+
+    def pair(self, timer: Timer) -> Timer:
+        """`timer`, each sample divided by the reference's recent ms, timed just before it."""
+
+        def ratio(calls: int) -> float:
+            reference = self.sample(calls)
+            return timer(calls) / reference
+
+        return ratio
+
+    @property
+    def ms(self) -> float:
+        return statistics.median(self.samples)
+
+
+def reference_arch(space: AnySpace) -> AnyArch:
+    """The net every paired sample is divided by: the middle candidate of every layer (edge) of `space`."""
+    return arch_of_indices(space, [len(slot.candidates) // 2 for slot in space.layers()], name="reference")
+
+
+def scaled(stat: Stat, factor: float) -> Stat:
+    return Stat(stat.mean * factor, stat.var * factor * factor, stat.count)
 
 
 def module_for_key(key: OpKey) -> nn.Module:
@@ -123,15 +186,21 @@ def header_for(backend: str, config: MeasureConfig, space: SearchSpace) -> dict:
     }
 
 
-def build_lut(space: SearchSpace, out: str | Path, backend: str = "torch-cpu", config: MeasureConfig = MeasureConfig(),
-              resume: bool = True, progress: bool = True) -> LatencyTable:
-    """Measure every key `space` needs into `out` (resuming a partial table there when `resume`)."""
+def build_lut(space: AnySpace, out: str | Path, backend: str = "torch-cpu", config: MeasureConfig = MeasureConfig(),
+              resume: bool = True, progress: bool = True, method: str = "auto") -> LatencyTable:
+    """Measure every key `space` needs into `out` (resuming a partial table there when `resume`): timed in
+    context (`latency.context`: inside whole networks) or each op alone; `method` "auto" takes the first
+    where `space` and `backend` allow it."""
     check_backend(backend)
+    from proxyless.latency.context import build_context_lut, resolve_method  # it builds on this module
+
+    if resolve_method(space, backend, method) == "context":
+        return build_context_lut(space, out, backend, config, resume, progress)
     if config.threads:
         torch.set_num_threads(config.threads)
     context = Context(config.batch, "float32", backend)
-    table = _existing(out, context) if resume else None
-    table = table or LatencyTable(header_for(backend, config, space))
+    table = existing_table(out, context, "isolated") if resume else None
+    table = table or LatencyTable({**header_for(backend, config, space), "timing": "isolated"})
     keys = all_keys(space, context)
 
     def save_progress() -> str:
@@ -147,18 +216,25 @@ def build_lut(space: SearchSpace, out: str | Path, backend: str = "torch-cpu", c
     return table
 
 
-def measure_archs(archs: Sequence[Arch], backend: str, config: MeasureConfig = MeasureConfig(),
-                  progress: bool = True) -> list[Stat]:
+def measure_archs(archs: Sequence[AnyArch], backend: str, config: MeasureConfig = MeasureConfig(),
+                  progress: bool = True, reference: Reference | None = None) -> list[Stat]:
     """Whole-network latency (ms) of each of `archs`, timed in interleaved rounds like the table's ops
-    (the statistics of the fastest three quarters of each net's rounds: see `trimmed_stat`)."""
+    (the statistics of the fastest three quarters of each net's rounds: see `trimmed_stat`); when
+    `config.paired`, each round's time is divided by `reference`'s just before it (default: a new
+    `Reference` of the first net's space, or for tree-cell nets the first net) and the ratios scaled back
+    at the reference's median."""
     check_backend(backend)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.paired and reference is None and archs:  # a tree-cell net has no space to take one from
+        first = archs[0]
+        reference = Reference(reference_arch(first.space) if isinstance(first, Arch) else first, backend, config)
 
     def timer_for(index: int) -> Timer:
         arch = archs[index]
         shape = (config.batch, 3, arch.input_size, arch.input_size)
-        return make_timer(build_net(arch), shape, backend, config.threads, config.warmup_calls)
+        timer = make_timer(build_net(arch), shape, backend, config.threads, config.warmup_calls)
+        return reference.pair(timer) if config.paired else timer
 
     rounds: dict[int, list[float]] = {i: [] for i in range(len(archs))}
 
@@ -173,7 +249,8 @@ def measure_archs(archs: Sequence[Arch], backend: str, config: MeasureConfig = M
 
     with tqdm(total=len(archs), desc=f"measure {backend}", unit="net", disable=not progress) as bar, steady_memory():
         interleave(range(len(archs)), recording_timer_for, {}, config, bar)
-    return [trimmed_stat(rounds[i]) for i in range(len(archs))]
+    stats = [trimmed_stat(rounds[i]) for i in range(len(archs))]
+    return [scaled(stat, reference.ms) for stat in stats] if config.paired and archs else stats
 
 
 def trimmed_stat(values: Sequence[float], keep: float = 0.75) -> Stat:
@@ -190,7 +267,8 @@ def trimmed_stat(values: Sequence[float], keep: float = 0.75) -> Stat:
     return stat
 
 
-def _existing(out: str | Path, context: Context) -> LatencyTable | None:
+def existing_table(out: str | Path, context: Context, timing: str) -> LatencyTable | None:
+    """The partial table at `out` to resume, or None; raises if it was built for another context or way."""
     remove_stale_temps(out)
     if not Path(out).exists():
         return None
@@ -199,6 +277,9 @@ def _existing(out: str | Path, context: Context) -> LatencyTable | None:
         raise LatencyTableError(
             f"{out} holds a table for {table.context}; it cannot be resumed as {context}; choose another --out"
         )
+    if table.header.get("timing", "isolated") != timing:
+        raise LatencyTableError(f"{out} holds a table timed {table.header.get('timing', 'isolated')}; it cannot be "
+                                f"resumed {timing}; choose another --out or --method")
     return table
 
 

@@ -185,15 +185,18 @@ def _torch_call(module: nn.Module, input_shape: tuple[int, ...], device: torch.d
     return run
 
 
-def onnxruntime_session(model: bytes, threads: int = 0):
+def onnxruntime_session(model: bytes, threads: int = 0, profile_prefix: str | None = None):
     """A CPU `onnxruntime.InferenceSession` of ONNX bytes with every graph optimisation on (BN folding,
-    fusion): the session both timing and `proxyless export --verify-onnxruntime` run."""
+    fusion): the session both timing and `proxyless export --verify-onnxruntime` run; with
+    `profile_prefix`, it records every kernel's time (`session.end_profiling()` writes them there)."""
     ort = require("onnxruntime", "onnx", "running an ONNX model")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for unreadable models

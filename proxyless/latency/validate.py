@@ -28,7 +28,7 @@ from proxyless.arch_kinds import AnyArch, AnySpace, arch_of_indices
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write
 from proxyless.infra.extras import require
-from proxyless.latency.lut import LatencyTable, save_lut
+from proxyless.latency.lut import LatencyTable, Stat, save_lut
 from proxyless.latency.measure import MeasureConfig, measure_archs
 from proxyless.latency.predict import Calibration, LatencyModel, calibration_of
 
@@ -165,10 +165,17 @@ def validate_lut(lut: LatencyTable, space: AnySpace, samples: int = 50, calibrat
     if samples < 3:
         raise UserError(f"--samples must be at least 3 to compute a rank correlation, got {samples}")
     lut.check_covers(space)
-    uncalibrated = replace(lut, header={k: v for k, v in lut.header.items() if k != "calibration"})
     archs = random_archs(space, calibrate + samples, seed)
     config = replace(measure, batch=lut.context.batch, threads=int(lut.header.get("threads", 0)), seed=seed)
     stats = measure_archs(archs, lut.context.backend, config, progress=progress)  # 1. one interleaved run
+    return validation_report(lut, space, archs, stats, calibrate, seed)
+
+
+def validation_report(lut: LatencyTable, space: AnySpace, archs: Sequence[AnyArch], stats: Sequence[Stat],
+                      calibrate: int, seed: int = 0) -> ValidationReport:
+    """`validate_lut`'s report from networks already measured (`stats` of `archs`, the first `calibrate`
+    of them for the calibration): several tables can be judged on one measurement."""
+    uncalibrated = replace(lut, header={k: v for k, v in lut.header.items() if k != "calibration"})
     model = LatencyModel(space, uncalibrated)
     raw = [model.of_arch(arch) for arch in archs]
     measured = [s.mean for s in stats]

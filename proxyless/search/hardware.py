@@ -18,7 +18,7 @@ from proxyless.arch_kinds import AnyArch, AnySpace, on_space
 from proxyless.errors import UserError, check_field_types
 from proxyless.latency.loss import KINDS, LatencyLoss
 from proxyless.latency.lut import LatencyTable, Stat, load_lut
-from proxyless.latency.measure import measure_archs
+from proxyless.latency.measure import Reference, measure_archs, reference_arch
 from proxyless.latency.predict import LatencyModel
 from proxyless.latency.runners import BACKENDS, BackendUnavailable, check_backend
 from proxyless.latency.validate import network_config
@@ -107,10 +107,11 @@ def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> Measure
     """`derive_measured` with nets timed on the table's backend, batch and threads (this machine)."""
     backend = _local_backend(objective.model.header, "--measured-derive times nets on this machine")
     config = network_config(objective.model.header, max_rounds=15)
+    reference = Reference(reference_arch(objective.model.space), backend, config)  # one scale for every net it compares
 
     def measure(indices: list[int]) -> Stat:
         deployed = on_space(supernet.arch_of(indices), objective.model.space)
-        (stat,) = measure_archs([deployed], backend, config, progress=False)
+        (stat,) = measure_archs([deployed], backend, config, progress=False, reference=reference)
         return stat
 
     result = derive_measured(objective, supernet, measure)
@@ -197,12 +198,13 @@ def _measured_latency(model: LatencyModel) -> Callable[[Arch], float]:
     backend = _local_backend(model.header, "--reward-latency measured times nets on this machine; "
                                            "use --reward-latency predicted")
     config = network_config(model.header, min_rounds=3, max_rounds=3)
+    reference = Reference(reference_arch(model.space), backend, config)  # rewards on one scale over the whole search
     cache: dict[AnyArch, float] = {}
 
     def latency(arch: AnyArch) -> float:
         deployed = on_space(replace(arch, name=""), model.space)
         if deployed not in cache:
-            cache[deployed] = measure_archs([deployed], backend, config, progress=False)[0].mean
+            cache[deployed] = measure_archs([deployed], backend, config, progress=False, reference=reference)[0].mean
         return cache[deployed]
 
     return latency
