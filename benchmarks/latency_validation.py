@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, environment, write_results  # noqa: E402
+from proxyless.latency.context import METHODS  # noqa: E402
 from proxyless.latency.measure import MeasureConfig, build_lut  # noqa: E402
 from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, save_calibration, validate_lut  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
@@ -40,12 +41,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--calibrate", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=15, help="most rounds per network")
+    parser.add_argument("--method", default="auto", choices=METHODS,
+                        help="how the table times its ops (auto: in context where it can; a non-auto choice is "
+                             "added to the result's name)")
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the script (minutes)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write (default: benchmarks/results)")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.calibrate, args.rounds = 4, 3, 2
-    tag = f"{args.space}_{args.backend}_b{args.batch}" + (f"_t{args.threads}" if args.threads != 1 else "")
+    tag = (f"{args.space}_{args.backend}_b{args.batch}" + (f"_t{args.threads}" if args.threads != 1 else "")
+           + (f"_{args.method}" if args.method != "auto" else ""))
     name = f"latency_{tag}" + ("_quick" if args.quick else "")
     space = get_space(args.space)
     load_before = os.getloadavg()
@@ -53,7 +58,7 @@ def main() -> None:
     # 1. the table, as `proxyless lut build` measures it
     lut_path = args.results / f"lut_{tag}{'_quick' if args.quick else ''}.json"
     op_config = MeasureConfig(batch=args.batch, threads=args.threads, max_rounds=args.rounds)
-    table = build_lut(space, lut_path, args.backend, op_config, resume=False)
+    table = build_lut(space, lut_path, args.backend, op_config, resume=False, method=args.method)
     build_s = time.perf_counter() - start
     # 2. calibration and validation on random whole networks, as `proxyless lut validate` does
     nets = replace(NETWORK_MEASURE, max_rounds=args.rounds, min_rounds=min(NETWORK_MEASURE.min_rounds, args.rounds))
@@ -67,16 +72,21 @@ def main() -> None:
     timing = {"lut_build_s": build_s, "validation_s": time.perf_counter() - start - build_s}
     load = {"before": load_before, "after": os.getloadavg()}
     data = {"environment": environment(), "args": {**vars(args), "results": str(args.results)}, "timing": timing,
+            "table_timing": table.header["timing"],
             "passed": passed, "passed_strict": strict, "load_average": load,
             "report": report.to_dict()}
+    ops = "in context (inside whole networks)" if table.header["timing"] == "context" else "alone"
     markdown = (report.to_markdown()
-                + f"\nTable built in {build_s:.0f} s; validation took {timing['validation_s']:.0f} s; load average "
+                + f"\nOps timed {ops}; "
+                f"networks timed paired with a reference network. "
+                f"Table built in {build_s:.0f} s; validation took {timing['validation_s']:.0f} s; load average "
                 f"(1 min) {load['before'][0]:.2f} before, {load['after'][0]:.2f} after. "
                 f"Done-when (≥90% within ±10%, rank correlation ≥0.9): {'met' if passed else 'NOT met'}. "
                 f"Issue 16's bar (≥95% within ±5%, all within ±10%, rank correlation ≥0.95): "
                 f"{'met' if strict else 'NOT met'}.\n\n"
                 f"Reproduce: `python benchmarks/latency_validation.py --space {args.space} --backend {args.backend} "
-                f"--batch {args.batch} --threads {args.threads}`\n")
+                f"--batch {args.batch} --threads {args.threads}"
+                + (f" --method {args.method}" if args.method != "auto" else "") + "`\n")
     write_results(name, data, markdown, args.results)
     print(markdown)
     print(json.dumps(timing))

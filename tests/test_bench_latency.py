@@ -27,3 +27,14 @@ def test_validation_then_two_target_searches(tmp_path):
     result = json.loads((tmp_path / "latency_targets_quick.json").read_text())
     assert len(result["runs"]) == 2 and all(r["measured_ms"] > 0 for r in result["runs"])
     assert "Measured latencies order like the targets" in out
+
+
+def test_methods_are_judged_on_one_measurement(tmp_path):
+    out = run("latency_methods.py", "--space", "proxyless-cifar", "--batch", "8", "--threads", "1",
+              "--results", str(tmp_path))
+    assert "| context |" in out and "| isolated |" in out
+    result = json.loads((tmp_path / "latency_methods_proxyless-cifar_torch-cpu_b8_t1_quick.json").read_text())
+    reports = result["reports"]
+    assert reports["context"]["header"]["timing"] == "context" and reports["isolated"]["header"]["timing"] == "isolated"
+    measured = [[row["measured_ms"] for row in report["rows"]] for report in reports.values()]
+    assert measured[0] == measured[1] and len(measured[0]) == 4  # the same nets, timed once
