@@ -120,3 +120,18 @@ def test_an_onnxruntime_table_is_timed_in_context_from_the_kernel_profile(tmp_pa
     table.check_covers(TINY)
     assert all(stat.mean > 0 for stat in table.entries.values())
     assert list(tmp_path.iterdir()) == [tmp_path / "ort.json"]  # the profiles went to a scratch directory
+
+
+def test_an_export_without_name_scopes_is_refused_rather_than_priced_in_the_head():
+    import onnx
+
+    from proxyless.latency.context import name_owners
+    from proxyless.latency.runners import export_onnx
+
+    arch = covering_archs(TINY, cycles=1)[0]
+    model = onnx.load_from_string(export_onnx(build_net(arch).eval(), torch.randn(1, 3, 16, 16)))
+    assert set(name_owners(model.SerializeToString(), len(arch.ops))) >= {node.name for node in model.graph.node}
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    with pytest.raises(UserError, match="--method isolated"):
+        name_owners(model.SerializeToString(), len(arch.ops))

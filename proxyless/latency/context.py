@@ -207,6 +207,9 @@ def name_owners(model: bytes, layers: int) -> dict[str, int]:
         scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "['']"))
         for name in (node.name, *node.output):
             owners[name] = part_of_scope(scopes, layers)
+    if set(owners.values()) <= {3 + layers}:  # no name scopes: every kernel would land in the head
+        raise UserError("this torch.onnx exporter records no module name scopes, so kernels cannot be traced "
+                        "to their blocks; build the table with --method isolated")
     return owners
 
 
@@ -251,7 +254,8 @@ def build_context_lut(space: SearchSpace, out: str | Path, backend: str = "torch
     table = table or LatencyTable({**header_for(backend, config, space), "timing": "context", "method": (
         f"each op timed in place inside {cycles} covering sets of networks ({clock}): the median of "
         f"{config.calls_per_sample} passes, over rounds; every network's sample divided by a reference "
-        f"network's taken just before it; mean of an op's samples until its standard error < {config.rel_error:.0%}")})
+        f"network's recent time (the median of its last 5 samples, one taken just before); mean of an op's "
+        f"samples until its standard error < {config.rel_error:.0%}")})
     keys = all_keys(space, context)
     reference = Reference(reference_arch(space), backend, config)
     pending: list[tuple[float, list[tuple[OpKey, float]]]] = []  # (reference ms, samples) not yet merged
