@@ -2,10 +2,10 @@
 
 An op timed alone runs on an input it read a moment ago, with its weights in cache, and a network is
 more than its ops called one by one: measured here (`proxyless-imagenet`, torch-cpu, batch 1, 2 threads)
-whole networks took 1.47-1.75x the sum of their ops timed alone, but 0.95-1.02x the sum of the same ops
-timed inside networks. So this table is built from networks:
+whole networks took 1.06-1.75x the sum of their ops timed alone (varying from run to run), but
+0.95-1.02x the sum of the same ops timed inside networks. So this table is built from networks:
 
-    table = build_context_lut(space, "lut.json", MeasureConfig(batch=1, threads=2))
+    table = build_context_lut(space, "lut.json", "torch-cpu", MeasureConfig(batch=1, threads=2))
 
 1. A *covering* set of networks (`covering_archs`): in each of `cycles` groups, every candidate of
    every layer is in at least one network, its neighbours drawn at random.
@@ -14,9 +14,10 @@ timed inside networks. So this table is built from networks:
    in several layers or networks gives several samples. In PyTorch a clock is read between blocks; in
    onnxruntime the whole network runs in one session with profiling on, and each kernel of the
    optimised graph is attributed to the block the exporter's name scopes put its nodes in.
-3. Each network's samples are divided by a reference network's time taken just before them
-   (`measure.Reference`) and scaled at the reference's median over the first round, kept in the header,
-   so samples taken at different speeds of a shared machine, or in a resumed build, add up on one scale.
+3. Each network's samples are divided by a reference network's recent time, sampled just before them
+   (`measure.Reference`: the median of its last five samples), and scaled at the reference's median
+   over the first round, kept in the header, so samples taken at different speeds of a shared machine,
+   or in a resumed build, add up on one scale.
 4. A key's entry is the mean of its samples: the op's cost averaged over the neighbours a search gives
    it. A key is done as in `build_lut` (its samples counted like rounds); the table is saved after every
    round and on Ctrl-C or SIGTERM, and a killed build resumes.
