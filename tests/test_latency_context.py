@@ -117,9 +117,17 @@ def test_onnxruntime_kernels_go_to_the_block_they_were_exported_from(tmp_path):
 def test_an_onnxruntime_table_is_timed_in_context_from_the_kernel_profile(tmp_path):
     table = build_lut(TINY, tmp_path / "ort.json", "onnxruntime", QUICK, progress=False)
     assert table.header["timing"] == "context" and "kernel profile" in table.header["method"]
+    assert table.header["session_config"] == {"session.intra_op.allow_spinning": "0"}  # what a deployment sets
     table.check_covers(TINY)
     assert all(stat.mean > 0 for stat in table.entries.values())
     assert list(tmp_path.iterdir()) == [tmp_path / "ort.json"]  # the profiles went to a scratch directory
+
+
+def test_timing_sessions_do_not_spin_their_worker_threads():
+    from proxyless.latency.runners import export_onnx, onnxruntime_session
+
+    session = onnxruntime_session(export_onnx(torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8)), threads=2)
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_an_export_without_name_scopes_is_refused_rather_than_priced_in_the_head():

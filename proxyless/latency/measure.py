@@ -38,7 +38,7 @@ from proxyless.infra.extras import require
 from proxyless.infra.signals import stop_signals
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
-from proxyless.latency.runners import BACKENDS, Timer, check_backend, make_timer, steady_memory
+from proxyless.latency.runners import BACKENDS, ORT_SESSION_CONFIG, Timer, check_backend, make_timer, steady_memory
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
 from proxyless.net import build_net
 from proxyless.space import SearchSpace
@@ -177,13 +177,16 @@ def header_for(backend: str, config: MeasureConfig, space: SearchSpace) -> dict:
     versions = {"torch": torch.__version__, "python": platform.python_version()}
     if backend == "onnxruntime":
         versions["onnxruntime"] = require("onnxruntime", "onnx", "backend onnxruntime").__version__
-    return {
+    header = {
         "backend": backend, "device": device_name(backend), "threads": threads, "batch": config.batch,
         "dtype": "float32", "space": space.name, "unit": "ms", "versions": versions,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "method": f"median of {config.calls_per_sample} calls per round, rounds interleaved over keys; "
                   f"mean of round medians until its standard error < {config.rel_error:.0%}",
     }
+    if backend == "onnxruntime":  # what a deployment must set to run at the table's speed
+        header["session_config"] = dict(ORT_SESSION_CONFIG)
+    return header
 
 
 def build_lut(space: AnySpace, out: str | Path, backend: str = "torch-cpu", config: MeasureConfig = MeasureConfig(),
