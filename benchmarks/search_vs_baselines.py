@@ -4,25 +4,28 @@ On an ImageFolder copy of CIFAR-10 (`DIR/train/<class>/*.jpg`, `DIR/test/<class>
 
 1. a fixed subset of the training images (the first `--per-class` files of each class, by name) and
    the whole test split are linked into `WORK/data`;
-2. one `proxyless search --lut LUT --target-latency T` per target (gradient strategy);
-3. in one quiet, interleaved measurement on the table's backend, batch and threads: the nets each
-   search derives with its table scaled by 0.9 .. 1.1 (the machine's speed drifts between sessions),
-   MobileNetV2 over a grid of width multipliers, and random nets of the space whose predicted
-   latency is near the first target; the MobileNetV2 width and the random nets whose *measured*
-   latency lies within ±5% of each target are kept, and the most probable derived net measured within
-   ±2.5% of it;
+2. searches, side by side: one `proxyless search --lut LUT --target-latency T1 T2 ..` for all targets (a
+   family: the supernet's weights trained once, an α per target) and, for the cost comparison, one
+   search for the first target alone (with one target, only that one);
+3. in one quiet, interleaved measurement on the table's backend, batch and threads, every net paired
+   with the table's reference network: the nets the family derives with its table scaled by 0.9 .. 1.1,
+   MobileNetV2 over a grid of width multipliers, and random nets of the space whose predicted latency
+   is near each target. The machine's speed drifts between sessions, so each target is moved by the
+   reference's time today against its time in the table (`drift`); at each target the MobileNetV2 width,
+   the random nets and the most probable derived net measured within ±2.5% of it are kept;
 4. every kept net trained from scratch with the same recipe (`proxyless train`, same epochs, batch,
-   lr, seeds), evaluated on the test split;
-5. results: test top-1 (mean and spread over seeds), measured latency, params, MACs, the wall time
-   and peak memory of the search against one training epoch and the training of the derived net.
+   lr; `--seeds` seeds for the searched and MobileNetV2 nets, one for each random net), evaluated on
+   the test split;
+5. results: test top-1 (mean and spread over seeds), measured latency, params, MACs, and the wall time
+   and peak memory of the family and of the single search against one training epoch and the whole
+   training of the derived net.
 
 Jobs run two at a time with one thread each (`benchmarks/lanes.py`); everything lands in `--work`,
-and rerunning the same command continues an interrupted benchmark.
+and rerunning the same command continues an interrupted benchmark (a job cut off mid-way is resumed
+from its checkpoint, or restarted where the checkpoint is gone).
 
     python benchmarks/search_vs_baselines.py --data ~/cifar10-jpg --target-latency 46 30 68
 
-The first target gets the full comparison (every searched and MobileNetV2 net trained with `--seeds`
-seeds, `--random` random nets); the others give the latency-accuracy curve (one seed each).
 Writes benchmarks/results/search_vs_baselines.{json,md,png}.
 """
 
@@ -43,18 +46,19 @@ from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
-from proxyless.latency.measure import measure_archs  # noqa: E402
+from proxyless.latency.measure import Reference, measure_archs, reference_arch  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.latency.validate import network_config, random_archs  # noqa: E402
+from proxyless.search.family import target_label  # noqa: E402
 from proxyless.search.objective import DERIVE_BAND  # noqa: E402
 from proxyless.search.pipeline import search_objective, supernet_of  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
 from proxyless.zoo import mobilenet_v2  # noqa: E402
 
 DEFAULT_LUT = RESULTS / "lut_proxyless-cifar_torch-cpu_b32.json"
-BAND = 0.05  # baselines must be within ±5% of the target, measured
-# the machine's speed drifts by several % between sessions (see the README): the searched net is
-# derived as if the table ran this much fast or slow, and the candidates are measured with the baselines
+BAND = DERIVE_BAND  # issue 17: every compared net within ±2.5% of its target, measured
+# beyond a uniform drift (which `drift` takes out), the table may be off for some nets today: the family's
+# net is also derived as if the table ran this much fast or slow, and the candidates measured with the rest
 TABLE_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)
 WIDTHS = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))  # MobileNetV2 width grid, 0.2 .. 1.0
 
@@ -80,13 +84,23 @@ def link_subset(source: Path, dest: Path, per_class: int, test_per_class: int | 
     return counts
 
 
-def search_job(work: Path, target: float, args: argparse.Namespace) -> Job:
-    out = work / f"search_{target:g}ms"
+def search_jobs(work: Path, targets: list[float], args: argparse.Namespace) -> list[Job]:
+    """The family for all targets, then the single search for the first (one target: the single alone).
+    Settings not given stay `proxyless search`'s defaults."""
     flags = ["search", "--data", str(work / "data"), "--space", args.space, "--lut", str(args.lut),
-             "--target-latency", f"{target}ms", "--epochs", str(args.search_epochs),
-             "--warmup-epochs", str(args.search_warmup), "--lr", str(args.search_lr), "--arch-lr", str(args.arch_lr),
-             "--arch-every", str(args.arch_every), "--batch-size", str(args.batch_size), "--no-measure"]
-    return Job(f"search_{target:g}ms", flags, out, ["search", "--resume", str(out), "--no-progress"])
+             "--epochs", str(args.search_epochs), "--batch-size", str(args.batch_size), "--seed", "0", "--no-measure"]
+    for flag, value in (("--warmup-epochs", args.search_warmup), ("--lr", args.search_lr),
+                        ("--arch-lr", args.arch_lr), ("--arch-every", args.arch_every)):
+        if value is not None:
+            flags += [flag, str(value)]
+
+    def job(name: str, chosen: list[float]) -> Job:
+        out = work / name
+        return Job(name, flags + ["--target-latency", *map(target_label, chosen)], out,
+                   ["search", "--resume", str(out), "--no-progress"])
+
+    single = job(f"search_{target_label(targets[0])}", targets[:1])
+    return [job("family", targets), single] if len(targets) > 1 else [single]
 
 
 def drop_stale_trainings(work: Path, jobs: list[Job]) -> None:
@@ -107,13 +121,14 @@ def train_job(work: Path, name: str, seed: int, args: argparse.Namespace) -> Job
     return Job(f"train_{name}_seed{seed}", flags, out, ["train", "--resume", str(out), "--no-progress"])
 
 
-def derived_candidates(work: Path, target: float) -> dict[str, tuple[Arch, float, float]]:
-    """The search's net derived with the table scaled by each of `TABLE_SCALES` (a table that runs fast or
-    slow on the machine today): {name: (arch, scale, Σ log p)}, distinct nets only."""
-    run = work / f"search_{target:g}ms"
+def derived_candidates(work: Path, target: float, targets: list[float]) -> dict[str, tuple[Arch, float, float]]:
+    """The searched net of `target` (the family's, or with one target the single search's) derived with
+    the table scaled by each of `TABLE_SCALES`: {name: (arch, scale, Σ log p)}, distinct nets only."""
+    run, member = (work / "family", target_label(target)) if len(targets) > 1 else \
+        (work / f"search_{target_label(target)}", None)
     state = load_checkpoint(run / "checkpoint.pt")
-    supernet = supernet_of(state, str(run))  # independent or entangled, as it was searched
-    objective = search_objective(run, supernet)
+    supernet = supernet_of(state, str(run), member)  # independent or entangled, as it was searched
+    objective = search_objective(run, supernet, member)
     log_probs = [p.log() for p in supernet.probs()]
     found: dict[str, tuple[Arch, float, float]] = {}
     for scale in TABLE_SCALES:
@@ -126,106 +141,116 @@ def derived_candidates(work: Path, target: float) -> dict[str, tuple[Arch, float
 
 
 def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) -> dict:
-    """Measure derived, MobileNetV2 and random candidates together; keep those within ±5% of a target."""
+    """Measure derived, MobileNetV2 and random candidates together; keep those within ±2.5% of each target,
+    the targets moved by today's drift of the table's reference network."""
     path = work / "matched.json"
     if path.exists():
         return json.loads(path.read_text())
     table = load_lut(args.lut)
     space = get_space(args.space)
     model = LatencyModel(space, table)
-    derived_by_target = {t: derived_candidates(work, t) for t in targets}
+    derived_by_target = {t: derived_candidates(work, t, targets) for t in targets}
     derived = {name: arch for found in derived_by_target.values() for name, (arch, _, _) in found.items()}
     widths = (0.35, 0.5, 0.75) if args.quick else WIDTHS
     mbv2 = {f"mbv2_{w:g}": _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes), f"mbv2_{w:g}")
             for w in widths}
-    main = targets[0]
-    near = near_target(space, model, main, 2 * args.random, args.seed)
-    randoms = {f"random_{i}": _named(a, f"random_{i}") for i, a in enumerate(near)}
+    randoms = {f"random_{t:g}ms_{i}": _named(a, f"random_{t:g}ms_{i}") for t in targets
+               for i, a in enumerate(near_target(space, model, t, 3 * args.random, args.seed))}
+    config = network_config(table.header, **(dict(min_rounds=3, max_rounds=3) if args.quick else {}))
+    reference = Reference(reference_arch(space), table.header["backend"], config)  # one scale for both rounds
+
+    def measure(nets: dict[str, Arch]) -> dict[str, dict]:
+        stats = measure_archs(list(nets.values()), table.header["backend"], config, reference=reference)
+        return {name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(nets, stats)}
+
     candidates = {**derived, **mbv2, **randoms}
-    rounds = dict(min_rounds=3, max_rounds=3) if args.quick else {}
-    stats = measure_archs(list(candidates.values()), table.header["backend"], network_config(table.header, **rounds))
-    measured = {name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(candidates, stats)}
+    measured = measure(candidates)
+    drift = reference.ms / table.header["reference"]["ms"] if "ms" in table.header.get("reference", {}) else 1.0
+    goals = {t: t * drift for t in targets}  # each target in today's milliseconds
     # a target between two grid widths' latencies (channels round to multiples of 8, so latency jumps):
     # try the widths in between, 0.01 apart, in a second measurement
     refine = {}
-    for t in targets:
-        if not any(abs(measured[n]["mean_ms"] / t - 1) <= BAND for n in mbv2):
-            below = max((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] < t), default=widths[0])
-            above = min((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] > t), default=widths[-1])
+    for goal in ([] if args.quick else goals.values()):  # quick: three widths are enough to check the script
+        if not any(abs(measured[n]["mean_ms"] / goal - 1) <= BAND for n in mbv2):
+            below = max((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] < goal), default=widths[0])
+            above = min((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] > goal), default=widths[-1])
             for step in range(1, round((above - below) / 0.01)):
                 w = round(below + 0.01 * step, 2)
                 refine[f"mbv2_{w:g}"] = _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes),
                                                f"mbv2_{w:g}")
     if refine:
-        stats = measure_archs(list(refine.values()), table.header["backend"], network_config(table.header, **rounds))
-        measured.update({name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(refine, stats)})
+        measured.update(measure(refine))
         mbv2.update(refine)
         candidates.update(refine)
+    band = float("inf") if args.quick else BAND  # three quick rounds are too noisy for any band
     chosen: dict[str, list[str]] = {}
-    picks = {}
-    for t in targets:
-        picks[f"{t:g}"] = pick = pick_searched(derived_by_target[t], measured, t)
+    picks, in_band = {}, {}
+    for t, goal in goals.items():
+        picks[f"{t:g}"] = pick = pick_searched(derived_by_target[t], measured, goal)
         name = f"searched_{t:g}ms"
         candidates[name] = _named(derived[pick["candidate"]], name)
         measured[name] = measured[pick["candidate"]]
-        closest = min(mbv2, key=lambda n: abs(measured[n]["mean_ms"] - t))
-        chosen[f"{t:g}"] = [name, closest]
-    band = float("inf") if args.quick else BAND  # three quick rounds are too noisy for any band
-    in_band = [n for n in randoms if abs(measured[n]["mean_ms"] / main - 1) <= band]
-    chosen[f"{main:g}"] += in_band[: args.random]
+        closest = min(mbv2, key=lambda n: abs(measured[n]["mean_ms"] - goal))
+        mine = [n for n in randoms if n.startswith(f"random_{t:g}ms_")]
+        in_band[f"{t:g}"] = [n for n in mine if abs(measured[n]["mean_ms"] / goal - 1) <= band]
+        chosen[f"{t:g}"] = [name, closest] + in_band[f"{t:g}"][: args.random]
     (work / "archs").mkdir(exist_ok=True)
     for name, arch in candidates.items():
         save_arch(arch, work / "archs" / f"{name}.json")
     result = {"measured": measured, "predicted": {n: model.of_arch(a) for n, a in candidates.items()
                                                    if a.space == space},
-              "chosen": chosen, "searched_picks": picks, "random_candidates": len(randoms),
-              "random_in_band": len(in_band), "band": band}
+              "drift": drift, "reference_ms": reference.ms, "goals_ms": {f"{t:g}": g for t, g in goals.items()},
+              "chosen": chosen, "searched_picks": picks,
+              "random_candidates": {f"{t:g}": sum(n.startswith(f"random_{t:g}ms_") for n in randoms) for t in targets},
+              "random_in_band": {t: len(names) for t, names in in_band.items()}, "band": band}
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return result
 
 
-def pick_searched(found: dict[str, tuple[Arch, float, float]], measured: dict, target: float) -> dict:
-    """The most probable derived net measured within ±2.5% of `target`; if none, the one measured closest."""
-    inside = [n for n in found if abs(measured[n]["mean_ms"] / target - 1) <= DERIVE_BAND]
+def pick_searched(found: dict[str, tuple[Arch, float, float]], measured: dict, goal: float) -> dict:
+    """The most probable derived net measured within ±2.5% of `goal`; if none, the one measured closest."""
+    inside = [n for n in found if abs(measured[n]["mean_ms"] / goal - 1) <= DERIVE_BAND]
     name = (max(inside, key=lambda n: found[n][2]) if inside
-            else min(found, key=lambda n: abs(measured[n]["mean_ms"] - target)))
+            else min(found, key=lambda n: abs(measured[n]["mean_ms"] - goal)))
     return {"candidate": name, "table_scale": found[name][1], "log_prob": found[name][2],
             "candidates": {n: {"table_scale": s, "log_prob": lp, "measured_ms": measured[n]["mean_ms"]}
                            for n, (_, s, lp) in found.items()}}
 
 
 def near_target(space, model: LatencyModel, target: float, count: int, seed: int, tries: int = 20000) -> list[Arch]:
-    """Up to `count` uniformly drawn archs whose predicted latency is within ±2.5% of `target`."""
+    """Up to `count` uniformly drawn archs whose predicted latency is within ±1.25% of `target`."""
     pool = random_archs(space, tries, seed=seed)
     return [arch for arch in pool if abs(model.of_arch(arch) / target - 1) < BAND / 2][:count]
 
 
-def seeds_for(name: str, target: float, targets: list[float], args: argparse.Namespace) -> int:
-    """Training seeds of a kept net: `--seeds` for the searched and MobileNetV2 nets of the first target, else 1."""
-    return args.seeds if (target == targets[0] and not name.startswith("random")) else 1
+def seeds_for(name: str, args: argparse.Namespace) -> int:
+    """Training seeds of a kept net: `--seeds` for the searched and MobileNetV2 nets, one for a random net."""
+    return 1 if name.startswith("random") else args.seeds
 
 
 def _named(arch: Arch, name: str) -> Arch:
     return Arch(arch.space, arch.ops, name)
 
 
-def summarise(work: Path, targets: list[float], matched: dict, records: dict, args: argparse.Namespace) -> dict:
+def summarise(work: Path, targets: list[float], matched: dict, records: dict, args: argparse.Namespace) -> list[dict]:
     rows = []
     for t in targets:
+        goal = matched["goals_ms"][f"{t:g}"]
         for name in matched["chosen"][f"{t:g}"]:
-            seeds = seeds_for(name, t, targets, args)
+            seeds = seeds_for(name, args)
             results = [json.loads((work / "train" / f"{name}_seed{s}" / "result.json").read_text())
                        for s in range(seeds)]
             top1 = [r["test_top1"] for r in results]
             epochs = [_epoch_seconds(work / "train" / f"{name}_seed{s}") for s in range(seeds)]
             rows.append({
-                "target_ms": t, "net": name, "kind": name.split("_")[0],
+                "target_ms": t, "goal_ms": goal, "net": name, "kind": name.split("_")[0],
                 "measured_ms": matched["measured"][name]["mean_ms"],
                 "measured_std_ms": matched["measured"][name]["std_ms"],
-                "off_target": matched["measured"][name]["mean_ms"] / t - 1,
+                "off_target": matched["measured"][name]["mean_ms"] / goal - 1,
                 "params": results[0]["params"], "macs": results[0]["macs"],
                 "top1": top1, "top1_mean": statistics.mean(top1), "top1_spread": (max(top1) - min(top1)) / 2,
                 "train_s": [records[f"train_{name}_seed{s}"]["wall_s"] for s in range(seeds)],
+                "train_resumed": any(records[f"train_{name}_seed{s}"]["resumed"] for s in range(seeds)),
                 "train_max_rss_mb": records[f"train_{name}_seed0"]["max_rss_mb"],
                 "epoch_s": statistics.mean(epochs),
             })
@@ -237,21 +262,26 @@ def _epoch_seconds(run_dir: Path) -> float:
     return statistics.median(line["epoch_seconds"] for line in lines)
 
 
-def search_cost(work: Path, targets: list[float], rows: list[dict], records: dict) -> list[dict]:
+def search_cost(targets: list[float], rows: list[dict], records: dict) -> list[dict]:
+    """Each search (the family, the single) against the training of each net it derived, on the same images."""
     base = baseline_rss_mb()
     costs = []
-    for t in targets:
-        search = records[f"search_{t:g}ms"]
-        trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
-        costs.append({
-            "target_ms": t, "search_s": search["wall_s"], "epoch_s": trained["epoch_s"],
-            "search_in_epochs": search["wall_s"] / trained["epoch_s"],
-            "train_s": trained["train_s"][0], "search_over_train": search["wall_s"] / trained["train_s"][0],
-            "search_rss_mb": search["max_rss_mb"], "train_rss_mb": trained["train_max_rss_mb"], "import_rss_mb": base,
-            "rss_ratio": search["max_rss_mb"] / trained["train_max_rss_mb"],
-            "rss_ratio_above_imports": (search["max_rss_mb"] - base) / (trained["train_max_rss_mb"] - base),
-            "resumed": search["resumed"],
-        })
+    searches = [("family", targets)] if len(targets) > 1 else []
+    searches.append((f"search_{target_label(targets[0])}", targets[:1]))
+    for job, served in searches:
+        search = records[job]
+        for t in served:
+            trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
+            costs.append({
+                "search": "family" if job == "family" else "single", "targets": len(served), "target_ms": t,
+                "search_s": search["wall_s"], "epoch_s": trained["epoch_s"],
+                "search_in_epochs": search["wall_s"] / trained["epoch_s"],
+                "train_s": trained["train_s"][0], "search_over_train": search["wall_s"] / trained["train_s"][0],
+                "search_rss_mb": search["max_rss_mb"], "train_rss_mb": trained["train_max_rss_mb"],
+                "import_rss_mb": base, "rss_ratio": search["max_rss_mb"] / trained["train_max_rss_mb"],
+                "rss_ratio_above_imports": (search["max_rss_mb"] - base) / (trained["train_max_rss_mb"] - base),
+                "resumed": search["resumed"] or trained["train_resumed"],
+            })
     return costs
 
 
@@ -273,8 +303,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         yerr = [100 * r["top1_spread"] for r in mine]
         ax.errorbar(xs, ys, yerr=yerr, fmt=marker, color=colour, label=label, markersize=11 if marker == "*" else 7,
                     linestyle="-" if kind != "random" else "none", capsize=3)
-    for t in sorted({r["target_ms"] for r in rows}):
-        ax.axvspan(t * (1 - BAND), t * (1 + BAND), color="0.92", zorder=0)
+    for goal in sorted({r["goal_ms"] for r in rows}):
+        ax.axvspan(goal * (1 - BAND), goal * (1 + BAND), color="0.92", zorder=0)
     ax.set_xlabel("measured latency (ms per batch)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title, fontsize=9)
@@ -297,36 +327,42 @@ def markdown(rows, costs, matched, info, args) -> str:
         return f"{100 * r['top1_mean']:.1f}{spread} (n={len(r['top1'])})"
 
     table = "\n".join(
-        f"| {r['target_ms']:g} | {r['net']} | "
+        f"| {r['target_ms']:g} ({r['goal_ms']:.1f}) | {r['net']} | "
         f"{r['measured_ms']:.1f} ± {r['measured_std_ms']:.1f} ({r['off_target']:+.1%}) | "
         f"{r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.1f}M | {fmt_top1(r)} |" for r in rows)
     cost = "\n".join(
-        f"| {c['target_ms']:g} | {c['search_s']:.0f} s | {c['epoch_s']:.0f} s | **{c['search_in_epochs']:.1f}** | "
-        f"{c['train_s']:.0f} s | {c['search_over_train']:.2f} | "
-        f"{c['search_rss_mb']:.0f} / {c['train_rss_mb']:.0f} MB | "
-        f"**{c['rss_ratio']:.2f}** ({c['rss_ratio_above_imports']:.2f} above the "
-        f"{c['import_rss_mb']:.0f} MB of imports) |"
+        f"| {c['search']}{' (resumed)' if c['resumed'] else ''} | {c['target_ms']:g} | {c['search_s']:.0f} s | "
+        f"{c['epoch_s']:.0f} s | **{c['search_in_epochs']:.1f}** | {c['train_s']:.0f} s | "
+        f"**{c['search_over_train']:.2f}** | {c['search_rss_mb']:.0f} / {c['train_rss_mb']:.0f} MB | "
+        f"{c['rss_ratio']:.2f} ({c['rss_ratio_above_imports']:.2f} above the {c['import_rss_mb']:.0f} MB of imports) |"
         for c in costs)
+    searches = (f"one family for the {len(matched['goals_ms'])} targets and one search for the first alone"
+                if len(matched["goals_ms"]) > 1 else "one search")
+    randoms = "; ".join(f"{t} ms: {matched['random_candidates'][t]} drawn, {matched['random_in_band'][t]} in band"
+                        for t in matched["goals_ms"])
     return (
         f"# Searched vs MobileNetV2 and random networks at equal measured latency ({args.space})\n\n"
         f"{info['data']}. Latency: {info['latency']}. Every net trained from scratch with the same recipe: "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr} (SGD-Nesterov, cosine, label smoothing 0.1); "
-        f"search: {args.search_epochs} epochs ({args.search_warmup} warmup), weight lr {args.search_lr}, "
-        f"α lr {args.arch_lr}, an arch step every "
-        f"{args.arch_every} weight steps, 20% of the training subset held out for α. "
+        f"search: {searches}, {args.search_epochs} epochs, `proxyless search`'s defaults otherwise "
+        f"({info['search_settings']}), 20% of the training subset held out for α. "
         "Jobs ran two at a time, one thread each.\n\n"
-        "| target (ms) | net | measured latency (ms) | params | MACs | test top-1 % (mean ± half-range over seeds) |\n"
+        f"Measured together, each net paired with the table's reference network, which ran at "
+        f"{matched['reference_ms']:.1f} ms against {matched['reference_ms'] / matched['drift']:.1f} ms in the table "
+        f"(drift ×{matched['drift']:.3f}): each target below is followed by its value in today's milliseconds, "
+        f"against which every net is within ±{BAND:.1%}.\n\n"
+        "| target ms (today) | net | measured latency (ms) | params | MACs | "
+        "test top-1 % (mean ± half-range over seeds) |\n"
         "|---|---|---|---|---|---|\n" + table + "\n\n"
-        "Each searched net: the search's supernet derived with the table scaled by "
+        "Each searched net: the family's supernet derived with the table scaled by "
         + ", ".join(f"{x:g}" for x in TABLE_SCALES) + " (distinct nets measured with the baselines); kept, the most "
         "probable measured within ±2.5% of the target: "
         + "; ".join(_pick_note(t, p) for t, p in matched["searched_picks"].items()) + ".\n\n"
-        f"Random nets: {matched['random_candidates']} drawn with predicted latency within ±2.5% of the first target, "
-        f"{matched['random_in_band']} of them measured within ±{matched['band']:.0%}.\n\n"
+        f"Random nets (predicted within ±1.25% of the target, kept when measured within ±2.5%): {randoms}.\n\n"
         "## Search cost (same run, same images)\n\n"
-        "| target (ms) | search wall | one training epoch of the derived net | search / epoch | "
-        "training (all epochs) | "
-        "search / training | peak RSS search / training | ratio |\n|---|---|---|---|---|---|---|---|\n" + cost + "\n\n"
+        "| search | target (ms) | search wall | one training epoch of the derived net | search / epoch | "
+        "training (all epochs) | search / training | peak RSS search / training | ratio |\n"
+        "|---|---|---|---|---|---|---|---|---|\n" + cost + "\n\n"
         f"![latency vs accuracy](search_vs_baselines{info['suffix']}.png)\n\n"
         f"Reproduce: `{info['command']}`\n")
 
@@ -335,23 +371,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/")
     parser.add_argument("--target-latency", type=float, nargs="+", required=True, metavar="MS",
-                        help="targets in ms on the table's device; the first gets the full comparison")
+                        help="targets in ms on the table's device; the first also gets a search of its own")
     parser.add_argument("--lut", type=Path, default=DEFAULT_LUT)
     parser.add_argument("--space", default="proxyless-cifar")
-    parser.add_argument("--per-class", type=int, default=500, help="training images per class (fixed subset)")
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs of every net")
+    parser.add_argument("--per-class", type=int, default=2000, help="training images per class (fixed subset)")
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs of every net")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--search-epochs", type=int, default=16)
-    parser.add_argument("--search-warmup", type=int, default=6)
-    parser.add_argument("--search-lr", type=float, default=0.01, help="weight lr of the supernet")
-    parser.add_argument("--arch-lr", type=float, default=0.03)
-    parser.add_argument("--arch-every", type=int, default=2)
+    parser.add_argument("--search-epochs", type=int, default=12)
+    parser.add_argument("--search-warmup", type=int, help="default: proxyless search's")
+    parser.add_argument("--search-lr", type=float, help="weight lr of the supernet (default: proxyless search's)")
+    parser.add_argument("--arch-lr", type=float, help="default: proxyless search's")
+    parser.add_argument("--arch-every", type=int, help="default: proxyless search's")
     parser.add_argument("--seeds", type=int, default=2, help="training seeds for the searched and MobileNetV2 nets")
-    parser.add_argument("--random", type=int, default=3, help="random nets at the first target")
+    parser.add_argument("--random", type=int, default=2, help="random nets at each target")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-net draw")
     parser.add_argument("--lanes", type=int, default=2, help="jobs at a time (one thread each)")
-    parser.add_argument("--work", type=Path, default=Path("runs/bench-search-vs-baselines"))
+    parser.add_argument("--work", type=Path, default=RESULTS / "search_vs_baselines_runs",
+                        help="run directories (resumable)")
     parser.add_argument("--quick", action="store_true", help="tiny subset and runs, to check the script")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -364,28 +401,29 @@ def main() -> None:
     records_dir = work / "jobs"
 
     print("1/3 searches", flush=True)
-    run_jobs([search_job(work, t, args) for t in targets], args.lanes, records_dir)
+    searches = search_jobs(work, targets, args)
+    run_jobs(searches, args.lanes, records_dir)
     print("2/3 measuring derived, MobileNetV2 and random nets together", flush=True)
     matched = match_baselines(work, targets, args)
     print("3/3 training every kept net", flush=True)
-    jobs = []
-    for t in targets:
-        for name in matched["chosen"][f"{t:g}"]:
-            seeds = seeds_for(name, t, targets, args)
-            jobs += [train_job(work, name, s, args) for s in range(seeds)]
+    jobs = [train_job(work, name, s, args) for t in sorted(targets, reverse=True)  # the longest first
+            for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))]
     drop_stale_trainings(work, jobs)
-    records = run_jobs([search_job(work, t, args) for t in targets] + jobs, args.lanes, records_dir)
+    records = run_jobs(searches + jobs, args.lanes, records_dir)
     rows = summarise(work, targets, matched, records, args)
-    costs = search_cost(work, targets, rows, records)
+    costs = search_cost(targets, rows, records)
 
     header = load_lut(args.lut).header
     suffix = "_quick" if args.quick else ""
+    settings = json.loads((searches[0].out / "config.json").read_text())["search"]
     info = {
         "data": f"CIFAR-10 from {args.data.name}: {counts['train']} training images "
-                f"(the first {args.per_class} of each "
-                f"class by file name), {counts['test']} test images",
+                f"(the first {args.per_class} of each class by file name), {counts['test']} test images",
         "latency": f"{header['backend']}, batch {header['batch']}, {header.get('threads')} thread(s), "
-                   f"table {args.lut.name} (calibrated; validated to 3.3% MAPE on this space)",
+                   f"table {args.lut.name} (ops timed {header.get('timing', 'alone')})",
+        "search_settings": ", ".join(f"{k} {'by budget' if settings[k] is None else settings[k]}"
+                                     for k in ("warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling")
+                                     if k in settings),
         "suffix": suffix,
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "
                    + " ".join(f"{t:g}" for t in targets) + (" --quick" if args.quick else ""),

@@ -40,19 +40,24 @@ def run(script: str, *argv: str) -> str:
 
 
 def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
-    out = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46",
+    out = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46", "30",
               "--work", str(tmp_path / "work"), "--results", str(tmp_path))
     result = json.loads((tmp_path / "search_vs_baselines_quick.json").read_text())
-    kinds = {row["kind"] for row in result["rows"]}
-    assert kinds == {"searched", "mbv2", "random"}, kinds
+    for target in (46, 30):  # a searched net, MobileNetV2 and a random net at each target
+        kinds = {row["kind"] for row in result["rows"] if row["target_ms"] == target}
+        assert kinds == {"searched", "mbv2", "random"}, (target, kinds)
     searched = next(row for row in result["rows"] if row["kind"] == "searched")
     assert len(searched["top1"]) == 2 and 0 <= searched["top1_mean"] <= 1 and searched["measured_ms"] > 0
-    (cost,) = result["search_cost"]
-    assert cost["search_in_epochs"] > 0 and cost["rss_ratio"] > 0
+    # the family serves both targets; the single search the first
+    assert [(c["search"], c["target_ms"]) for c in result["search_cost"]] == [("family", 46), ("family", 30),
+                                                                             ("single", 46)]
+    assert all(c["search_in_epochs"] > 0 and c["rss_ratio"] > 0 for c in result["search_cost"])
+    drift = result["matched"]["drift"]  # today's reference against the table's: the targets move with it
+    assert 0.2 < drift < 5 and result["matched"]["goals_ms"]["46"] == pytest.approx(46 * drift)
     assert (tmp_path / "search_vs_baselines_quick.png").stat().st_size > 0
     assert "search / epoch" in out
     # a rerun finds every job done and only rewrites the results
-    rerun = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46",
+    rerun = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46", "30",
                 "--work", str(tmp_path / "work"), "--results", str(tmp_path))
     assert "started" not in rerun
 
