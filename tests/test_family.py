@@ -9,9 +9,10 @@ from torch.utils.data import Subset
 
 import proxyless.search.loop as loop
 from helpers import synthetic_table, tiny32_space, tiny_space
+from proxyless.arch import load_arch
 from proxyless.cli import main
 from proxyless.data import Splits
-from proxyless.latency.lut import save_lut
+from proxyless.latency.lut import LatencyTable, Stat, save_lut
 from proxyless.latency.predict import LatencyModel
 from proxyless.search.derive import argmax_rule
 from proxyless.search.family import Arm, use
@@ -170,6 +171,36 @@ def test_family_command_line(tmp_path, lut, capsys):
     assert "--target-latency" in capsys.readouterr().err
     assert main(["search", *flags, "--target-latency", "2ms", "2.0ms", "--out", str(tmp_path / "twice")]) == 2
     assert "each target once" in capsys.readouterr().err and not (tmp_path / "twice").exists()
+
+
+def test_a_family_across_devices_prices_each_target_on_its_own_table(tmp_path, lut, capsys):
+    """`--lut A B --target-latency X Y`: one supernet, target X on table A and Y on table B."""
+    slow = synthetic_table(SPACE)
+    slow = LatencyTable(slow.header, {key: Stat(3 * s.mean, s.var, s.count) for key, s in slow.entries.items()})
+    save_lut(slow, tmp_path / "slow.json")
+    models = [LatencyModel(SPACE, synthetic_table(SPACE)), LatencyModel(SPACE, slow)]
+    targets = [sum(reachable(model)) / 2 for model in models]  # mid-range on each device: 3x apart
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(SPACE.to_dict()))
+    flags = ["search", "--space", str(space_file), "--epochs", "2", "--batch-size", "32", "--limit-images", "320",
+             "--valid-size", "0.05", "--arch-every", "1", "--no-progress", "--no-measure"]
+    out = tmp_path / "run"
+    assert main([*flags, "--lut", str(lut), str(tmp_path / "slow.json"),
+                 "--target-latency", *(f"{t:.3f}ms" for t in targets), "--out", str(out)]) == 0
+    capsys.readouterr()
+    saved = json.loads((out / "config.json").read_text())["latency"]
+    assert [t["lut"] for t in saved] == [str(lut), str(tmp_path / "slow.json")]
+    for target, model in zip(targets, models):
+        member = out / f"{round(target, 3):g}ms"
+        report = json.loads((member / "latency.json").read_text())
+        arch = load_arch(member / "arch.json")
+        assert report["predicted_ms"] == pytest.approx(model.of_arch(arch))  # priced on its own device's table
+        assert abs(report["predicted_ms"] / target - 1) < 0.5
+    # as many tables as targets, or one: anything else is refused before anything runs
+    assert main([*flags, "--lut", str(lut), str(lut), "--target-latency", "2ms", "3ms", "4ms",
+                 "--out", str(tmp_path / "bad")]) == 2
+    error = capsys.readouterr().err
+    assert "2 tables for 3 targets" in error and len(error.splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
 def test_a_one_target_search_is_a_family_of_one(tmp_path, lut, sample_splits):

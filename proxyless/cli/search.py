@@ -24,6 +24,7 @@ EXAMPLES = """\
   proxyless search --strategy reinforce --space my_space.yaml --data ~/images
   proxyless search --lut lut_cifar.json --target-latency 40ms   # hardware-aware: land at 40 ms
   proxyless search --lut lut_cifar.json --target-latency 30ms 40ms 50ms   # one supernet, a net per target
+  proxyless search --lut cpu.json mobile_trim.yaml --target-latency 13ms 78ms   # a net per device, one supernet
   proxyless search --resume runs/cifar               # continue an interrupted search with its saved settings
   proxyless search --resume runs/cifar --epochs 8    # ... and search for more epochs than it was started with
   proxyless derive runs/cifar --inherit-weights      # re-derive arch.json (and weights) from a checkpoint
@@ -79,7 +80,9 @@ def register(subparsers) -> None:
 
 def add_latency_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("latency (hardware-aware search)")
-    group.add_argument("--lut", help="latency table of the target device (`proxyless lut build`, or mobile .yaml)")
+    group.add_argument("--lut", nargs="+", metavar="LUT",
+                       help="latency table of the target device (`proxyless lut build`, or mobile .yaml); with "
+                            "several targets, one table for all or one per target, in order (a family across devices)")
     group.add_argument("--target-latency", nargs="+", metavar="MS",
                        help="target latency of the searched net, e.g. 12ms (needs --lut); several (30ms 40ms 50ms): "
                             "one supernet trained once, a net per target in RUN_DIR/30ms/, ...")
@@ -164,12 +167,16 @@ def latency_targets(args: argparse.Namespace) -> list[LatencyTarget]:
         return []
     if args.lut is None or given is None:
         raise UserError("--lut and --target-latency go together: the table predicts, the target says how fast")
-    return [LatencyTarget(lut=args.lut, target_ms=parse_target(text), loss=args.latency_loss,
+    luts = [args.lut] if isinstance(args.lut, str) else args.lut  # a str: saved by a search before several tables
+    if len(luts) not in (1, len(given)):
+        raise UserError(f"--lut: {len(luts)} tables for {len(given)} targets; give one table for every target, "
+                        "or one per target in the order of --target-latency")
+    return [LatencyTarget(lut=lut, target_ms=parse_target(text), loss=args.latency_loss,
                           weight=args.latency_weight, adapt_rate=args.latency_adapt_rate,
                           controller=args.latency_controller,
                           reward_latency=args.reward_latency, measure=not args.no_measure,
                           measured_derive=args.measured_derive, derive_top=args.derive_top)
-            for text in given]
+            for text, lut in zip(given, luts * len(given) if len(luts) == 1 else luts)]
 
 
 def run_derive(args: argparse.Namespace) -> int:

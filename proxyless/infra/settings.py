@@ -62,7 +62,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         before, name = old[key], f"{prefix}{key}"
         if isinstance(before, Mapping) and isinstance(value, Mapping):
             changed.update(_differences(before, value, f"{name}."))
-        elif before != value:
+        elif before != value and [before] != value:  # a flag that became a list: `x` then is `[x]` now
             changed[name] = [before, value]
     return changed
 
