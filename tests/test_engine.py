@@ -132,6 +132,13 @@ def test_resume_changes_lists_every_refused_setting_and_allows_more_epochs():
         "search.epochs": [4, 6], "search.progress": [True, False]}
 
 
+def test_a_flag_that_became_a_list_resumes_with_its_one_value():
+    saved = {"lut": "a.json"}  # saved before --lut took a table per target
+    assert resume_changes(saved, {"lut": ["a.json"]}, "run") == {}
+    with pytest.raises(UserError, match="--lut"):
+        resume_changes(saved, {"lut": ["b.json"]}, "run")
+
+
 def test_train_resumed_with_more_epochs_trains_them_and_records_it(tmp_path, sample_splits):
     arch = px.Arch.from_strings(tiny32_space(), ["mb_k3_e3"] * tiny32_space().num_layers, "tiny")
     data = px.Splits(Subset(sample_splits.train, range(0, 5000, 40)), None,
