@@ -7,12 +7,13 @@ On an ImageFolder copy of CIFAR-10 (`DIR/train/<class>/*.jpg`, `DIR/test/<class>
 2. searches, side by side: one `proxyless search --lut LUT --target-latency T1 T2 ..` for all targets (a
    family: the supernet's weights trained once, an α per target) and, for the cost comparison, one
    search for the first target alone (with one target, only that one);
-3. in one quiet, interleaved measurement on the table's backend, batch and threads, every net paired
-   with the table's reference network: the nets the family derives with its table scaled by 0.9 .. 1.1,
-   MobileNetV2 over a grid of width multipliers, and random nets of the space whose predicted latency
-   is near each target. The machine's speed drifts between sessions, so each target is moved by the
-   reference's time today against its time in the table (`drift`); at each target the MobileNetV2 width,
-   the random nets and the most probable derived net measured within ±2.5% of it are kept;
+3. quiet, interleaved measurements on the table's backend, batch and threads, every net paired with the
+   table's reference network: first MobileNetV2 over a grid of widths and a few nets of the space, to
+   learn how fast this machine runs the table's nets today (`drift`); then, at each target, the
+   MobileNetV2 width nearest to it (its channels round to multiples of 8, so its latency moves in
+   steps), the nets the family derives near that width's time (its table scaled by 0.7 .. 1.3) and
+   random nets of the space predicted within ±1.25% of it. The MobileNetV2's time in that measurement
+   is the goal: the most probable derived net and the random nets measured within ±2.5% of it are kept;
 4. every kept net trained from scratch with the same recipe (`proxyless train`, same epochs, batch,
    lr; `--seeds` seeds for the searched and MobileNetV2 nets, one for each random net), evaluated on
    the test split;
@@ -57,9 +58,9 @@ from proxyless.zoo import mobilenet_v2  # noqa: E402
 
 DEFAULT_LUT = RESULTS / "lut_proxyless-cifar_torch-cpu_b32.json"
 BAND = DERIVE_BAND  # issue 17: every compared net within ±2.5% of its target, measured
-# beyond a uniform drift (which `drift` takes out), the table may be off for some nets today: the family's
-# net is also derived as if the table ran this much fast or slow, and the candidates measured with the rest
-TABLE_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)
+# the family's α derived as if the table ran this much fast or slow: nets predicted from 0.77 to 1.43x each
+# target, so that one lands on the MobileNetV2 time it is compared at
+TABLE_SCALES = tuple(round(0.7 + 0.02 * i, 2) for i in range(31))  # 0.7 .. 1.3
 WIDTHS = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))  # MobileNetV2 width grid, 0.2 .. 1.0
 
 
@@ -121,87 +122,122 @@ def train_job(work: Path, name: str, seed: int, args: argparse.Namespace) -> Job
     return Job(f"train_{name}_seed{seed}", flags, out, ["train", "--resume", str(out), "--no-progress"])
 
 
-def derived_candidates(work: Path, target: float, targets: list[float]) -> dict[str, tuple[Arch, float, float]]:
-    """The searched net of `target` (the family's, or with one target the single search's) derived with
-    the table scaled by each of `TABLE_SCALES`: {name: (arch, scale, Σ log p)}, distinct nets only."""
-    run, member = (work / "family", target_label(target)) if len(targets) > 1 else \
-        (work / f"search_{target_label(target)}", None)
-    state = load_checkpoint(run / "checkpoint.pt")
-    supernet = supernet_of(state, str(run), member)  # independent or entangled, as it was searched
-    objective = search_objective(run, supernet, member)
-    log_probs = [p.log() for p in supernet.probs()]
-    found: dict[str, tuple[Arch, float, float]] = {}
-    for scale in TABLE_SCALES:
-        indices, _ = objective.derive(supernet, scale)
-        arch = Arch(objective.model.space, supernet.arch_of(indices).ops)
-        if all(arch.ops != seen.ops for seen, _, _ in found.values()):
-            name = f"searched_{target:g}ms_x{scale:g}"
-            found[name] = (_named(arch, name), scale, float(sum(lp[i] for lp, i in zip(log_probs, indices))))
-    return found
+def derived_candidates(work: Path, targets: list[float], space) -> dict[float, dict[str, tuple[Arch, float, float]]]:
+    """The searched net of each target (the family's, or with one target the single search's) derived with
+    the table scaled by each of `TABLE_SCALES`: {target: {name: (arch, scale, Σ log p)}}, distinct nets only.
+    Saved in WORK/derived.json on the first call: the search checkpoints need not outlive the session."""
+    path = work / "derived.json"
+    if not path.exists():
+        found: dict[str, list[dict]] = {}
+        for target in targets:
+            run, member = (work / "family", target_label(target)) if len(targets) > 1 else \
+                (work / f"search_{target_label(target)}", None)
+            supernet = supernet_of(load_checkpoint(run / "checkpoint.pt"), str(run), member)  # as it was searched
+            objective = search_objective(run, supernet, member)
+            log_probs = [p.log() for p in supernet.probs()]
+            mine = found[f"{target:g}"] = []
+            for scale in TABLE_SCALES:
+                indices, _ = objective.derive(supernet, scale)
+                ops = supernet.arch_of(indices).op_strings()
+                if all(ops != seen["ops"] for seen in mine):
+                    mine.append({"name": f"searched_{target:g}ms_x{scale:g}", "ops": ops, "table_scale": scale,
+                                 "log_prob": float(sum(lp[i] for lp, i in zip(log_probs, indices)))})
+        atomic_write_text(path, json.dumps(found, indent=1) + "\n")
+    return {float(t): {c["name"]: (Arch.from_strings(space, c["ops"], c["name"]), c["table_scale"], c["log_prob"])
+                       for c in found}
+            for t, found in json.loads(path.read_text()).items()}
 
 
 def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) -> dict:
-    """Measure derived, MobileNetV2 and random candidates together; keep those within ±2.5% of each target,
-    the targets moved by today's drift of the table's reference network."""
+    """Each target's point of comparison is the MobileNetV2 width nearest to it on this machine today: its
+    channels round to multiples of 8, so its latency moves in steps, and the other nets are matched to it.
+
+    1. plan (WORK/plan.json): MobileNetV2 over `WIDTHS` and a few nets of the space, to learn how today's
+       machine runs against the table (`drift`, the median measured / predicted of the space's nets);
+    2. match (WORK/matched.json), one interleaved measurement: at each target, the MobileNetV2 width whose
+       planned time is nearest to target × drift, the derived nets predicted near it, and random nets of
+       the space predicted within ±1.25% of it; its goal is that MobileNetV2's time in this measurement,
+       and the most probable derived net and the random nets measured within ±2.5% of it are kept."""
     path = work / "matched.json"
     if path.exists():
         return json.loads(path.read_text())
     table = load_lut(args.lut)
     space = get_space(args.space)
     model = LatencyModel(space, table)
-    derived_by_target = {t: derived_candidates(work, t, targets) for t in targets}
-    derived = {name: arch for found in derived_by_target.values() for name, (arch, _, _) in found.items()}
-    widths = (0.35, 0.5, 0.75) if args.quick else WIDTHS
-    mbv2 = {f"mbv2_{w:g}": _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes), f"mbv2_{w:g}")
-            for w in widths}
-    randoms = {f"random_{t:g}ms_{i}": _named(a, f"random_{t:g}ms_{i}") for t in targets
-               for i, a in enumerate(near_target(space, model, t, 3 * args.random, args.seed))}
-    config = network_config(table.header, **(dict(min_rounds=3, max_rounds=3) if args.quick else {}))
+    derived_by_target = derived_candidates(work, targets, space)
+    rounds = dict(min_rounds=3, max_rounds=3) if args.quick else {}
+    config = network_config(table.header, **rounds)
     reference = Reference(reference_arch(space), table.header["backend"], config)  # one scale for both rounds
 
-    def measure(nets: dict[str, Arch]) -> dict[str, dict]:
+    def measure(nets: dict[str, Arch], config=config) -> dict[str, dict]:
         stats = measure_archs(list(nets.values()), table.header["backend"], config, reference=reference)
         return {name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(nets, stats)}
 
-    candidates = {**derived, **mbv2, **randoms}
+    def mbv2(width: float) -> Arch:
+        return _named(mobilenet_v2(width).with_task(space.input_size, space.num_classes), f"mbv2_{width:g}")
+
+    plan_path = work / "plan.json"
+    if not plan_path.exists():
+        widths = (0.35, 0.5, 0.75) if args.quick else WIDTHS
+        sample = {name: arch for found in derived_by_target.values()
+                  for name, (arch, scale, _) in found.items() if scale == 1.0}
+        sample.update({f"plan_{t:g}ms_{i}": _named(a, f"plan_{t:g}ms_{i}")
+                       for t in targets for i, a in enumerate(near_target(space, model, t, 2, args.seed + 1))})
+        planned = measure({**{f"mbv2_{w:g}": mbv2(w) for w in widths}, **sample},
+                          network_config(table.header, **(rounds or dict(min_rounds=5, max_rounds=10))))
+        ratios = [planned[name]["mean_ms"] / model.of_arch(arch) for name, arch in sample.items()]
+        atomic_write_text(plan_path, json.dumps({"measured": planned, "drift": statistics.median(ratios),
+                                                 "space_ratios": ratios}, indent=2) + "\n")
+    plan = json.loads(plan_path.read_text())
+    drift = plan["drift"]
+    planned_mbv2 = {name: m["mean_ms"] for name, m in plan["measured"].items() if name.startswith("mbv2_")}
+    anchors, drawn_near = {}, {}
+    for index, t in enumerate(targets):  # the nearest width with enough random nets of the space around it,
+        for anchor in sorted(planned_mbv2, key=lambda n: abs(planned_mbv2[n] - t * drift)):  # one per target
+            if any(abs(planned_mbv2[anchor] / planned_mbv2[other] - 1) < 2 * BAND for other in anchors.values()):
+                continue  # on another target's step of MobileNetV2's latency: not a point of its own
+            drawn = near_target(space, model, planned_mbv2[anchor] / drift, 3 * args.random, args.seed + index,
+                                tries=20_000 if args.quick else 200_000)  # the fastest nets are rare
+            if len(drawn) >= args.random:
+                anchors[t], drawn_near[t] = anchor, drawn
+                break
+        else:
+            raise SystemExit(f"no MobileNetV2 width near {t:g} ms has {args.random} random nets of the space "
+                             "around it; choose another target")
+
+    candidates: dict[str, Arch] = {}
+    derived: dict[float, dict[str, tuple[Arch, float, float]]] = {}
+    randoms: dict[float, list[str]] = {}
+    for t, anchor in anchors.items():
+        width = float(anchor.split("_")[1])
+        candidates[anchor] = mbv2(width)
+        wanted = planned_mbv2[anchor] / drift  # the anchor's time in the table's milliseconds
+        near = sorted(derived_by_target[t].items(), key=lambda item: abs(model.of_arch(item[1][0]) / wanted - 1))
+        derived[t] = dict(near[: 3 if args.quick else 6])
+        candidates.update({name: arch for name, (arch, _, _) in derived[t].items()})
+        randoms[t] = [f"random_{t:g}ms_{i}" for i in range(len(drawn_near[t]))]
+        candidates.update({name: _named(arch, name) for name, arch in zip(randoms[t], drawn_near[t])})
     measured = measure(candidates)
-    drift = reference.ms / table.header["reference"]["ms"] if "ms" in table.header.get("reference", {}) else 1.0
-    goals = {t: t * drift for t in targets}  # each target in today's milliseconds
-    # a target between two grid widths' latencies (channels round to multiples of 8, so latency jumps):
-    # try the widths in between, 0.01 apart, in a second measurement
-    refine = {}
-    for goal in ([] if args.quick else goals.values()):  # quick: three widths are enough to check the script
-        if not any(abs(measured[n]["mean_ms"] / goal - 1) <= BAND for n in mbv2):
-            below = max((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] < goal), default=widths[0])
-            above = min((w for w in widths if measured[f"mbv2_{w:g}"]["mean_ms"] > goal), default=widths[-1])
-            for step in range(1, round((above - below) / 0.01)):
-                w = round(below + 0.01 * step, 2)
-                refine[f"mbv2_{w:g}"] = _named(mobilenet_v2(w).with_task(space.input_size, space.num_classes),
-                                               f"mbv2_{w:g}")
-    if refine:
-        measured.update(measure(refine))
-        mbv2.update(refine)
-        candidates.update(refine)
     band = float("inf") if args.quick else BAND  # three quick rounds are too noisy for any band
     chosen: dict[str, list[str]] = {}
-    picks, in_band = {}, {}
-    for t, goal in goals.items():
-        picks[f"{t:g}"] = pick = pick_searched(derived_by_target[t], measured, goal)
+    picks, in_band, goals = {}, {}, {}
+    for t, anchor in anchors.items():
+        goals[t] = goal = measured[anchor]["mean_ms"]
+        picks[f"{t:g}"] = pick = pick_searched(derived[t], measured, goal)
         name = f"searched_{t:g}ms"
-        candidates[name] = _named(derived[pick["candidate"]], name)
+        candidates[name] = _named(candidates[pick["candidate"]], name)
         measured[name] = measured[pick["candidate"]]
-        closest = min(mbv2, key=lambda n: abs(measured[n]["mean_ms"] - goal))
-        mine = [n for n in randoms if n.startswith(f"random_{t:g}ms_")]
-        in_band[f"{t:g}"] = [n for n in mine if abs(measured[n]["mean_ms"] / goal - 1) <= band]
-        chosen[f"{t:g}"] = [name, closest] + in_band[f"{t:g}"][: args.random]
+        in_band[f"{t:g}"] = [n for n in randoms[t] if abs(measured[n]["mean_ms"] / goal - 1) <= band]
+        chosen[f"{t:g}"] = [name, anchor] + in_band[f"{t:g}"][: args.random]
     (work / "archs").mkdir(exist_ok=True)
     for name, arch in candidates.items():
         save_arch(arch, work / "archs" / f"{name}.json")
     result = {"measured": measured, "predicted": {n: model.of_arch(a) for n, a in candidates.items()
                                                    if a.space == space},
-              "drift": drift, "reference_ms": reference.ms, "goals_ms": {f"{t:g}": g for t, g in goals.items()},
-              "chosen": chosen, "searched_picks": picks,
-              "random_candidates": {f"{t:g}": sum(n.startswith(f"random_{t:g}ms_") for n in randoms) for t in targets},
+              "drift": drift, "reference_ms": reference.ms, "table_reference_ms": table.header["reference"].get("ms"),
+              "anchors": {f"{t:g}": a for t, a in anchors.items()},
+              "goals_ms": {f"{t:g}": g for t, g in goals.items()}, "chosen": chosen, "searched_picks": picks,
+              "random_candidates": {f"{t:g}": len(names) for t, names in randoms.items()},
               "random_in_band": {t: len(names) for t, names in in_band.items()}, "band": band}
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return result
@@ -217,7 +253,7 @@ def pick_searched(found: dict[str, tuple[Arch, float, float]], measured: dict, g
                            for n, (_, s, lp) in found.items()}}
 
 
-def near_target(space, model: LatencyModel, target: float, count: int, seed: int, tries: int = 20000) -> list[Arch]:
+def near_target(space, model: LatencyModel, target: float, count: int, seed: int, tries: int = 20_000) -> list[Arch]:
     """Up to `count` uniformly drawn archs whose predicted latency is within ±1.25% of `target`."""
     pool = random_archs(space, tries, seed=seed)
     return [arch for arch in pool if abs(model.of_arch(arch) / target - 1) < BAND / 2][:count]
@@ -347,18 +383,19 @@ def markdown(rows, costs, matched, info, args) -> str:
         f"search: {searches}, {args.search_epochs} epochs, `proxyless search`'s defaults otherwise "
         f"({info['search_settings']}), 20% of the training subset held out for α. "
         "Jobs ran two at a time, one thread each.\n\n"
-        f"Measured together, each net paired with the table's reference network, which ran at "
-        f"{matched['reference_ms']:.1f} ms against {matched['reference_ms'] / matched['drift']:.1f} ms in the table "
-        f"(drift ×{matched['drift']:.3f}): each target below is followed by its value in today's milliseconds, "
-        f"against which every net is within ±{BAND:.1%}.\n\n"
-        "| target ms (today) | net | measured latency (ms) | params | MACs | "
+        f"Measured together, each net paired with the table's reference network (which ran at "
+        f"{matched['reference_ms']:.1f} ms against {matched['table_reference_ms']:.1f} ms in the table); the "
+        f"space's nets ran at ×{matched['drift']:.3f} their table time (median). At each target (table ms) the "
+        "comparison is at the nearest MobileNetV2 width's time today (in brackets; its latency moves in steps, "
+        f"as channels round to multiples of 8): every net is kept within ±{BAND:.1%} of it when one was.\n\n"
+        "| target ms (goal today) | net | measured latency (ms) | params | MACs | "
         "test top-1 % (mean ± half-range over seeds) |\n"
         "|---|---|---|---|---|---|\n" + table + "\n\n"
         "Each searched net: the family's supernet derived with the table scaled by "
-        + ", ".join(f"{x:g}" for x in TABLE_SCALES) + " (distinct nets measured with the baselines); kept, the most "
-        "probable measured within ±2.5% of the target: "
+        f"{TABLE_SCALES[0]:g} .. {TABLE_SCALES[-1]:g}, the distinct nets predicted nearest the goal measured with "
+        "the baselines; kept, the most probable measured within ±2.5% of the goal: "
         + "; ".join(_pick_note(t, p) for t, p in matched["searched_picks"].items()) + ".\n\n"
-        f"Random nets (predicted within ±1.25% of the target, kept when measured within ±2.5%): {randoms}.\n\n"
+        f"Random nets (predicted within ±1.25% of the goal, kept when measured within ±2.5%): {randoms}.\n\n"
         "## Search cost (same run, same images)\n\n"
         "| search | target (ms) | search wall | one training epoch of the derived net | search / epoch | "
         "training (all epochs) | search / training | peak RSS search / training | ratio |\n"

@@ -52,8 +52,12 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
     assert [(c["search"], c["target_ms"]) for c in result["search_cost"]] == [("family", 46), ("family", 30),
                                                                              ("single", 46)]
     assert all(c["search_in_epochs"] > 0 and c["rss_ratio"] > 0 for c in result["search_cost"])
-    drift = result["matched"]["drift"]  # today's reference against the table's: the targets move with it
-    assert 0.2 < drift < 5 and result["matched"]["goals_ms"]["46"] == pytest.approx(46 * drift)
+    matched = result["matched"]  # each target compared at the time of the MobileNetV2 width nearest to it
+    assert 0.2 < matched["drift"] < 5
+    for target in ("46", "30"):
+        anchor = matched["anchors"][target]
+        assert anchor in matched["chosen"][target] and anchor.startswith("mbv2_")
+        assert matched["goals_ms"][target] == matched["measured"][anchor]["mean_ms"]
     assert (tmp_path / "search_vs_baselines_quick.png").stat().st_size > 0
     assert "search / epoch" in out
     # a rerun finds every job done and only rewrites the results
@@ -70,6 +74,11 @@ def test_hardware_specialisation_quick(jpeg_tree, tmp_path):
     result = json.loads((tmp_path / "hardware_specialisation_quick.json").read_text())
     assert set(result["archs"]) == {"torch-cpu", "onnxruntime", "pixel1"}
     assert all(len(ops) == 21 for ops in result["archs"].values())
+    assert list(result["records"]) == ["family"]  # one supernet for the three devices
+    for device, target in result["targets"].items():  # each priced on its own table
+        assert result["latency"][device]["target_ms"] == target
+        assert result["cross_ms"][device][device] == pytest.approx(result["latency"][device]["predicted_ms"])
+        assert 0 <= result["learning"][device]["train_top1"][-1] <= 1
     assert (tmp_path / "hardware_specialisation_quick.png").stat().st_size > 0
 
 
