@@ -1,16 +1,20 @@
-"""Does each device get its own architecture? One search per latency model, drawn side by side.
+"""Does each device get its own architecture? One supernet, a target per latency model, drawn side by side.
 
-Three searches on the same space, images and settings, differing only in the latency table: this
-CPU with PyTorch, this CPU with ONNX Runtime, and the Pixel 1 phone table published with ProxylessNAS
-(`mobile_trim.yaml`). Each target sits at the same fraction of its table's reachable range (the
-fastest to the slowest net of the space on that device), so every search is equally constrained.
+One family search (`proxyless search --lut A B C --target-latency a b c`) on the same space, images and
+settings: the supernet's weights are trained once, and each device keeps its own α, controller and
+derived net. The latency models: this CPU with PyTorch, this CPU with ONNX Runtime, and the Pixel 1
+phone table published with ProxylessNAS (`mobile_trim.yaml`). Each target sits at the same fraction of
+its table's reachable range (the fastest to the slowest net of the space on that device), so every
+device is equally constrained. The supernet has to learn for the nets to differ for accuracy as well
+as latency reasons: the report says how far it got (train top-1, each device's argmax on the valid
+split, α entropy).
 
     python benchmarks/hardware_specialisation.py --data ~/cifar10-jpg --pixel-lut ../shared/reference/mobile_trim.yaml
 
 The space is `proxyless-imagenet` (224 px), the only one the Pixel table covers; the images are a
-small fixed subset of CIFAR-10 (`--per-class` per class) resized to 224 px, which on a 2-core CPU
-affords only short searches. Besides the figure, every op of the derived nets is tabulated with its
-cost on each device, which is what the choices are explained by.
+fixed subset of CIFAR-10 (`--per-class` per class) resized to 224 px. Besides the figure, every op of
+the derived nets is tabulated with its cost on each device, which is what the choices are explained by.
+The run directory (`--work`) resumes: rerunning the command continues an interrupted search.
 Writes benchmarks/results/hardware_specialisation.{json,md,png}.
 """
 
@@ -30,6 +34,7 @@ from proxyless.figures import draw_archs  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.ops import MBConv, format_op  # noqa: E402
+from proxyless.search.family import target_label  # noqa: E402
 from proxyless.search.hardware import reachable  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
 from search_vs_baselines import link_subset  # noqa: E402
@@ -68,6 +73,15 @@ def cost_ratios(model: LatencyModel) -> dict[str, float]:
     return ratios
 
 
+def learning(metrics: list[dict], label: str) -> dict:
+    """How far the shared supernet and this device's α got: first and last epoch after the warmup."""
+    mine = [row for row in metrics if f"mean_entropy@{label}" in row] or metrics
+    first, last = mine[0], mine[-1]
+    return {"train_top1": [first["train_top1"], last["train_top1"]],
+            "valid_top1_argmax": [first.get(f"valid_top1_argmax@{label}"), last.get(f"valid_top1_argmax@{label}")],
+            "mean_entropy": [first.get(f"mean_entropy@{label}"), last.get(f"mean_entropy@{label}")]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/")
@@ -75,13 +89,15 @@ def main() -> None:
                         help="the Pixel 1 table (mobile_trim.yaml)")
     parser.add_argument("--space", default="proxyless-imagenet")
     parser.add_argument("--fraction", type=float, default=0.3, help="target = fastest + FRACTION x (slowest - fastest)")
-    parser.add_argument("--per-class", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--arch-lr", type=float, default=0.05)
+    parser.add_argument("--per-class", type=int, default=300, help="training images per class (fixed subset)")
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lanes", type=int, default=2)
-    parser.add_argument("--work", type=Path, default=Path("runs/bench-hardware-specialisation"))
-    parser.add_argument("--quick", action="store_true", help="tiny searches to check the script")
+    parser.add_argument("--arch-lr", type=float, help="default: proxyless search's")
+    parser.add_argument("--arch-every", type=int, help="default: proxyless search's")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the search")
+    parser.add_argument("--work", type=Path, default=RESULTS / "hardware_specialisation_runs",
+                        help="run directory (resumable)")
+    parser.add_argument("--quick", action="store_true", help="a tiny search to check the script")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
@@ -91,21 +107,27 @@ def main() -> None:
         raise SystemExit(f"--pixel-lut {args.pixel_lut} does not exist; pass the path of mobile_trim.yaml")
     space = get_space(args.space)
     counts = link_subset(args.data, args.work / "data", args.per_class, 2)
-    models, targets, jobs = {}, {}, []
+    models, targets = {}, {}
     for device, lut in luts.items():
         models[device] = LatencyModel(space, load_lut(lut))
         fastest, slowest = reachable(models[device])
-        targets[device] = fastest + args.fraction * (slowest - fastest)
-        out = args.work / device
-        flags = ["search", "--data", str(args.work / "data"), "--space", args.space, "--lut", str(lut),
-                 "--target-latency", f"{targets[device]:.3f}ms", "--epochs", str(args.epochs), "--warmup-epochs", "1",
-                 "--arch-lr", str(args.arch_lr), "--arch-every", "1", "--batch-size", str(args.batch_size),
-                 "--no-measure"]
-        jobs.append(Job(device, flags, out, ["search", "--resume", str(out), "--no-progress"]))
-    records = run_jobs(jobs, args.lanes, args.work / "jobs")
-    archs = {device: load_arch(args.work / device / "arch.json") for device in luts}
-    latency = {device: json.loads((args.work / device / "latency.json").read_text()) for device in luts}
-    # every derived net priced on every device: the diagonal is what each search optimised
+        targets[device] = round(fastest + args.fraction * (slowest - fastest), 3)
+    labels = {device: target_label(t) for device, t in targets.items()}
+    out = args.work / "family"
+    flags = ["search", "--data", str(args.work / "data"), "--space", args.space,
+             "--lut", *map(str, luts.values()), "--target-latency", *labels.values(),
+             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--no-measure"]
+    for flag, value in (("--arch-lr", args.arch_lr), ("--arch-every", args.arch_every)):
+        if value is not None:
+            flags += [flag, str(value)]
+    job = Job("family", flags, out, ["search", "--resume", str(out), "--no-progress"])
+    records = run_jobs([job], 1, args.work / "jobs", threads=args.threads)
+    archs = {device: load_arch(out / labels[device] / "arch.json") for device in luts}
+    latency = {device: json.loads((out / labels[device] / "latency.json").read_text()) for device in luts}
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    learned = {device: learning(metrics, labels[device]) for device in luts}
+    settings = json.loads((out / "config.json").read_text())["search"]
+    # every derived net priced on every device: the diagonal is what each target optimised
     cross = {d: {m: models[m].of_arch(archs[d]) for m in luts} for d in luts}
     summaries = {d: summary(archs[d], models[d]) for d in luts}
     ratios = {d: cost_ratios(models[d]) for d in luts}
@@ -113,25 +135,36 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     draw_archs([(f"{d} ({targets[d]:.1f} ms)", archs[d]) for d in luts],
                args.results / f"hardware_specialisation{suffix}.png",
-               title=f"{args.space}: derived architectures per latency model "
+               title=f"{args.space}: derived architectures per latency model, one supernet "
                      f"(target at {args.fraction:.0%} of each range)")
+
+    def pair(values, fmt):
+        return " → ".join("–" if v is None else format(v, fmt) for v in values)
+
     rows = "\n".join(
         f"| {d} | {targets[d]:.2f} | {latency[d]['predicted_ms']:.2f} ({latency[d]['error']:+.1%}) | "
         f"{summaries[d]['depth']} | "
         f"{summaries[d]['kernels'][3]} / {summaries[d]['kernels'][5]} / {summaries[d]['kernels'][7]} | "
         f"{summaries[d]['expand6']} | "
-        + " | ".join(f"{cross[d][m]:.1f}" for m in luts) + f" | {records[d]['wall_s']:.0f} s |" for d in luts)
+        + " | ".join(f"{cross[d][m]:.1f}" for m in luts)
+        + f" | {pair(learned[d]['valid_top1_argmax'], '.3f')} | {pair(learned[d]['mean_entropy'], '.2f')} |"
+        for d in luts)
     ops = "\n".join(f"| {i} | " + " | ".join(format_op(archs[d].ops[i]) for d in luts) + " |"
                     for i in range(space.num_layers))
+    train_top1 = learned[next(iter(luts))]["train_top1"]
     markdown = (
         f"# Hardware specialisation ({args.space})\n\n"
         f"{counts['train']} CIFAR-10 training images resized to {space.input_size} px "
-        f"(the first {args.per_class} per class), "
-        f"{args.epochs} search epochs (1 warmup), α lr {args.arch_lr}, an arch step every weight step, "
-        f"batch {args.batch_size}; "
-        f"target at {args.fraction:.0%} of each table's reachable range.\n\n"
+        f"(the first {args.per_class} per class; 20% held out for α), one family search for the "
+        f"{len(luts)} latency models: {args.epochs} epochs ({settings['warmup_epochs']} warmup), batch "
+        f"{args.batch_size}, `proxyless search`'s defaults otherwise (weights {settings['weights']}, "
+        f"sampling {settings['sampling']}); target at {args.fraction:.0%} of each table's reachable range. "
+        f"The search took {records['family']['wall_s'] / 60:.0f} min on {args.threads} thread(s); "
+        f"the supernet's train top-1 went {pair(train_top1, '.3f')} from the first epoch after the warmup "
+        f"to the last (chance: {1 / space.num_classes:.3f}).\n\n"
         "| latency model | target (ms) | predicted (ms) | depth | k3 / k5 / k7 | e6 | "
-        + " | ".join(f"on {m} (ms)" for m in luts) + " | search |\n|" + "---|" * (8 + len(luts) - 1) + "\n"
+        + " | ".join(f"on {m} (ms)" for m in luts)
+        + " | valid top-1 of its argmax | α entropy |\n|" + "---|" * (8 + len(luts)) + "\n"
         + rows + "\n\n"
         "What each device charges for a bigger op (the table's cost ratio, averaged over the 21 layers):\n\n"
         "| latency model | " + " | ".join(RATIOS) + " |\n|---|" + "---|" * len(RATIOS) + "\n"
@@ -143,6 +176,7 @@ def main() -> None:
     data = {"environment": environment(),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "targets": targets, "cost_ratios": ratios, "latency": latency, "cross_ms": cross, "summaries": summaries,
+            "learning": learned, "search_settings": settings,
             "archs": {d: a.op_strings() for d, a in archs.items()}, "records": records}
     write_results(f"hardware_specialisation{suffix}", data, markdown, args.results)
     print(markdown)

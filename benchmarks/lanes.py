@@ -39,14 +39,14 @@ class Job:
         return base + self.args + ["--out", str(self.out), "--overwrite", "--no-progress"]
 
 
-def run_jobs(jobs: list[Job], lanes: int, records: Path) -> dict[str, dict]:
-    """Run the unfinished `jobs`, `lanes` at a time; returns {name: {wall_s, max_rss_mb, resumed}}.
+def run_jobs(jobs: list[Job], lanes: int, records: Path, threads: int = 1) -> dict[str, dict]:
+    """Run the unfinished `jobs`, `lanes` at a time, `threads` each; returns {name: {wall_s, max_rss_mb, resumed}}.
 
     Each finished job's record is written to `records/<name>.json`; a job that failed stops the
     benchmark with its log's last lines.
     """
     records.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     pending = [job for job in jobs if not job.done]
     # the Popen objects stay referenced: one dropped while its child runs goes on subprocess's list of
     # children that the next Popen() reaps, and wait4(-1) below would never see that child finish
