@@ -40,3 +40,10 @@ def test_each_kind_is_chosen_where_it_is_the_truth():
         assert chosen == kind and mape(fit.scale * raw + fit.offset, truth) < 0.01
     with pytest.raises(Exception, match="at least 3 networks"):
         choose_calibration([1.0, 2.0], [1.0, 2.0])
+
+
+def test_a_line_that_reverses_the_order_of_the_nets_is_never_chosen():
+    """Three noisy timings that fall as the sum grows: the line fits them exactly (leave-one-out error 0),
+    but it would turn a search's reachable range upside down (a CI failure: '26.42 to 9.75 ms')."""
+    fit, kind, errors = choose_calibration([10.0, 20.0, 30.0], [12.0, 11.0, 10.0])
+    assert errors["affine"] < errors["scale"] and kind != "affine" and fit.scale > 0

@@ -99,7 +99,8 @@ def _fit(r: np.ndarray, m: np.ndarray, kind: str) -> Calibration:
 def choose_calibration(raw: Sequence[float], measured: Sequence[float]) -> tuple[Calibration, str, dict[str, float]]:
     """The kind of `CALIBRATIONS` that predicts a network it was not fitted on best (mean relative error,
     leave one out), fitted on all of them; ties go to the simpler kind, so the raw sum is kept unless a fit
-    beats it. Returns the calibration, its kind and each kind's leave-one-out error."""
+    beats it, and a line with a non-positive scale is never kept. Returns the calibration, its kind and
+    each kind's leave-one-out error."""
     if len(raw) < 3:
         raise UserError(f"calibration needs at least 3 networks, got {len(raw)}; raise --calibrate")
     r, m = np.asarray(raw, dtype=float), np.asarray(measured, dtype=float)
@@ -110,7 +111,10 @@ def choose_calibration(raw: Sequence[float], measured: Sequence[float]) -> tuple
             rest = np.arange(len(r)) != i
             held_out.append(abs(_fit(r[rest], m[rest], kind).apply(r[i]) / m[i] - 1))
         errors[kind] = float(np.mean(held_out))
-    kind = min(CALIBRATIONS, key=lambda k: errors[k])  # the first of equals: the simpler
+    # a line that falls as the sum grows reverses the order of the nets (and a search's reachable range):
+    # on a few noisy timings it may fit best, but it is never chosen
+    eligible = [kind for kind in CALIBRATIONS if _fit(r, m, kind).scale > 0]
+    kind = min(eligible, key=lambda k: errors[k])  # the first of equals: the simpler
     return _fit(r, m, kind), kind, errors
 
 
