@@ -24,7 +24,7 @@ EXAMPLES = """\
   proxyless search --strategy reinforce --space my_space.yaml --data ~/images
   proxyless search --lut lut_cifar.json --target-latency 40ms   # hardware-aware: land at 40 ms
   proxyless search --lut lut_cifar.json --target-latency 30ms 40ms 50ms   # one supernet, a net per target
-  proxyless search --lut cpu.json mobile_trim.yaml --target-latency 13ms 78ms   # a net per device, one supernet
+  proxyless search --space proxyless-imagenet --lut cpu.json mobile_trim.yaml --target-latency 13ms 78ms   # per device
   proxyless search --resume runs/cifar               # continue an interrupted search with its saved settings
   proxyless search --resume runs/cifar --epochs 8    # ... and search for more epochs than it was started with
   proxyless derive runs/cifar --inherit-weights      # re-derive arch.json (and weights) from a checkpoint
