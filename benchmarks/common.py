@@ -28,6 +28,12 @@ def environment() -> dict:
     }
 
 
+def optional_flags(*pairs: tuple[str, object]) -> list[str]:
+    """`[flag, value, ...]` for each (flag, value) whose value was given (not None): the flags left out
+    keep the command's own defaults."""
+    return [part for flag, value in pairs if value is not None for part in (flag, str(value))]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment, write_results  # noqa: E402
+from common import RESULTS, environment, optional_flags, write_results  # noqa: E402
 from lanes import Job, run_jobs  # noqa: E402
 from proxyless.arch import load_arch  # noqa: E402
 from proxyless.figures import draw_archs  # noqa: E402
@@ -117,9 +117,7 @@ def main() -> None:
     flags = ["search", "--data", str(args.work / "data"), "--space", args.space,
              "--lut", *map(str, luts.values()), "--target-latency", *labels.values(),
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--no-measure"]
-    for flag, value in (("--arch-lr", args.arch_lr), ("--arch-every", args.arch_every)):
-        if value is not None:
-            flags += [flag, str(value)]
+    flags += optional_flags(("--arch-lr", args.arch_lr), ("--arch-every", args.arch_every))
     job = Job("family", flags, out, ["search", "--resume", str(out), "--no-progress"])
     records = run_jobs([job], 1, args.work / "jobs", threads=args.threads)
     archs = {device: load_arch(out / labels[device] / "arch.json") for device in luts}

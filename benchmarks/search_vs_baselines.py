@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment, write_results  # noqa: E402
+from common import RESULTS, environment, optional_flags, write_results  # noqa: E402
 from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
 from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
@@ -90,10 +90,8 @@ def search_jobs(work: Path, targets: list[float], args: argparse.Namespace) -> l
     Settings not given stay `proxyless search`'s defaults."""
     flags = ["search", "--data", str(work / "data"), "--space", args.space, "--lut", str(args.lut),
              "--epochs", str(args.search_epochs), "--batch-size", str(args.batch_size), "--seed", "0", "--no-measure"]
-    for flag, value in (("--warmup-epochs", args.search_warmup), ("--lr", args.search_lr),
-                        ("--arch-lr", args.arch_lr), ("--arch-every", args.arch_every)):
-        if value is not None:
-            flags += [flag, str(value)]
+    flags += optional_flags(("--warmup-epochs", args.search_warmup), ("--lr", args.search_lr),
+                            ("--arch-lr", args.arch_lr), ("--arch-every", args.arch_every))
 
     def job(name: str, chosen: list[float]) -> Job:
         out = work / name
@@ -181,8 +179,9 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
         widths = (0.35, 0.5, 0.75) if args.quick else WIDTHS
         sample = {name: arch for found in derived_by_target.values()
                   for name, (arch, scale, _) in found.items() if scale == 1.0}
+        pool = priced_pool(space, model, 20_000, args.seed + 1)
         sample.update({f"plan_{t:g}ms_{i}": _named(a, f"plan_{t:g}ms_{i}")
-                       for t in targets for i, a in enumerate(near_target(space, model, t, 2, args.seed + 1))})
+                       for t in targets for i, a in enumerate(near_target(pool, t, 2))})
         planned = measure({**{f"mbv2_{w:g}": mbv2(w) for w in widths}, **sample},
                           network_config(table.header, **(rounds or dict(min_rounds=5, max_rounds=10))))
         ratios = [planned[name]["mean_ms"] / model.of_arch(arch) for name, arch in sample.items()]
@@ -193,11 +192,11 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
     planned_mbv2 = {name: m["mean_ms"] for name, m in plan["measured"].items() if name.startswith("mbv2_")}
     anchors, drawn_near = {}, {}
     for index, t in enumerate(targets):  # the nearest width with enough random nets of the space around it,
+        pool = priced_pool(space, model, 20_000 if args.quick else 200_000, args.seed + index)  # fast nets are rare
         for anchor in sorted(planned_mbv2, key=lambda n: abs(planned_mbv2[n] - t * drift)):  # one per target
             if any(abs(planned_mbv2[anchor] / planned_mbv2[other] - 1) < 2 * BAND for other in anchors.values()):
                 continue  # on another target's step of MobileNetV2's latency: not a point of its own
-            drawn = near_target(space, model, planned_mbv2[anchor] / drift, 3 * args.random, args.seed + index,
-                                tries=20_000 if args.quick else 200_000)  # the fastest nets are rare
+            drawn = near_target(pool, planned_mbv2[anchor] / drift, 3 * args.random)
             if len(drawn) >= args.random:
                 anchors[t], drawn_near[t] = anchor, drawn
                 break
@@ -253,10 +252,15 @@ def pick_searched(found: dict[str, tuple[Arch, float, float]], measured: dict, g
                            for n, (_, s, lp) in found.items()}}
 
 
-def near_target(space, model: LatencyModel, target: float, count: int, seed: int, tries: int = 20_000) -> list[Arch]:
-    """Up to `count` uniformly drawn archs whose predicted latency is within ±1.25% of `target`."""
-    pool = random_archs(space, tries, seed=seed)
-    return [arch for arch in pool if abs(model.of_arch(arch) / target - 1) < BAND / 2][:count]
+def priced_pool(space, model: LatencyModel, tries: int, seed: int) -> list[tuple[Arch, float]]:
+    """`tries` uniformly drawn archs of `space`, each with its predicted latency (drawn and priced once,
+    then searched for every target or MobileNetV2 time)."""
+    return [(arch, model.of_arch(arch)) for arch in random_archs(space, tries, seed=seed)]
+
+
+def near_target(pool: list[tuple[Arch, float]], target: float, count: int) -> list[Arch]:
+    """Up to `count` archs of `pool`, in its order, whose predicted latency is within ±1.25% of `target`."""
+    return [arch for arch, ms in pool if abs(ms / target - 1) < BAND / 2][:count]
 
 
 def seeds_for(name: str, args: argparse.Namespace) -> int:
