@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -165,20 +166,10 @@ class SearchSpace:
     def feature_mix_out(self) -> int:
         return make_divisible(self.feature_mix_channels * max(1.0, self.width_mult))
 
-    def layers(self) -> list[LayerSlot]:
-        """The searchable layers, in order, with channels, strides and map sizes resolved."""
-        slots: list[LayerSlot] = []
-        in_ch, size = self.first_block_out, _down(self.input_size, self.stem_stride)
-        for s, stage in enumerate(self.stages):
-            out_ch = self.channels(stage.width)
-            for b in range(stage.depth):
-                stride = stage.stride if b == 0 else 1
-                keeps = stride == 1 and in_ch == out_ch
-                extra = (Zero(),) if keeps and self.zero_when_shape_kept else ()
-                slots.append(LayerSlot(len(slots), s, b, in_ch, out_ch, stride, size, self.candidates + extra,
-                                       self.activation))
-                in_ch, size = out_ch, _down(size, stride)
-        return slots
+    def layers(self) -> tuple[LayerSlot, ...]:
+        """The searchable layers, in order, with channels, strides and map sizes resolved (laid out once
+        per distinct space: every `Arch` checks its ops against them, and a pool of random nets makes many)."""
+        return _layout(self)
 
     @property
     def num_layers(self) -> int:
@@ -232,6 +223,22 @@ class SearchSpace:
                 break
             space = reduced
         return space
+
+
+@lru_cache(maxsize=256)
+def _layout(space: SearchSpace) -> tuple[LayerSlot, ...]:
+    slots: list[LayerSlot] = []
+    in_ch, size = space.first_block_out, _down(space.input_size, space.stem_stride)
+    for s, stage in enumerate(space.stages):
+        out_ch = space.channels(stage.width)
+        for b in range(stage.depth):
+            stride = stage.stride if b == 0 else 1
+            keeps = stride == 1 and in_ch == out_ch
+            extra = (Zero(),) if keeps and space.zero_when_shape_kept else ()
+            slots.append(LayerSlot(len(slots), s, b, in_ch, out_ch, stride, size, space.candidates + extra,
+                                   space.activation))
+            in_ch, size = out_ch, _down(size, stride)
+    return tuple(slots)
 
 
 def _down(size: int, stride: int) -> int:
