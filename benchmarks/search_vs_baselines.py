@@ -13,7 +13,9 @@ On an ImageFolder copy of CIFAR-10 (`DIR/train/<class>/*.jpg`, `DIR/test/<class>
    MobileNetV2 width nearest to it (its channels round to multiples of 8, so its latency moves in
    steps), the nets the family derives near that width's time (its table scaled by 0.7 .. 1.3) and
    random nets of the space predicted within ±1.25% of it. The MobileNetV2's time in that measurement
-   is the goal: the most probable derived net and the random nets measured within ±2.5% of it are kept;
+   is the goal: the most probable derived net and the random nets measured within ±2.5% of it are kept.
+   A target whose searched net or random nets all missed is measured once more on its own, aimed
+   through the ratio of measured to predicted time of its own nets (`rematch`);
 4. every kept net trained from scratch with the same recipe (`proxyless train`, same epochs, batch,
    lr; `--seeds` seeds for the searched and MobileNetV2 nets, one for each random net), evaluated on
    the test split;
@@ -169,11 +171,10 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
     reference = Reference(reference_arch(space), table.header["backend"], config)  # one scale for both rounds
 
     def measure(nets: dict[str, Arch], config=config) -> dict[str, dict]:
-        stats = measure_archs(list(nets.values()), table.header["backend"], config, reference=reference)
-        return {name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(nets, stats)}
+        return measure_named(nets, table.header["backend"], config, reference)
 
     def mbv2(width: float) -> Arch:
-        return _named(mobilenet_v2(width).with_task(space.input_size, space.num_classes), f"mbv2_{width:g}")
+        return mbv2_of(space, width)
 
     # random nets predicted within ±1.25% of a goal; the quick check, whose tiny pool and two rounds say
     # nothing of latency, takes the nearest ones wherever the machine's speed puts the goals
@@ -246,6 +247,81 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
     return result
 
 
+def rematch(work: Path, targets: list[float], matched: dict, args: argparse.Namespace) -> dict:
+    """Measure once more, on its own, each target whose searched net or random nets missed the band.
+
+    The first match aims at the goal through the median speed of all the space's nets (`drift`), but nets
+    of one size run at their own ratio to the table (the 30 ms nets at ×1.59 while the space ran at ×1.63
+    on 2026-12-04, so all six random nets measured 4-13% under MobileNetV2). The second aims through the
+    target's own ratio (the median measured / predicted of the nets it measured): its derived nets and
+    fresh random nets are predicted near goal / ratio and timed with the same MobileNetV2, whose time in
+    this measurement is the new goal. Done once; the first measurement is kept under `rematched`."""
+    short = [t for t in targets if _missed(matched, f"{t:g}", args.random)]
+    if args.quick or not short or matched.get("rematched"):
+        return matched
+    table, space = load_lut(args.lut), get_space(args.space)
+    model = LatencyModel(space, table)
+    derived_by_target = derived_candidates(work, targets, space)
+    config = network_config(table.header)
+    reference = Reference(reference_arch(space), table.header["backend"], config)
+    matched["rematched"] = {}
+    for index, t in enumerate(short):
+        key = f"{t:g}"
+        anchor, first_goal = matched["anchors"][key], matched["goals_ms"][key]
+        first_pick = matched["searched_picks"][key]
+        mine = [n for n in matched["predicted"] if n.startswith(f"random_{key}ms_") or n in first_pick["candidates"]]
+        ratio = statistics.median(matched["measured"][n]["mean_ms"] / matched["predicted"][n] for n in mine)
+        wanted = first_goal / ratio
+        near = sorted(derived_by_target[t].items(), key=lambda item: abs(model.of_arch(item[1][0]) / wanted - 1))
+        derived = dict(near[:6])
+        taken = sum(n.startswith(f"random_{key}ms_") for n in matched["predicted"])
+        pool = priced_pool(space, model, 200_000, args.seed + 100 + index)
+        drawn = near_target(pool, wanted, 3 * args.random, BAND / 2)
+        randoms = {f"random_{key}ms_{taken + i}": _named(arch, f"random_{key}ms_{taken + i}")
+                   for i, arch in enumerate(drawn)}
+        candidates = {anchor: mbv2_of(space, float(anchor.split("_")[1])),
+                      **{name: arch for name, (arch, _, _) in derived.items()}, **randoms}
+        measured = measure_named(candidates, table.header["backend"], config, reference)
+        goal = measured[anchor]["mean_ms"]
+        pick = pick_searched(derived, measured, goal)
+        name = f"searched_{key}ms"
+        candidates[name] = _named(candidates[pick["candidate"]], name)
+        measured[name] = measured[pick["candidate"]]
+        in_band = [n for n in randoms if abs(measured[n]["mean_ms"] / goal - 1) <= BAND]
+        matched["rematched"][key] = {
+            "target_ratio": ratio, "aimed_table_ms": wanted,
+            "first": {"goal_ms": first_goal, "searched_pick": first_pick, "chosen": matched["chosen"][key],
+                      "measured": {n: matched["measured"][n] for n in [anchor, *mine]}}}
+        matched["measured"].update(measured)
+        matched["predicted"].update({n: model.of_arch(a) for n, a in candidates.items() if a.space == space})
+        matched["goals_ms"][key], matched["searched_picks"][key] = goal, pick
+        matched["random_candidates"][key] = len(randoms)
+        matched["random_in_band"][key] = len(in_band)
+        matched["chosen"][key] = [name, anchor] + in_band[: args.random]
+        for n, arch in candidates.items():
+            save_arch(arch, work / "archs" / f"{n}.json")
+    atomic_write_text(work / "matched.json", json.dumps(matched, indent=2) + "\n")
+    return matched
+
+
+def _missed(matched: dict, key: str, randoms: int) -> bool:
+    """The target's searched net measured outside the band, or fewer than `randoms` random nets inside it."""
+    goal = matched["goals_ms"][key]
+    searched = matched["measured"][f"searched_{key}ms"]["mean_ms"]
+    return abs(searched / goal - 1) > matched["band"] or matched["random_in_band"][key] < randoms
+
+
+def measure_named(nets: dict[str, Arch], backend: str, config, reference: Reference) -> dict[str, dict]:
+    """{name: {mean_ms, std_ms}} of `nets`, timed interleaved, each sample paired with `reference`."""
+    stats = measure_archs(list(nets.values()), backend, config, reference=reference)
+    return {name: {"mean_ms": s.mean, "std_ms": s.var**0.5} for name, s in zip(nets, stats)}
+
+
+def mbv2_of(space, width: float) -> Arch:
+    """MobileNetV2 at `width` with the space's input size and classes, named `mbv2_<width>`."""
+    return _named(mobilenet_v2(width).with_task(space.input_size, space.num_classes), f"mbv2_{width:g}")
+
+
 def pick_searched(found: dict[str, tuple[Arch, float, float]], measured: dict, goal: float) -> dict:
     """The most probable derived net measured within ±2.5% of `goal`; if none, the one measured closest."""
     inside = [n for n in found if abs(measured[n]["mean_ms"] / goal - 1) <= DERIVE_BAND]
@@ -296,12 +372,22 @@ def summarise(work: Path, targets: list[float], matched: dict, records: dict, ar
                 "off_target": matched["measured"][name]["mean_ms"] / goal - 1,
                 "params": results[0]["params"], "macs": results[0]["macs"],
                 "top1": top1, "top1_mean": statistics.mean(top1), "top1_spread": (max(top1) - min(top1)) / 2,
-                "train_s": [records[f"train_{name}_seed{s}"]["wall_s"] for s in range(seeds)],
-                "train_resumed": any(records[f"train_{name}_seed{s}"]["resumed"] for s in range(seeds)),
+                "train_s": [_train_seconds(work / "train" / f"{name}_seed{s}", records[f"train_{name}_seed{s}"])
+                            for s in range(seeds)],
+                "train_resumed": [records[f"train_{name}_seed{s}"]["resumed"] for s in range(seeds)],
                 "train_max_rss_mb": records[f"train_{name}_seed0"]["max_rss_mb"],
                 "epoch_s": statistics.mean(epochs),
             })
     return rows
+
+
+def _train_seconds(run_dir: Path, record: dict) -> float:
+    """A training's wall time; for one resumed in a later session (its record holds only the last part),
+    the sum of its epochs' seconds, which leaves out start-up and the per-epoch test evaluation."""
+    if not record["resumed"]:
+        return record["wall_s"]
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return sum(line["epoch_seconds"] for line in lines)
 
 
 def _epoch_seconds(run_dir: Path) -> float:
@@ -319,15 +405,16 @@ def search_cost(targets: list[float], rows: list[dict], records: dict) -> list[d
         search = records[job]
         for t in served:
             trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
+            seed = next((s for s, resumed in enumerate(trained["train_resumed"]) if not resumed), 0)  # whole if any
             costs.append({
                 "search": "family" if job == "family" else "single", "targets": len(served), "target_ms": t,
                 "search_s": search["wall_s"], "epoch_s": trained["epoch_s"],
                 "search_in_epochs": search["wall_s"] / trained["epoch_s"],
-                "train_s": trained["train_s"][0], "search_over_train": search["wall_s"] / trained["train_s"][0],
+                "train_s": trained["train_s"][seed], "search_over_train": search["wall_s"] / trained["train_s"][seed],
                 "search_rss_mb": search["max_rss_mb"], "train_rss_mb": trained["train_max_rss_mb"],
                 "import_rss_mb": base, "rss_ratio": search["max_rss_mb"] / trained["train_max_rss_mb"],
                 "rss_ratio_above_imports": (search["max_rss_mb"] - base) / (trained["train_max_rss_mb"] - base),
-                "resumed": search["resumed"] or trained["train_resumed"],
+                "resumed": search["resumed"] or trained["train_resumed"][seed],
             })
     return costs
 
@@ -452,9 +539,11 @@ def main() -> None:
     searches = search_jobs(work, targets, args)
     run_jobs(searches, args.lanes, records_dir)
     print("2/3 measuring derived, MobileNetV2 and random nets together", flush=True)
-    matched = match_baselines(work, targets, args)
+    matched = rematch(work, targets, match_baselines(work, targets, args), args)
     print("3/3 training every kept net", flush=True)
-    jobs = [train_job(work, name, s, args) for t in sorted(targets, reverse=True)  # the longest first
+    # the fastest target first: its nets train soonest, so a run cut off by the end of a session has whole
+    # targets done (and a checkpoint to resume the rest from), not a few nets of every target
+    jobs = [train_job(work, name, s, args) for t in sorted(targets)
             for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))]
     drop_stale_trainings(work, jobs)
     records = run_jobs(searches + jobs, args.lanes, records_dir)

@@ -98,3 +98,17 @@ def test_lanes_see_every_job_finish_even_when_one_ends_while_the_next_starts(tmp
     jobs = [lanes.Job(name, [], tmp_path / name) for name in sleeps]
     records = lanes.run_jobs(jobs, lanes=2, records=tmp_path / "records")
     assert set(records) == set(sleeps)
+
+
+def test_search_vs_baselines_measures_again_a_target_whose_nets_missed_the_band():
+    sys.path.insert(0, str(BENCHMARKS))
+    from search_vs_baselines import _missed
+
+    def matched(searched_ms: float, randoms_in_band: int) -> dict:
+        return {"goals_ms": {"30": 52.4}, "band": 0.025, "random_in_band": {"30": randoms_in_band},
+                "measured": {"searched_30ms": {"mean_ms": searched_ms}}}
+
+    assert not _missed(matched(51.5, 2), "30", 2)  # -1.7%, two random nets: kept as measured
+    assert _missed(matched(50.9, 2), "30", 2)  # -2.9%: the searched net is outside the band
+    assert _missed(matched(52.4, 1), "30", 2)  # one random net in the band where two are compared
+    assert _missed(matched(53.8, 0), "30", 2)
