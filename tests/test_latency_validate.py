@@ -16,7 +16,13 @@ from proxyless.latency.lut import load_lut
 from proxyless.latency.measure import MeasureConfig, build_lut, measure_archs
 from proxyless.latency.predict import Calibration, predict_latency
 from proxyless.latency.runners import BackendUnavailable, check_backend, export_onnx, make_timer
-from proxyless.latency.validate import fit_calibration, random_archs, rank_correlation, validate_lut
+from proxyless.latency.validate import (
+    fit_calibration,
+    measurement_ceiling,
+    random_archs,
+    rank_correlation,
+    validate_lut,
+)
 from proxyless.net import build_net
 
 TINY = tiny_space()
@@ -90,6 +96,9 @@ def test_validate_separates_calibration_from_validation(tmp_path):
         assert row["predicted_ms"] == pytest.approx(fit.apply(row["raw_ms"])) and row["measured_ms"] > 0
     for metrics in (report.raw, report.calibrated):
         assert 0 <= metrics["within_5pct"] <= metrics["within_10pct"] <= 1 and -1 <= metrics["rank_correlation"] <= 1
+    noise = report.to_dict()["measurement"]  # how far this measurement itself can judge the table
+    assert 0 <= noise["mean_relative_se"] <= noise["max_relative_se"] and 0 < noise["ceiling_within_5pct"] <= 1
+    assert "ceiling of this measurement" in report.to_markdown()
 
 
 def test_lut_validate_and_latency_measure_commands(tmp_path, capsys):
@@ -167,3 +176,19 @@ def test_random_archs_refuses_more_nets_than_the_space_has():
     assert len(random_archs(TINY, 18)) == 18  # 3 x 3 x 2 candidates: every net, each once
     with pytest.raises(Exception, match="tiny has 18 architectures; 19 distinct random ones"):
         random_archs(TINY, 19)
+
+
+def test_measurement_ceiling_is_what_the_validation_noise_allows_a_perfect_table():
+    def row(ms: float, std: float, rounds: int) -> dict:
+        return {"measured_ms": ms, "measured_std_ms": std, "rounds": rounds}
+
+    exact = measurement_ceiling([row(40.0, 0.0, 10), row(80.0, 0.0, 10)])
+    assert exact["ceiling_within_5pct"] == 1.0 and exact["mean_relative_se"] == 0.0
+    # a standard error of 2.5% of the mean: a perfect table is within ±5% (2 SE) of 95.4% of such means
+    noisy = measurement_ceiling([row(40.0, 0.025 * 40.0 * 3.0, 9)])
+    assert noisy["mean_relative_se"] == pytest.approx(0.025)
+    assert noisy["ceiling_within_5pct"] == pytest.approx(0.9545, abs=1e-4)
+    mixed = measurement_ceiling([row(40.0, 0.0, 10), row(40.0, 0.025 * 40.0 * 3.0, 9)])
+    assert mixed["ceiling_within_5pct"] == pytest.approx((1 + 0.9545) / 2, abs=1e-4)
+    assert mixed["max_relative_se"] == pytest.approx(0.025)
+    assert measurement_ceiling([row(40.0, 4.0, 4)], band=0.1)["ceiling_within_10pct"] == pytest.approx(0.9545, abs=1e-4)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -118,6 +119,19 @@ def choose_calibration(raw: Sequence[float], measured: Sequence[float]) -> tuple
     return _fit(r, m, kind), kind, errors
 
 
+def measurement_ceiling(rows: Sequence[dict[str, Any]], band: float = 0.05) -> dict[str, float]:
+    """What the validation's own noise allows: each network's relative standard error (its rounds'
+    standard deviation / √rounds / its mean) and the share of networks that a perfect table would
+    predict within ±`band` of this measurement, the mean over networks of P(|N(0, se)| ≤ band).
+
+    A row whose ceiling is under a bar cannot be judged at that bar, whatever the table: on the 2-thread
+    32 px rows of 2026-12-01 the nets' means had a 1.8-2.7% standard error against a ±5% band."""
+    se = np.array([r["measured_std_ms"] / math.sqrt(r["rounds"]) / r["measured_ms"] for r in rows])
+    inside = [math.erf(band / (s * math.sqrt(2))) if s > 0 else 1.0 for s in se]
+    return {"mean_relative_se": float(se.mean()), "max_relative_se": float(se.max()),
+            f"ceiling_within_{round(band * 100)}pct": float(np.mean(inside))}
+
+
 def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
     p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
     relative = np.abs(p - m) / m
@@ -139,7 +153,11 @@ class ValidationReport:
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per validation network
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "measurement": self.measurement()}
+
+    def measurement(self) -> dict[str, float]:
+        """How precisely the validation networks themselves were measured (see `measurement_ceiling`)."""
+        return measurement_ceiling(self.rows)
 
     def to_markdown(self) -> str:
         h = self.header
@@ -160,6 +178,11 @@ class ValidationReport:
         for name, m in (("per-op sum", self.raw), ("calibrated", self.calibrated)):
             lines.append(f"| {name} | {m['mape']:.1%} | {m['within_5pct']:.0%} | {m['within_10pct']:.0%} | "
                          f"{m['rank_correlation']:.3f} |")
+        noise = self.measurement()
+        lines += ["", f"The measurement itself: each network's mean latency has a relative standard error of "
+                      f"{noise['mean_relative_se']:.1%} on average (at most {noise['max_relative_se']:.1%}), so a "
+                      f"perfect table would put {noise['ceiling_within_5pct']:.0%} of these networks within ±5% "
+                      "of it (the ceiling of this measurement)."]
         return "\n".join(lines) + "\n"
 
 
