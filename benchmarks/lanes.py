@@ -42,15 +42,16 @@ class Job:
 def run_jobs(jobs: list[Job], lanes: int, records: Path, threads: int = 1) -> dict[str, dict]:
     """Run the unfinished `jobs`, `lanes` at a time, `threads` each; returns {name: {wall_s, max_rss_mb, resumed}}.
 
-    Each finished job's record is written to `records/<name>.json`; a job that failed stops the
-    benchmark with its log's last lines.
+    Each finished job's record is written to `records/<name>.json`, with when it started and ended (so a
+    benchmark can tell which jobs ran side by side); a job that failed stops the benchmark with its
+    log's last lines.
     """
     records.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     pending = [job for job in jobs if not job.done]
     # the Popen objects stay referenced: one dropped while its child runs goes on subprocess's list of
     # children that the next Popen() reaps, and wait4(-1) below would never see that child finish
-    running: dict[int, tuple[Job, float, bool, subprocess.Popen]] = {}
+    running: dict[int, tuple[Job, float, bool, subprocess.Popen, float]] = {}
     while pending or running:
         while pending and len(running) < lanes:
             job = pending.pop(0)
@@ -59,17 +60,18 @@ def run_jobs(jobs: list[Job], lanes: int, records: Path, threads: int = 1) -> di
             log = open(records / f"{job.name}.log", "a")
             process = subprocess.Popen(job.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
             log.close()
-            running[process.pid] = (job, time.perf_counter(), resumed, process)
+            running[process.pid] = (job, time.perf_counter(), resumed, process, time.time())
             print(f"  started {job.name}{' (resumed)' if resumed else ''}", flush=True)
         pid, status, usage = os.wait4(-1, 0)
         if pid not in running:
             continue
-        job, started, resumed, process = running.pop(pid)
+        job, started, resumed, process, started_unix = running.pop(pid)
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
         if os.waitstatus_to_exitcode(status) != 0:
             tail = (records / f"{job.name}.log").read_text().splitlines()[-5:]
             raise SystemExit(f"job {job.name} failed:\n" + "\n".join(tail))
-        record = {"wall_s": time.perf_counter() - started, "max_rss_mb": usage.ru_maxrss / 1024, "resumed": resumed}
+        record = {"wall_s": time.perf_counter() - started, "max_rss_mb": usage.ru_maxrss / 1024, "resumed": resumed,
+                  "started_unix": started_unix, "ended_unix": time.time()}  # which jobs ran side by side
         atomic_write_text(records / f"{job.name}.json", json.dumps(record, indent=2) + "\n")
         print(f"  finished {job.name} in {record['wall_s']:.0f} s", flush=True)
     return {job.name: json.loads((records / f"{job.name}.json").read_text()) for job in jobs

@@ -21,7 +21,8 @@ On an ImageFolder copy of CIFAR-10 (`DIR/train/<class>/*.jpg`, `DIR/test/<class>
    the test split;
 5. results: test top-1 (mean and spread over seeds), measured latency, params, MACs, and the wall time
    and peak memory of the family and of the single search against one training epoch and the whole
-   training of the derived net.
+   training of the derived net. The first search runs once more from scratch beside the first target's
+   training (`cost_pair`), which is the cost to trust when the searches ran in an earlier session.
 
 Jobs run two at a time with one thread each (`benchmarks/lanes.py`); everything lands in `--work`,
 and rerunning the same command continues an interrupted benchmark (a job cut off mid-way is resumed
@@ -102,6 +103,24 @@ def search_jobs(work: Path, targets: list[float], args: argparse.Namespace) -> l
 
     single = job(f"search_{target_label(targets[0])}", targets[:1])
     return [job("family", targets), single] if len(targets) > 1 else [single]
+
+
+def cost_pair(work: Path, searches: list[Job], first_training: Job) -> list[Job]:
+    """The cost check: the first search (the family) run again from scratch into WORK/cost, beside the
+    training of the first target's searched net (seed 0), so that the search and the training it is
+    compared with share one machine and one time. The searches themselves ran before the matching, which
+    a session may end after; a later session can be another machine at another speed (2026-12-02's
+    searches and 2026-12-04's trainings ran with the space's nets at x1.28 and x1.63 their table time)."""
+    search = searches[0]
+    out = work / "cost" / search.out.name
+    return [Job(f"cost_{search.name}", search.args, out, ["search", "--resume", str(out), "--no-progress"]),
+            first_training]
+
+
+def derived_ops(run: Path, targets: list[float]) -> list[tuple[str, ...]]:
+    """The nets a search run derived, one per target (a family's in its targets' folders)."""
+    folders = [run / target_label(t) for t in targets] if len(targets) > 1 else [run]
+    return [tuple(load_arch(folder / "arch.json").op_strings()) for folder in folders]
 
 
 def drop_stale_trainings(work: Path, jobs: list[Job]) -> None:
@@ -395,19 +414,25 @@ def _epoch_seconds(run_dir: Path) -> float:
     return statistics.median(line["epoch_seconds"] for line in lines)
 
 
-def search_cost(targets: list[float], rows: list[dict], records: dict) -> list[dict]:
-    """Each search (the family, the single) against the training of each net it derived, on the same images."""
+def search_cost(targets: list[float], rows: list[dict], records: dict, check: str) -> list[dict]:
+    """Each search (the family, the single, the cost check's rerun) against the training of each net it
+    derived, on the same images; `side_by_side` says whether the two ran on one machine at one time."""
     base = baseline_rss_mb()
     costs = []
     searches = [("family", targets)] if len(targets) > 1 else []
     searches.append((f"search_{target_label(targets[0])}", targets[:1]))
+    searches.append((check, targets[:1]))  # its training partner: the first target's seed 0
     for job, served in searches:
         search = records[job]
         for t in served:
             trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
             seed = next((s for s, resumed in enumerate(trained["train_resumed"]) if not resumed), 0)  # whole if any
+            if job == check:
+                seed = 0
+            training = records[f"train_searched_{t:g}ms_seed{seed}"]
             costs.append({
-                "search": "family" if job == "family" else "single", "targets": len(served), "target_ms": t,
+                "search": {"family": "family", check: f"{searches[0][0]}, again"}.get(job, "single"),
+                "targets": len(served), "target_ms": t, "side_by_side": _overlap(search, training) > 0.5,
                 "search_s": search["wall_s"], "epoch_s": trained["epoch_s"],
                 "search_in_epochs": search["wall_s"] / trained["epoch_s"],
                 "train_s": trained["train_s"][seed], "search_over_train": search["wall_s"] / trained["train_s"][seed],
@@ -417,6 +442,14 @@ def search_cost(targets: list[float], rows: list[dict], records: dict) -> list[d
                 "resumed": search["resumed"] or trained["train_resumed"][seed],
             })
     return costs
+
+
+def _overlap(a: dict, b: dict) -> float:
+    """The share of the shorter of two jobs' records that the other ran beside it (0 without timestamps)."""
+    if "started_unix" not in a or "started_unix" not in b:
+        return 0.0
+    shared = min(a["ended_unix"], b["ended_unix"]) - max(a["started_unix"], b["started_unix"])
+    return max(0.0, shared) / min(a["wall_s"], b["wall_s"])
 
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
@@ -465,7 +498,8 @@ def markdown(rows, costs, matched, info, args) -> str:
         f"{r['measured_ms']:.1f} ± {r['measured_std_ms']:.1f} ({r['off_target']:+.1%}) | "
         f"{r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.1f}M | {fmt_top1(r)} |" for r in rows)
     cost = "\n".join(
-        f"| {c['search']}{' (resumed)' if c['resumed'] else ''} | {c['target_ms']:g} | {c['search_s']:.0f} s | "
+        f"| {c['search']}{' (resumed)' if c['resumed'] else ''} | {'yes' if c['side_by_side'] else 'no'} | "
+        f"{c['target_ms']:g} | {c['search_s']:.0f} s | "
         f"{c['epoch_s']:.0f} s | **{c['search_in_epochs']:.1f}** | {c['train_s']:.0f} s | "
         f"**{c['search_over_train']:.2f}** | {c['search_rss_mb']:.0f} / {c['train_rss_mb']:.0f} MB | "
         f"{c['rss_ratio']:.2f} ({c['rss_ratio_above_imports']:.2f} above the {c['import_rss_mb']:.0f} MB of imports) |"
@@ -495,9 +529,13 @@ def markdown(rows, costs, matched, info, args) -> str:
         + "; ".join(_pick_note(t, p) for t, p in matched["searched_picks"].items()) + ".\n\n"
         f"Random nets (predicted within ±1.25% of the goal, kept when measured within ±2.5%): {randoms}.\n\n"
         "## Search cost (same run, same images)\n\n"
-        "| search | target (ms) | search wall | one training epoch of the derived net | search / epoch | "
-        "training (all epochs) | search / training | peak RSS search / training | ratio |\n"
-        "|---|---|---|---|---|---|---|---|---|\n" + cost + "\n\n"
+        "| search | beside the training | target (ms) | search wall | one training epoch of the derived net | "
+        "search / epoch | training (all epochs) | search / training | peak RSS search / training | ratio |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n" + cost + "\n\n"
+        "Only a search run beside its training (one machine, one time) gives a ratio to trust: the first "
+        "searches ran before the matching, possibly in another session on another machine, so the first "
+        "search is run again from scratch beside the training of the first target's net (seed 0); "
+        f"it derived {'the same nets' if info['rerun_same_nets'] else 'other nets than the first run'}.\n\n"
         f"![latency vs accuracy](search_vs_baselines{info['suffix']}.png)\n\n"
         f"Reproduce: `{info['command']}`\n")
 
@@ -546,9 +584,14 @@ def main() -> None:
     jobs = [train_job(work, name, s, args) for t in sorted(targets)
             for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))]
     drop_stale_trainings(work, jobs)
+    first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
+    cost = cost_pair(work, searches, first)  # started together, before the other trainings
+    jobs = cost + [job for job in jobs if job is not first]
     records = run_jobs(searches + jobs, args.lanes, records_dir)
     rows = summarise(work, targets, matched, records, args)
-    costs = search_cost(targets, rows, records)
+    costs = search_cost(targets, rows, records, cost[0].name)
+    served = targets if len(searches) > 1 else targets[:1]
+    repeated = derived_ops(cost[0].out, served) == derived_ops(searches[0].out, served)  # the same seed, again
 
     header = load_lut(args.lut).header
     suffix = "_quick" if args.quick else ""
@@ -562,6 +605,7 @@ def main() -> None:
                                      for k in ("warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling")
                                      if k in settings),
         "suffix": suffix,
+        "rerun_same_nets": repeated,
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "
                    + " ".join(f"{t:g}" for t in targets) + (" --quick" if args.quick else ""),
     }

@@ -48,9 +48,11 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
         assert kinds == {"searched", "mbv2", "random"}, (target, kinds)
     searched = next(row for row in result["rows"] if row["kind"] == "searched")
     assert len(searched["top1"]) == 2 and 0 <= searched["top1_mean"] <= 1 and searched["measured_ms"] > 0
-    # the family serves both targets; the single search the first
-    assert [(c["search"], c["target_ms"]) for c in result["search_cost"]] == [("family", 46), ("family", 30),
-                                                                             ("single", 46)]
+    # the family serves both targets; the single search the first; the family again, beside that training
+    assert [(c["search"], c["target_ms"]) for c in result["search_cost"]] == [
+        ("family", 46), ("family", 30), ("single", 46), ("family, again", 46)]
+    assert result["search_cost"][-1]["side_by_side"]  # started with the first target's training, seed 0
+    assert isinstance(result["info"]["rerun_same_nets"], bool)
     assert all(c["search_in_epochs"] > 0 and c["rss_ratio"] > 0 for c in result["search_cost"])
     matched = result["matched"]  # each target compared at the time of the MobileNetV2 width nearest to it
     assert 0.2 < matched["drift"] < 5
