@@ -403,15 +403,16 @@ def summarise(work: Path, targets: list[float], matched: dict, records: dict, ar
 def _train_seconds(run_dir: Path, record: dict) -> float:
     """A training's wall time; for one resumed in a later session (its record holds only the last part),
     the sum of its epochs' seconds, which leaves out start-up and the per-epoch test evaluation."""
-    if not record["resumed"]:
-        return record["wall_s"]
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return sum(line["epoch_seconds"] for line in lines)
+    return record["wall_s"] if not record["resumed"] else sum(_each_epoch_seconds(run_dir))
 
 
 def _epoch_seconds(run_dir: Path) -> float:
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return statistics.median(line["epoch_seconds"] for line in lines)
+    return statistics.median(_each_epoch_seconds(run_dir))
+
+
+def _each_epoch_seconds(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["epoch_seconds"] for line in lines if line.strip()]
 
 
 def search_cost(targets: list[float], rows: list[dict], records: dict, check: str) -> list[dict]:
@@ -426,9 +427,8 @@ def search_cost(targets: list[float], rows: list[dict], records: dict, check: st
         search = records[job]
         for t in served:
             trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
-            seed = next((s for s, resumed in enumerate(trained["train_resumed"]) if not resumed), 0)  # whole if any
-            if job == check:
-                seed = 0
+            # the check's partner is seed 0; otherwise a training that ran whole, if one did
+            seed = 0 if job == check else next((s for s, r in enumerate(trained["train_resumed"]) if not r), 0)
             training = records[f"train_searched_{t:g}ms_seed{seed}"]
             costs.append({
                 "search": {"family": "family", check: f"{searches[0][0]}, again"}.get(job, "single"),
