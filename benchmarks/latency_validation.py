@@ -11,6 +11,12 @@ Writes benchmarks/results/latency_<space>_<backend>_b<batch>[_t<threads>].{json,
 thread) and the table itself (lut_<...>.json, calibration in its header). Judged by two bars: issue 4's
 (≥ 90% of predictions within ±10%, rank correlation ≥ 0.9) and issue 16's (≥ 95% within ±5%, all within
 ±10%, rank correlation ≥ 0.95). The load average before and after is recorded: what else ran.
+
+    python benchmarks/latency_validation.py --all
+
+runs issue 16's eight rows one after another in one run (`ISSUE_16_ROWS`: PyTorch at one and two threads
+on three spaces, ONNX Runtime at two threads on two) and adds latency_validation_all.{json,md}, one line
+a row with its measurement ceiling, rewritten after every row so that a run cut short keeps its rows.
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ from proxyless.latency.measure import MeasureConfig, build_lut  # noqa: E402
 from proxyless.latency.validate import NETWORK_MEASURE, plot_scatter, save_calibration, validate_lut  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
 
+# issue 16's rows, (space, backend, batch, threads), quickest first: PyTorch at one thread and at the default
+# two (this machine's cores), ONNX Runtime at the default two
+ISSUE_16_ROWS = (
+    ("nas-bench-macro", "torch-cpu", 32, 1), ("nas-bench-macro", "torch-cpu", 32, 2),
+    ("proxyless-imagenet", "torch-cpu", 1, 1), ("proxyless-imagenet", "torch-cpu", 1, 2),
+    ("proxyless-cifar", "torch-cpu", 32, 1), ("proxyless-cifar", "torch-cpu", 32, 2),
+    ("proxyless-imagenet", "onnxruntime", 1, 2), ("proxyless-cifar", "onnxruntime", 32, 2),
+)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,6 +53,8 @@ def main() -> None:
     parser.add_argument("--backend", default="torch-cpu")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--all", action="store_true",
+                        help="issue 16's eight rows in one run (ignores --space, --backend, --batch, --threads)")
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--calibrate", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=15, help="most rounds per op of the table")
@@ -54,6 +71,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.samples, args.calibrate, args.rounds, args.net_rounds = 4, 3, 2, 2
+    if not args.all:
+        validate_row(args)
+        return
+    start, lines = time.perf_counter(), []
+    for space, backend, batch, threads in ISSUE_16_ROWS:
+        lines.append(validate_row(argparse.Namespace(**{**vars(args), "space": space, "backend": backend,
+                                                         "batch": batch, "threads": threads})))
+        write_all(lines, args, time.perf_counter() - start)
+
+
+def validate_row(args: argparse.Namespace) -> dict:
+    """Build, calibrate and validate one (space, backend, batch, threads) row; write its results and return
+    its line of the summary."""
     tag = (f"{args.space}_{args.backend}_b{args.batch}" + (f"_t{args.threads}" if args.threads != 1 else "")
            + (f"_{args.method}" if args.method != "auto" else ""))
     name = f"latency_{tag}" + ("_quick" if args.quick else "")
@@ -97,6 +127,41 @@ def main() -> None:
     write_results(name, data, markdown, args.results)
     print(markdown)
     print(json.dumps(timing))
+    return {"space": args.space, "backend": args.backend, "batch": args.batch, "threads": args.threads,
+            "ops_timed": table.header["timing"], "calibration": report.calibration["kind"],
+            "raw": report.raw, "calibrated": calibrated, "measurement": report.measurement(),
+            "passed_strict": strict, "load_average": load, "seconds": timing["lut_build_s"] + timing["validation_s"]}
+
+
+def write_all(lines: list[dict], args: argparse.Namespace, seconds: float) -> None:
+    """latency_validation_all.{json,md}: one line per row validated so far in this run."""
+    table = ["| space | backend | batch | threads | ops timed | calibration | MAPE | within ±5% | within ±10% "
+             "| rank correlation | uncalibrated MAPE | ceiling within ±5% | net SE (mean, max) | load before, after "
+             "| issue 16's bar |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for line in lines:
+        c, noise, load = line["calibrated"], line["measurement"], line["load_average"]
+        bar = "met" if line["passed_strict"] else "**not met**"
+        table.append(
+            f"| {line['space']} | {line['backend']} | {line['batch']} | {line['threads']} | {line['ops_timed']} "
+            f"| {line['calibration']} | {c['mape']:.1%} | {c['within_5pct']:.0%} | {c['within_10pct']:.0%} "
+            f"| {c['rank_correlation']:.3f} | {line['raw']['mape']:.1%} | {noise['ceiling_within_5pct']:.0%} "
+            f"| {noise['mean_relative_se']:.1%}, {noise['max_relative_se']:.1%} "
+            f"| {load['before'][0]:.2f}, {load['after'][0]:.2f} | {bar} |")
+    done = f"{len(lines)} of {len(ISSUE_16_ROWS)} rows"
+    markdown = "\n".join([
+        "# Latency tables against whole networks: issue 16's rows in one run", "",
+        f"{done}, one after another in {seconds / 60:.0f} min; each row its own table, calibrated on "
+        f"{args.calibrate} random nets and judged on {args.samples} others, each net timed until its mean's "
+        f"standard error was under {args.net_rel_error:.0%} (at most {args.net_rounds} rounds). The ceiling is the "
+        "share of nets a perfect table would put within ±5% of these means (`measurement_ceiling`). Issue 16's "
+        "bar: ≥ 95% within ±5%, all within ±10%, rank correlation ≥ 0.95. The load average (1 min) says what "
+        "else ran.", "", *table, "",
+        "Reproduce: `python benchmarks/latency_validation.py --all`" + (" --quick" if args.quick else ""), ""])
+    data = {"environment": environment(), "args": {**vars(args), "results": str(args.results)},
+            "seconds": seconds, "rows": lines}
+    write_results("latency_validation_all" + ("_quick" if args.quick else ""), data, markdown, args.results)
+    print(markdown)
 
 
 if __name__ == "__main__":

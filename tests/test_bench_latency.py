@@ -38,3 +38,28 @@ def test_methods_are_judged_on_one_measurement(tmp_path):
     assert reports["context"]["header"]["timing"] == "context" and reports["isolated"]["header"]["timing"] == "isolated"
     measured = [[row["measured_ms"] for row in report["rows"]] for report in reports.values()]
     assert measured[0] == measured[1] and len(measured[0]) == 4  # the same nets, timed once
+
+
+def test_all_rows_summary_is_written_after_each_row(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    import argparse
+
+    from latency_validation import ISSUE_16_ROWS, write_all
+
+    def line(space, backend, batch, threads, within_5pct):
+        metrics = {"mape": 0.02, "within_5pct": within_5pct, "within_10pct": 1.0, "rank_correlation": 0.97}
+        return {"space": space, "backend": backend, "batch": batch, "threads": threads, "ops_timed": "context",
+                "calibration": "none", "raw": {**metrics, "mape": 0.03}, "calibrated": metrics,
+                "measurement": {"mean_relative_se": 0.008, "max_relative_se": 0.02, "ceiling_within_5pct": 0.999},
+                "passed_strict": within_5pct >= 0.95, "load_average": {"before": [0.1], "after": [1.9]},
+                "seconds": 60.0}
+
+    args = argparse.Namespace(calibrate=20, samples=50, net_rel_error=0.01, net_rounds=40, quick=False,
+                              results=tmp_path)
+    lines = [line(*ISSUE_16_ROWS[0], 0.98), line(*ISSUE_16_ROWS[1], 0.90)]
+    write_all(lines, args, 300.0)
+    text = (tmp_path / "latency_validation_all.md").read_text()
+    assert f"2 of {len(ISSUE_16_ROWS)} rows" in text
+    assert "| nas-bench-macro | torch-cpu | 32 | 1 | context | none | 2.0% | 98% | 100% | 0.970 | 3.0% | 100% " in text
+    assert text.count("| met |") == 1 and text.count("| **not met** |") == 1
+    assert json.loads((tmp_path / "latency_validation_all.json").read_text())["rows"] == lines
