@@ -15,6 +15,9 @@ from proxyless.infra.atomic import atomic_write_text
 from proxyless.latency.measure import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the table the CIFAR search benchmarks ran with (proxyless-cifar, torch-cpu, batch 32, one thread, built
+# 2026-12-01), pinned: `latency_validation.py` rewrites results/lut_*.json each time it validates a row
+SEARCH_LUT = RESULTS / "pinned" / "lut_proxyless-cifar_torch-cpu_b32.json"
 
 
 def environment() -> dict:

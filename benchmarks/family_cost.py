@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment, write_results  # noqa: E402
+from common import RESULTS, SEARCH_LUT, environment, write_results  # noqa: E402
 from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
 
-DEFAULT_LUT = RESULTS / "lut_proxyless-cifar_torch-cpu_b32.json"
+DEFAULT_LUT = SEARCH_LUT
 TOLERANCE = 0.025  # issue 17: each net within ±2.5% of its target, measured
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment, optional_flags, write_results  # noqa: E402
+from common import RESULTS, SEARCH_LUT, environment, optional_flags, write_results  # noqa: E402
 from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
 from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
@@ -59,7 +59,7 @@ from proxyless.search.pipeline import search_objective, supernet_of  # noqa: E40
 from proxyless.space import get_space  # noqa: E402
 from proxyless.zoo import mobilenet_v2  # noqa: E402
 
-DEFAULT_LUT = RESULTS / "lut_proxyless-cifar_torch-cpu_b32.json"
+DEFAULT_LUT = SEARCH_LUT
 BAND = DERIVE_BAND  # issue 17: every compared net within ±2.5% of its target, measured
 # the family's α derived as if the table ran this much fast or slow: nets predicted from 0.77 to 1.43x each
 # target, so that one lands on the MobileNetV2 time it is compared at
