@@ -59,7 +59,6 @@ from proxyless.search.pipeline import search_objective, supernet_of  # noqa: E40
 from proxyless.space import get_space  # noqa: E402
 from proxyless.zoo import mobilenet_v2  # noqa: E402
 
-DEFAULT_LUT = SEARCH_LUT
 BAND = DERIVE_BAND  # issue 17: every compared net within ±2.5% of its target, measured
 # the family's α derived as if the table ran this much fast or slow: nets predicted from 0.77 to 1.43x each
 # target, so that one lands on the MobileNetV2 time it is compared at
@@ -545,7 +544,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="ImageFolder root with train/ and test/")
     parser.add_argument("--target-latency", type=float, nargs="+", required=True, metavar="MS",
                         help="targets in ms on the table's device; the first also gets a search of its own")
-    parser.add_argument("--lut", type=Path, default=DEFAULT_LUT)
+    parser.add_argument("--lut", type=Path, default=SEARCH_LUT)
     parser.add_argument("--space", default="proxyless-cifar")
     parser.add_argument("--per-class", type=int, default=2000, help="training images per class (fixed subset)")
     parser.add_argument("--epochs", type=int, default=15, help="training epochs of every net")
