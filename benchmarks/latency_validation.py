@@ -17,6 +17,8 @@ thread) and the table itself (lut_<...>.json, calibration in its header). Judged
 runs issue 16's eight rows one after another in one run (`ISSUE_16_ROWS`: PyTorch at one and two threads
 on three spaces, ONNX Runtime at two threads on two) and adds latency_validation_all.{json,md}, one line
 a row with its measurement ceiling, rewritten after every row so that a run cut short keeps its rows.
+`--all --resume` keeps the rows that file already has (measured with the same settings) and runs the others;
+each row says which run measured it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--all", action="store_true",
                         help="issue 16's eight rows in one run (ignores --space, --backend, --batch, --threads)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --all: keep the rows latency_validation_all.json has, run only the others")
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--calibrate", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=15, help="most rounds per op of the table")
@@ -76,11 +80,39 @@ def main() -> None:
     if not args.all:
         validate_row(args)
         return
-    start, lines = time.perf_counter(), []
+    lines = kept_rows(args) if args.resume else []
+    run = environment()["date"]
     for space, backend, batch, threads in ISSUE_16_ROWS:
-        lines.append(validate_row(argparse.Namespace(**{**vars(args), "space": space, "backend": backend,
-                                                         "batch": batch, "threads": threads})))
-        write_all(lines, args, time.perf_counter() - start)
+        if any(row_key(line) == (space, backend, batch, threads) for line in lines):
+            continue
+        line = validate_row(argparse.Namespace(**{**vars(args), "space": space, "backend": backend,
+                                                  "batch": batch, "threads": threads}))
+        lines.append({**line, "run": run})
+        write_all(lines, args)
+
+
+# the settings a kept row must share with the run that resumes it
+PROTOCOL = ("samples", "calibrate", "rounds", "net_rounds", "net_rel_error", "method", "quick")
+
+
+def row_key(line: dict) -> tuple:
+    return line["space"], line["backend"], line["batch"], line["threads"]
+
+
+def kept_rows(args: argparse.Namespace) -> list[dict]:
+    """The rows of an earlier `--all` run to keep, in issue 16's order; exits with a one-line error when that
+    run used other settings."""
+    path = args.results / ("latency_validation_all" + ("_quick" if args.quick else "") + ".json")
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    differ = [name for name in PROTOCOL if earlier["args"].get(name) != getattr(args, name)]
+    if differ:
+        sys.exit(f"error: {path} was measured with other {', '.join(differ)}; drop --resume to measure all rows "
+                 "again")
+    order = {row: index for index, row in enumerate(ISSUE_16_ROWS)}
+    return sorted((line for line in earlier["rows"] if row_key(line) in order),
+                  key=lambda line: order[row_key(line)])
 
 
 def validate_row(args: argparse.Namespace) -> dict:
@@ -135,12 +167,13 @@ def validate_row(args: argparse.Namespace) -> dict:
             "passed_strict": strict, "load_average": load, "seconds": timing["lut_build_s"] + timing["validation_s"]}
 
 
-def write_all(lines: list[dict], args: argparse.Namespace, seconds: float) -> None:
-    """latency_validation_all.{json,md}: one line per row validated so far in this run."""
+def write_all(lines: list[dict], args: argparse.Namespace) -> None:
+    """latency_validation_all.{json,md}: one line per row validated so far, each with the run that measured
+    it (its start time)."""
     table = ["| space | backend | batch | threads | ops timed | calibration | MAPE | within ±5% | within ±10% "
              "| rank correlation | uncalibrated MAPE | ceiling within ±5% | net SE (mean, max) | load before, after "
-             "| issue 16's bar |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| issue 16's bar | run started |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for line in lines:
         c, noise, load = line["calibrated"], line["measurement"], line["load_average"]
         bar = "met" if line["passed_strict"] else "**not met**"
@@ -149,19 +182,24 @@ def write_all(lines: list[dict], args: argparse.Namespace, seconds: float) -> No
             f"| {line['calibration']} | {c['mape']:.1%} | {c['within_5pct']:.0%} | {c['within_10pct']:.0%} "
             f"| {c['rank_correlation']:.3f} | {line['raw']['mape']:.1%} | {noise['ceiling_within_5pct']:.0%} "
             f"| {noise['mean_relative_se']:.1%}, {noise['max_relative_se']:.1%} "
-            f"| {load['before'][0]:.2f}, {load['after'][0]:.2f} | {bar} |")
-    done = f"{len(lines)} of {len(ISSUE_16_ROWS)} rows"
+            f"| {load['before'][0]:.2f}, {load['after'][0]:.2f} | {bar} | {line['run'][:16]} |")
+    runs = sorted({line["run"] for line in lines})
+    minutes = sum(line["seconds"] for line in lines) / 60
+    when = (f"one after another in one run (started {runs[0]})" if len(runs) == 1 else
+            f"in {len(runs)} runs (started {', '.join(runs)}), the rows of each one after another")
     markdown = "\n".join([
-        "# Latency tables against whole networks: issue 16's rows in one run", "",
-        f"{done}, one after another in {seconds / 60:.0f} min; each row its own table, calibrated on "
+        "# Latency tables against whole networks: issue 16's rows", "",
+        f"{len(lines)} of {len(ISSUE_16_ROWS)} rows, {when}, {minutes:.0f} min of measuring; each row its own "
+        "table, calibrated on "
         f"{args.calibrate} random nets and judged on {args.samples} others, each net timed until its mean's "
         f"standard error was under {args.net_rel_error:.0%} (at most {args.net_rounds} rounds). The ceiling is the "
         "share of nets a perfect table would put within ±5% of these means (`measurement_ceiling`). Issue 16's "
         "bar: ≥ 95% within ±5%, all within ±10%, rank correlation ≥ 0.95. The load average (1 min) says what "
         "else ran.", "", *table, "",
-        "Reproduce: `python benchmarks/latency_validation.py --all`" + (" --quick" if args.quick else ""), ""])
+        "Reproduce: `python benchmarks/latency_validation.py --all`" + (" --quick" if args.quick else "")
+        + " (`--resume` keeps the rows measured and runs the rest)", ""])
     data = {"environment": environment(), "args": {**vars(args), "results": str(args.results)},
-            "seconds": seconds, "rows": lines}
+            "seconds": minutes * 60, "rows": lines}
     write_results("latency_validation_all" + ("_quick" if args.quick else ""), data, markdown, args.results)
     print(markdown)
 
