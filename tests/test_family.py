@@ -203,7 +203,7 @@ def test_a_family_across_devices_prices_each_target_on_its_own_table(tmp_path, l
     assert "2 tables for 3 targets" in error and len(error.splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
-def test_a_one_target_search_is_a_family_of_one(tmp_path, lut, sample_splits):
+def test_a_one_target_search_is_a_family_of_one(tmp_path, lut, sample_splits, caplog):
     """The same files and metric names as before families existed: no label anywhere."""
     data = sample_subset(sample_splits, 128, 32)
     result = search_arch(SPACE, data, family_config(2), latency=LatencyTarget(str(lut), 2.5, measure=False),
@@ -211,5 +211,8 @@ def test_a_one_target_search_is_a_family_of_one(tmp_path, lut, sample_splits):
     assert result.run_dir == tmp_path / "one" and (result.run_dir / "latency.json").is_file()
     row = json.loads((tmp_path / "one" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "valid_top1_argmax" in row and "latency_weight" in row and not any("@" in key for key in row)
+    # the α signal (`search.signal`): in the metrics, and a warning when α followed noise, as in a few steps
+    assert "alpha_signal_z" in row and "α mostly followed noise" in caplog.text
     assert "family" not in torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
-    assert set(json.loads((tmp_path / "one" / "result.json").read_text())) == {"arch", "arch_json", "derived_by"}
+    assert set(json.loads((tmp_path / "one" / "result.json").read_text())) == {"arch", "arch_json", "derived_by",
+                                                                                    "alpha_signal_z"}

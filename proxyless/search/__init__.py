@@ -4,6 +4,7 @@
     entangled             the candidates of a layer as slices of one weight set (--weights entangled)
     sampling              warmup paths: uniform or strictly fair
     strategies            the gradient (BinaryConnect) and REINFORCE architecture steps
+    signal                how much of α's path was the cross-entropy's drift rather than noise
     loop                  SearchConfig and Searcher, on the resumable-run engine
     family                several latency targets on one supernet: an α (an Arm) per target
     objective / budget    the latency objective and the most probable net within a latency band

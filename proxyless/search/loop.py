@@ -43,6 +43,7 @@ from proxyless.search.derive import argmax_rule
 from proxyless.search.family import Arm, Derive, initial_alphas, use, write_listing
 from proxyless.search.quality import recalibrate_bn
 from proxyless.search.sampling import SAMPLINGS, fair_plan
+from proxyless.search.signal import CLEAR_SIGNAL
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
 
@@ -263,7 +264,8 @@ class Searcher(ResumableRun):
             if tuple(argmax) not in scores:
                 scores[tuple(argmax)] = self.evaluate_plan(argmax, epoch)
             row.update(arm.suffixed({"valid_top1_argmax": scores[tuple(argmax)],
-                                     "mean_entropy": sum(entropy(p) for p in probs) / len(probs)}))
+                                     "mean_entropy": sum(entropy(p) for p in probs) / len(probs),
+                                     **signal_of(arm)}))
             histories[history] = {"epoch": epoch + 1, "ops": arch.op_strings(), "probs": [p.tolist() for p in probs],
                                   "entropy": [entropy(p) for p in probs]}
             row[arm.key("argmax")] = " ".join(arch.op_strings())
@@ -314,7 +316,9 @@ class Searcher(ResumableRun):
             where = self.run_dir / arm.label
             name = f"searched-{self.run_dir.name}" + (f"-{arm.label}" if arm.label else "")
             arch = self.supernet.arch_of(indices, name=name)
-            result = {"arch": arch.op_strings(), "arch_json": str(where / "arch.json"), "derived_by": how}
+            result = {"arch": arch.op_strings(), "arch_json": str(where / "arch.json"), "derived_by": how,
+                      **signal_of(arm)}
+            warn_if_noise(arm, self.dist.main)
             if self.dist.main:
                 save_arch(arch, where / "arch.json")
                 atomic_write_text(where / "result.json", json.dumps(result, indent=2) + "\n")
@@ -358,6 +362,24 @@ class Searcher(ResumableRun):
         for arm, member in zip(self.arms[1:], saved[1:]):
             arm.alphas = [alpha.clone() for alpha in member["alphas"]]
             arm.strategy.load_state_dict(member["strategy"])
+
+
+def signal_of(arm: Arm) -> dict[str, float]:
+    """{"alpha_signal_z": median z of the arm's cross-entropy α gradient so far} (`search.signal`); empty
+    for a strategy that records none (REINFORCE) or before two architecture steps."""
+    signal = getattr(arm.strategy, "signal", None)
+    z = signal.median_z() if signal is not None else None
+    return {} if z is None else {"alpha_signal_z": z}
+
+
+def warn_if_noise(arm: Arm, main: bool) -> None:
+    """Say so when α mostly followed noise: its net is then close to a draw from the latency band."""
+    z = signal_of(arm).get("alpha_signal_z")
+    if main and z is not None and z < CLEAR_SIGNAL:
+        log.warning("%sα mostly followed noise: the median z of its cross-entropy gradient over %d architecture "
+                    "steps is %.2f (%.0f or more: a drift it could follow), so the derived net is close to a random "
+                    "one of its latency; give α more steps (more --epochs, a smaller --arch-every)",
+                    f"{arm.label}: " if arm.label else "", arm.strategy.signal.steps, z, CLEAR_SIGNAL)
 
 
 def weights_of(state: dict[str, Any]) -> str:

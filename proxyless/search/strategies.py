@@ -31,6 +31,7 @@ from proxyless.arch import Arch
 from proxyless.errors import NonFiniteLossError
 from proxyless.infra.distributed import Dist
 from proxyless.search.mixed_op import TwoPaths
+from proxyless.search.signal import GradientSignal
 from proxyless.search.supernet import SuperNet
 
 ArchLoss = Callable[[SuperNet, torch.Tensor], torch.Tensor]  # (supernet, cross-entropy) -> loss
@@ -78,6 +79,7 @@ class GradientStrategy:
         self.mode, self.arch_loss, self.dist = mode, arch_loss, dist or Dist()
         self.optimizer = make_arch_optimizer(supernet, lr)
         self.criterion = nn.CrossEntropyLoss()
+        self.signal = GradientSignal()  # the cross-entropy's α gradients: drift against noise
 
     def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
              generator: torch.Generator) -> dict[str, float]:
@@ -87,15 +89,30 @@ class GradientStrategy:
             self.dist.check_same([i for paths in plan for i in (paths.active, paths.inactive)],
                                  "the paths of an architecture step")
         self.optimizer.zero_grad(set_to_none=True)
-        # 2. forward and backward with frozen weights: only α (and activations) get gradients
+        # 2. forward and backward with frozen weights: only α (and activations) get gradients. The loss is
+        # built on a detached copy of the cross-entropy, so that the network's backward gives the
+        # cross-entropy's own α gradient (recorded in `signal`) before the latency term's is added:
+        # ∇loss = ∂loss/∂ce · ∇ce + the latency term's direct gradient, as one backward of the loss gives
+        alphas = supernet.arch_parameters()
         with frozen(supernet.weight_parameters()):
             ce = self.criterion(supernet(images, plan), targets)
-            loss = self.arch_loss(supernet, ce) if self.arch_loss else ce
+            ce_value = ce.detach().requires_grad_()
+            loss = self.arch_loss(supernet, ce_value) if self.arch_loss else ce_value
             if self.dist.any(not torch.isfinite(loss)):  # before α is touched, on every rank
                 raise NonFiniteLossError(f"architecture loss became {loss.item()}; lower --arch-lr "
                                          "(α and the last checkpoint are intact)")
-            loss.backward()
-        self.dist.average_gradients(supernet.arch_parameters())  # the mean over ranks' shares of the batch
+            d_ce, *direct = torch.autograd.grad(loss, [ce_value, *alphas], allow_unused=True)
+            ce.backward()
+        for alpha in alphas:
+            if alpha.grad is None:
+                alpha.grad = torch.zeros_like(alpha)
+        self.signal.add([alpha.grad for alpha in alphas])
+        with torch.no_grad():
+            for alpha, extra in zip(alphas, direct):
+                alpha.grad.mul_(d_ce)
+                if extra is not None:
+                    alpha.grad.add_(extra)
+        self.dist.average_gradients(alphas)  # the mean over ranks' shares of the batch
         # 3. update α; for two paths, keep the probability mass of the unsampled candidates
         old = [alpha.detach().clone() for alpha in supernet.arch_parameters()]
         self.optimizer.step()
@@ -104,11 +121,14 @@ class GradientStrategy:
         return {"arch_ce": ce.item(), "arch_loss": loss.item(), **_reported(self.arch_loss)}
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "objective": _state_of(self.arch_loss)}
+        return {"optimizer": self.optimizer.state_dict(), "objective": _state_of(self.arch_loss),
+                "signal": self.signal.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         _load_state(self.arch_loss, state.get("objective"))
+        if "signal" in state:  # checkpoints from before 2026-12-05 have none: counted from the resume on
+            self.signal.load_state_dict(state["signal"])
 
 
 def _reported(part: object) -> dict[str, float]:
