@@ -64,6 +64,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "entangled-fair-warmup1": {"weights": "entangled", "sampling": "fair", "warmup_epochs": 1},
     "entangled-fair-warmup5": {"weights": "entangled", "sampling": "fair", "warmup_epochs": 5},
     "entangled-fair-unit-residual": {"weights": "entangled", "sampling": "fair", "zero_init_residual": False},
+    # an arch step after every weight step: 3x the α steps of the default budget's every 3rd, so z (the α
+    # gradient's drift against its noise, `search.signal`) about 1.7x
+    "entangled-fair-every1": {"weights": "entangled", "sampling": "fair", "arch_every": 1},
 }
 LATENCY_FIELDS = ("controller",)  # of a variant, these go to the LatencyTarget, the rest to the SearchConfig
 PERCENTILES = (25, 50, 75)
@@ -235,7 +238,8 @@ def search(space, data, config, run_dir: Path, lut: Path, target_ms: float,
     rows = read_metrics(run_dir)
     record = {"indices": indices, "derived_by": found.derived_by, "search_s": time.perf_counter() - started,
               "resumed": resume, "entropy": [row["mean_entropy"] for row in rows],
-              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config)}
+              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config),
+              "alpha_signal_z": rows[-1].get("alpha_signal_z")}
     px.infra.atomic.atomic_write_text(done, json.dumps(record, indent=2) + "\n")
     return record
 
@@ -260,7 +264,8 @@ def search_family_run(space, data, config, run_dir: Path, lut: Path, targets: di
                    "entropy": [row[f"mean_entropy@{result.run_dir.name}"] for row in rows]}
                for p, result in zip(targets, found)}
     record = {"members": members, "search_s": time.perf_counter() - started, "resumed": resume,
-              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config)}
+              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config),
+              "alpha_signal_z": rows[-1].get("alpha_signal_z")}
     px.infra.atomic.atomic_write_text(done, json.dumps(record, indent=2) + "\n")
     return record
 
