@@ -261,11 +261,11 @@ def search_family_run(space, data, config, run_dir: Path, lut: Path, targets: di
     rows = read_metrics(run_dir)
     members = {p: {"label": result.run_dir.name, "derived_by": result.derived_by,
                    "indices": [layers[i].candidates.index(op) for i, op in enumerate(result.arch.ops)],
-                   "entropy": [row[f"mean_entropy@{result.run_dir.name}"] for row in rows]}
+                   "entropy": [row[f"mean_entropy@{result.run_dir.name}"] for row in rows],
+                   "alpha_signal_z": rows[-1].get(f"alpha_signal_z@{result.run_dir.name}")}
                for p, result in zip(targets, found)}
     record = {"members": members, "search_s": time.perf_counter() - started, "resumed": resume,
-              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config),
-              "alpha_signal_z": rows[-1].get("alpha_signal_z")}
+              "train_top1": [row["train_top1"] for row in rows], "config": asdict(config)}
     px.infra.atomic.atomic_write_text(done, json.dumps(record, indent=2) + "\n")
     return record
 
