@@ -99,10 +99,15 @@ def row_key(line: dict) -> tuple:
     return line["space"], line["backend"], line["batch"], line["threads"]
 
 
+def summary_name(args: argparse.Namespace) -> str:
+    """latency_validation_all, the `--all` run's summary ("_quick" added for a quick run)."""
+    return "latency_validation_all" + ("_quick" if args.quick else "")
+
+
 def kept_rows(args: argparse.Namespace) -> list[dict]:
     """The rows of an earlier `--all` run to keep, in issue 16's order; exits with a one-line error when that
     run used other settings."""
-    path = args.results / ("latency_validation_all" + ("_quick" if args.quick else "") + ".json")
+    path = args.results / f"{summary_name(args)}.json"
     if not path.exists():
         return []
     earlier = json.loads(path.read_text())
@@ -200,7 +205,7 @@ def write_all(lines: list[dict], args: argparse.Namespace) -> None:
         + " (`--resume` keeps the rows measured and runs the rest)", ""])
     data = {"environment": environment(), "args": {**vars(args), "results": str(args.results)},
             "seconds": minutes * 60, "rows": lines}
-    write_results("latency_validation_all" + ("_quick" if args.quick else ""), data, markdown, args.results)
+    write_results(summary_name(args), data, markdown, args.results)
     print(markdown)
 
 

@@ -103,18 +103,16 @@ class GradientStrategy:
                                          "(α and the last checkpoint are intact)")
             d_ce, *direct = torch.autograd.grad(loss, [ce_value, *alphas], allow_unused=True)
             ce.backward()
-        for alpha in alphas:
-            if alpha.grad is None:
-                alpha.grad = torch.zeros_like(alpha)
-        self.signal.add([alpha.grad for alpha in alphas])
-        with torch.no_grad():
+        self.signal.add([torch.zeros_like(a) if a.grad is None else a.grad for a in alphas])
+        with torch.no_grad():  # α.grad as loss.backward() leaves it (None where nothing reached it)
             for alpha, extra in zip(alphas, direct):
-                alpha.grad.mul_(d_ce)
+                if alpha.grad is not None:
+                    alpha.grad.mul_(d_ce)
                 if extra is not None:
-                    alpha.grad.add_(extra)
+                    alpha.grad = extra if alpha.grad is None else alpha.grad.add_(extra)
         self.dist.average_gradients(alphas)  # the mean over ranks' shares of the batch
         # 3. update α; for two paths, keep the probability mass of the unsampled candidates
-        old = [alpha.detach().clone() for alpha in supernet.arch_parameters()]
+        old = [alpha.detach().clone() for alpha in alphas]
         self.optimizer.step()
         if self.mode == "two":
             rescale_two_paths(supernet, old, plan)
