@@ -29,10 +29,8 @@ def _collectives(rank: int, init_file: str, results) -> None:
     try:
         report = {"sum": dist.sum([rank + 1, 10.0]), "mean": dist.mean(float(rank)),
                   "broadcast": dist.broadcast(f"from {rank}"), "gather": dist.gather(rank * 3)}
-        param = torch.nn.Parameter(torch.zeros(3))
-        param.grad = torch.full((3,), float(rank))  # ranks 0 and 1: the mean is 0.5
-        dist.average_gradients([param])
-        report["grad"] = param.grad.tolist()
+        grads = dist.average_gradients([torch.full((3,), float(rank)), None])  # ranks 0 and 1: the mean is 0.5
+        report["grad"], report["none"] = grads[0].tolist(), grads[1]
         dist.check_same([4, 2], "equal values")
         try:
             dist.check_same([rank], "the paths of a step")
@@ -53,7 +51,7 @@ def test_collectives_on_two_gloo_processes(tmp_path):
     for rank in (0, 1):
         report = results[rank]
         assert report["sum"] == [3.0, 20.0] and report["mean"] == 0.5 and report["broadcast"] == "from 0"
-        assert report["gather"] == [0, 3] and report["grad"] == [0.5, 0.5, 0.5]
+        assert report["gather"] == [0, 3] and report["grad"] == [0.5, 0.5, 0.5] and report["none"] is None
         assert "the paths of a step differ across ranks" in report["disagreement"]
         assert report["checks"] == 1  # the agreeing check counted, the disagreeing one raised
     # each global batch of 6 is split 3 + 3; together the ranks see one process's permutation

@@ -17,9 +17,9 @@ from proxyless.latency.predict import LatencyModel
 from proxyless.search.derive import argmax_rule
 from proxyless.search.family import Arm, use
 from proxyless.search.hardware import LatencyTarget, reachable
-from proxyless.search.loop import SearchConfig, Searcher, with_arch_budget
+from proxyless.search.loop import SearchConfig, Searcher, arch_turns, with_arch_budget
 from proxyless.search.pipeline import search_arch, search_family, supernet_of
-from proxyless.search.strategies import GradientStrategy
+from proxyless.search.strategies import GradientStrategy, ReinforceStrategy
 from proxyless.search.supernet import SuperNet
 
 SPACE = tiny32_space(zero_when_shape_kept=True)
@@ -42,8 +42,9 @@ def test_use_swaps_an_arms_alpha_in_and_keeps_its_updates():
     assert float(arms[1].alphas[0][0]) == 5.0 and float(arms[1].alphas[0][1]) == 0.0  # the update kept
 
 
-def test_weight_paths_follow_each_target_in_turn_and_arch_steps_update_one_target_each():
-    """After the warmup, weight step s samples from arm s mod K, arch step j updates arm j mod K only."""
+def test_weight_paths_follow_each_target_in_turn_and_arch_steps_teach_every_target():
+    """After the warmup, weight step s samples from arm s mod K; arch step j samples from arm j mod K and
+    updates every arm's α."""
     supernet = SuperNet(tiny_space(input_size=8, stem_stride=1))
     data = torch.utils.data.TensorDataset(torch.randn(48, 3, 8, 8), torch.randint(0, 4, (48,)))
     config = SearchConfig(epochs=1, warmup_epochs=0, batch_size=8, arch_every=1, arch_lr=0.05, progress=False,
@@ -66,16 +67,64 @@ def test_weight_paths_follow_each_target_in_turn_and_arch_steps_update_one_targe
     for turn in (0, 1):
         searcher.arch_step(0, turn, torch.Generator().manual_seed(turn), arms[turn])
         current = [list(supernet.arch_parameters()), arms[1].alphas]
-        assert not all(torch.equal(a, b) for a, b in zip(current[turn], before[turn])), turn
-        assert all(torch.equal(a, b) for a, b in zip(current[1 - turn], before[1 - turn])), turn
-        before[turn] = [a.clone() for a in current[turn]]
+        for arm in (0, 1):
+            assert not all(torch.equal(a, b) for a, b in zip(current[arm], before[arm])), (turn, arm)
+            before[arm] = [a.clone() for a in current[arm]]
+    assert all(arm.strategy.signal.steps == 2 for arm in arms)
+
+
+def test_reinforce_arms_take_the_arch_steps_in_turn():
+    """REINFORCE's sample is one arm's policy: arch step j updates arm j mod K only."""
+    supernet = SuperNet(tiny_space(input_size=8, stem_stride=1))
+    data = torch.utils.data.TensorDataset(torch.randn(48, 3, 8, 8), torch.randint(0, 4, (48,)))
+    config = SearchConfig(epochs=1, warmup_epochs=0, batch_size=8, arch_every=1, arch_lr=0.05, progress=False,
+                          channels_last=False, strategy="reinforce")
+    rewards = iter(range(100))  # a new reward each step: the advantage is never zero after the first
+    arms = [Arm(f"{t}ms", ReinforceStrategy(supernet, reward=lambda arch, acc: float(next(rewards)), lr=0.05),
+                argmax_rule) for t in (1, 2)]
+    searcher = Searcher(supernet, arms, data, data, config, torch.device("cpu"))
+    assert not searcher.shared_steps
+    for step in range(4):  # each arm's first step sets its baseline; its second moves its α
+        before = [[a.clone() for a in supernet.arch_parameters()], [a.clone() for a in arms[1].alphas]]
+        searcher.arch_step(0, step, torch.Generator().manual_seed(step), arms[step % 2])
+        current = [list(supernet.arch_parameters()), arms[1].alphas]
+        other = 1 - step % 2
+        assert all(torch.equal(a, b) for a, b in zip(current[other], before[other])), step
+        if step >= 2:
+            assert not all(torch.equal(a, b) for a, b in zip(current[step % 2], before[step % 2])), step
+
+
+def test_a_two_path_gradient_carries_over_to_another_alpha_exactly():
+    """One measurement with arm A's α, carried over to arm B's, is the gradient B's own backward of the
+    same paths and batch would give (the family's shared arch step rests on this)."""
+    supernet = SuperNet(tiny_space(input_size=8, stem_stride=1))
+    images, labels = torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,))
+    alpha_b = [torch.randn_like(a) for a in supernet.arch_parameters()]
+    with torch.no_grad():
+        for alpha in supernet.arch_parameters():
+            alpha.copy_(torch.randn_like(alpha))
+    strategy = GradientStrategy(supernet)
+    measured = strategy.measure(supernet, images, labels, torch.Generator().manual_seed(3))
+    carried = measured.on(alpha_b)
+    with torch.no_grad():
+        for alpha, b in zip(supernet.arch_parameters(), alpha_b):
+            alpha.copy_(b)
+    ce = torch.nn.functional.cross_entropy(supernet(images, measured.plan), labels)  # B's, on the same paths
+    direct = torch.autograd.grad(ce, supernet.arch_parameters())
+    assert ce.item() == pytest.approx(measured.ce)
+    for c, d in zip(carried, direct):
+        torch.testing.assert_close(c, d)
+    assert any(not torch.allclose(c, a) for c, a in zip(carried, measured.grads))  # B's differs from A's
 
 
 def test_with_arch_budget_scales_each_targets_step_size_to_its_share_of_the_arch_steps():
     config = SearchConfig(epochs=4, warmup_epochs=1, batch_size=10)
-    one, three = with_arch_budget(config, 2000, targets=1), with_arch_budget(config, 2000, targets=3)
+    one, three = with_arch_budget(config, 2000, turns=1), with_arch_budget(config, 2000, turns=3)
     assert one.arch_every == three.arch_every == 5  # 600 weight steps: an arch step every 5th, 120 in all
     assert three.arch_lr == pytest.approx(3 * one.arch_lr, rel=0.02)
+    # the two-path gradient teaches every α from each step; REINFORCE and the full gradient take turns
+    assert arch_turns(config, 3) == 1
+    assert arch_turns(SearchConfig(strategy="reinforce"), 3) == arch_turns(SearchConfig(mode="full"), 3) == 3
 
 
 @pytest.fixture()

@@ -81,20 +81,22 @@ class Dist:
     def mean(self, value: float) -> float:
         return self.sum([value])[0] / self.world
 
-    def average_gradients(self, params: Sequence[nn.Parameter]) -> None:
-        """Replace each parameter's gradient by its mean over ranks (None stays None everywhere)."""
-        if not self.active:
-            return
-        with_grad = [p for p in params if p.grad is not None]
-        if not with_grad:
-            return
-        flat = torch.cat([p.grad.reshape(-1) for p in with_grad])
+    def average_gradients(self, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """Each tensor's mean over ranks, in one all-reduce (None stays None: the same on every rank)."""
+        if not self.active or all(g is None for g in grads):
+            return list(grads)
+        with_grad = [g for g in grads if g is not None]
+        flat = torch.cat([g.reshape(-1) for g in with_grad])
         torch_dist.all_reduce(flat)
         flat /= self.world
-        offset = 0
-        for p in with_grad:
-            p.grad.copy_(flat[offset:offset + p.grad.numel()].view_as(p.grad))
-            offset += p.grad.numel()
+        averaged, offset = [], 0
+        for g in grads:
+            if g is None:
+                averaged.append(None)
+                continue
+            averaged.append(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+        return averaged
 
     def sync_buffers(self, module: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm running statistics) on every rank. Each process updates its own

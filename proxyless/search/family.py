@@ -11,9 +11,13 @@ small tensors), so everything that reads α (sampling, argmax, the derive rules,
 controller) works on a family member unchanged.
 
 How the family shares the work (`Searcher`): after the shared warmup, weight step s trains the path
-sampled from the α of arm s mod K, and architecture step j updates arm j mod K. The weights so see the
-paths of every target, and each α gets 1/K of the architecture steps, with a step size scaled to that
-count (`loop.with_arch_budget`); K targets cost about one search.
+sampled from the α of arm s mod K, so the weights see the paths of every target. Architecture step j
+samples its two paths per layer from the α of arm j mod K and measures the cross-entropy's gradient once;
+every arm's α learns from it (`ArchGradient.on` carries a two-path gradient over to another α exactly),
+each adding its own latency term. So each α gets every architecture step, and K targets cost about one
+search. (Until 2026-12-05 step j updated arm j mod K alone: each α got 1/K of the steps, and with them
+too little signal to follow; see `search.signal`.) REINFORCE still takes turns: its sample belongs to
+one arm's policy.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ taken mid-epoch, replays exactly what the uninterrupted run would have done:
 
 A search for several latency targets at once (a family, `proxyless.search.family`) runs here too: the
 weights are shared, each target has its own α, strategy and derive rule (an `Arm`), weight step s after
-the warmup samples its path from arm s mod K and architecture step j updates arm j mod K. A single search
-is a family of one.
+the warmup samples its path from arm s mod K, and architecture step j samples from arm j mod K and updates
+every arm's α from that one measurement (the gradient strategy's; REINFORCE updates arm j mod K only).
+A single search is a family of one.
 
 Under torchrun (`proxyless.infra.distributed`) each global batch of those permutations is split across the
 processes, the paths of every step are checked to be the same on all of them, and only rank 0 writes.
@@ -107,16 +108,23 @@ ARCH_TRAVEL = 8.0  # logits α can travel over a search: Adam (β1 = 0) moves ea
 MIN_ARCH_STEPS = 100
 
 
-def with_arch_budget(config: SearchConfig, train_images: int, world: int = 1, targets: int = 1) -> SearchConfig:
+def with_arch_budget(config: SearchConfig, train_images: int, world: int = 1, turns: int = 1) -> SearchConfig:
     """`config` with arch_lr and arch_every resolved for a search of `train_images` images (given values are
     kept): an arch step as often as gives MIN_ARCH_STEPS (every 2nd to 5th weight step: an arch step costs
     about two weight steps), and a step size that lets α travel ARCH_TRAVEL logits over the search, however
-    short (31 steps at 1e-3 left α uniform). A family of `targets` shares the arch steps: each α gets its
-    share of them, so its step size is scaled to that share."""
+    short (31 steps at 1e-3 left α uniform). In a family whose α take the arch steps in `turns`
+    (`arch_turns`), each α gets that share of them, so its step size is scaled to that share."""
     steps = train_images // (config.batch_size * world) * (config.epochs - config.warmup_epochs)
     every = config.arch_every or max(2, min(5, steps // MIN_ARCH_STEPS))
-    lr = config.arch_lr or min(0.5, max(1e-3, ARCH_TRAVEL / max(1, steps // every // targets)))
+    lr = config.arch_lr or min(0.5, max(1e-3, ARCH_TRAVEL / max(1, steps // every // turns)))
     return replace(config, arch_lr=float(lr), arch_every=every)
+
+
+def arch_turns(config: SearchConfig, targets: int) -> int:
+    """Among how many α of a family of `targets` the arch steps are divided: one (every α learns from each
+    step) for the two-path gradient, whose measurement carries over to every α; for REINFORCE and the
+    full (all-path) gradient, each target's α takes every K-th step."""
+    return 1 if config.strategy == "gradient" and config.mode == "two" else max(1, targets)
 
 
 def default_warmup(epochs: int) -> int:
@@ -143,8 +151,9 @@ class Searcher(ResumableRun):
         self.arms = list(strategy) if isinstance(strategy, Sequence) else [Arm("", strategy, derive or argmax_rule)]
         for arm in self.arms[1:]:
             arm.alphas = arm.alphas or initial_alphas(self.supernet)
-        # each arm's strategy was made with the same
-        config = with_arch_budget(config, len(train), self.dist.world, len(self.arms))
+        # each arm's strategy was made with the same; whether every α learns from each arch step
+        self.shared_steps = all(arm.strategy.shares_steps for arm in self.arms)
+        config = with_arch_budget(config, len(train), self.dist.world, 1 if self.shared_steps else len(self.arms))
         self.config, self.device = config, device
         self.global_batch = config.batch_size * self.dist.world
         self.steps_per_epoch = len(train) // self.global_batch
@@ -208,8 +217,8 @@ class Searcher(ResumableRun):
         totals.add(loss, correct, len(targets))
         if epoch >= cfg.warmup_epochs and (step + 1) % cfg.arch_every == 0:
             index = (step + 1) // cfg.arch_every - 1
-            arm = self.arms[(epoch * (self.steps_per_epoch // cfg.arch_every) + index) % len(self.arms)]
-            arm.last = self.arch_step(epoch, index, generator, arm)
+            lead = self.arms[(epoch * (self.steps_per_epoch // cfg.arch_every) + index) % len(self.arms)]
+            self.arch_step(epoch, index, generator, lead)
             totals.last_arch_step = {key: value for arm in self.arms for key, value in arm.suffixed(arm.last).items()}
             totals.arch_steps += 1
 
@@ -238,16 +247,21 @@ class Searcher(ResumableRun):
         self.scheduler.step()
         return loss.item(), int((logits.argmax(1) == targets).sum())
 
-    def arch_step(self, epoch: int, index: int, generator: torch.Generator, arm: Arm) -> dict[str, float]:
-        """Architecture step `index` of `epoch` on its valid batch (this rank's share of it), for `arm`."""
+    def arch_step(self, epoch: int, index: int, generator: torch.Generator, lead: Arm) -> None:
+        """Architecture step `index` of `epoch` on its valid batch (this rank's share of it): measured with
+        the α of `lead`, and learnt from by every arm when their strategies share steps (else by `lead`)."""
         order = torch.randperm(len(self.valid), generator=keyed_generator(self.config.seed, epoch, 1))
         start = (index % self.valid_batches) * self.global_batch
         rows = order[start:start + self.global_batch][self.dist.rank::self.dist.world].tolist()
         images = self._to_device(torch.stack([self.valid[i][0] for i in rows]))
         targets = torch.tensor([int(self.valid[i][1]) for i in rows], device=self.device)
         self.supernet.train()
-        with use(self.supernet, self.arms, self.arms.index(arm)):
-            return arm.strategy.step(self.supernet, images, targets, generator)
+        with use(self.supernet, self.arms, self.arms.index(lead)):
+            measured = lead.strategy.measure(self.supernet, images, targets, generator)
+        for position, arm in enumerate(self.arms):
+            if arm is lead or self.shared_steps:
+                with use(self.supernet, self.arms, position):
+                    arm.last = arm.strategy.learn(self.supernet, measured)
 
     @torch.no_grad()
     def end_of_epoch(self, epoch: int, totals: Totals) -> dict[str, dict[str, Any]]:

@@ -46,7 +46,7 @@ from proxyless.search.hardware import (
     latency_report,
     reward_for,
 )
-from proxyless.search.loop import Derive, SearchConfig, Searcher, weights_of, with_arch_budget
+from proxyless.search.loop import Derive, SearchConfig, Searcher, arch_turns, weights_of, with_arch_budget
 from proxyless.search.objective import LatencyObjective
 from proxyless.search.scored_derive import DERIVE_IMAGES, scored_derive
 from proxyless.search.scoring import fixed_subset
@@ -147,7 +147,7 @@ def _search(space: AnySpace | str, data: Splits | str, config: SearchConfig | No
                 "latency": saved_latency, **({"command": command} if command else {})}
     dist = dist or Dist(device=resolve_device(device))
     # α's step size and count for this budget; saved as given (None: scaled), so a resume may add epochs
-    config = with_arch_budget(config, len(data.train), dist.world, max(1, len(targets)))
+    config = with_arch_budget(config, len(data.train), dist.world, arch_turns(config, len(targets)))
     torch.manual_seed(config.seed)
     supernet = make_supernet(fitted, config.weights == "entangled", config.zero_init_residual)
     objectives = [latency_objective(t, supernet, deployed) for t in targets] or [None]

@@ -10,8 +10,8 @@ and the derived net is close to a draw from the latency band. `benchmarks/alpha_
 same on a finished supernet (2026-12-05: median z 1.0 over the 150 steps a family's α got).
 
 Only the cross-entropy's part is counted (`GradientStrategy` records it before the latency term is added):
-a latency term's steady push would otherwise read as a signal about accuracy. Under torchrun each process
-records its own share of the batch.
+a latency term's steady push would otherwise read as a signal about accuracy. Under torchrun it is the
+whole batch's gradient (the mean over the processes' shares).
 """
 
 from __future__ import annotations

@@ -3,6 +3,12 @@
     strategy.step(supernet, images, targets, generator) -> dict of floats to log
     strategy.state_dict() / load_state_dict(state)       -> for checkpoints
 
+A step is two halves, `measure` (sample, run the valid batch, take the gradients: α untouched) and
+`learn` (update the α loaded in the supernet from a measurement), so that in a family of latency targets
+one measurement can teach every target's α (`shares_steps`): the two-path gradient of the cross-entropy
+depends on α only through the softmax over the two sampled logits, so it carries over to another α exactly
+(`ArchGradient.on`). REINFORCE's sample is its own policy's, so it does not share.
+
 `GradientStrategy` (ProxylessNAS-G): binarized two-path sampling (or full DARTS-style mixing), α
 gradients through the binary gates, Adam on α, then rescaling of the two sampled logits.
 `ReinforceStrategy` (ProxylessNAS-R): sample a whole architecture, reward it with any callable (it may
@@ -22,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -39,8 +46,15 @@ Reward = Callable[[Arch, float], float]  # (sampled arch, its accuracy on a vali
 
 
 class ArchStrategy(Protocol):
+    shares_steps: bool  # whether `learn` takes a measurement made with another α (another family member's)
+
     def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
              generator: torch.Generator) -> dict[str, float]: ...
+
+    def measure(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
+                generator: torch.Generator) -> object: ...
+
+    def learn(self, supernet: SuperNet, measured: object) -> dict[str, float]: ...
 
     def state_dict(self) -> dict: ...
 
@@ -69,6 +83,39 @@ def entropy(p: torch.Tensor) -> float:
     return float(-(p * p.clamp_min(1e-12).log()).sum())
 
 
+@dataclass
+class ArchGradient:
+    """What an architecture step measured: its paths, the cross-entropy, and the cross-entropy's gradient
+    of each layer's α (None where none reached it) at the α it was taken with."""
+
+    plan: list[TwoPaths | None]
+    ce: float
+    grads: list[torch.Tensor | None]
+    alphas: list[torch.Tensor]
+
+    def on(self, alphas: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """The same step's gradient for other `alphas` (of the same supernet), for two paths: each layer's
+        is p_a·p_b·(dL/dg_a − dL/dg_b) on its two sampled logits a, b, with p the softmax of the two, and
+        dL/dg does not depend on α, so it is rescaled by the ratio of p_a·p_b under the new and the old α."""
+        grads = []
+        for grad, old, new, paths in zip(self.grads, self.alphas, alphas, self.plan):
+            if grad is None or torch.equal(new.detach(), old):  # the α it was taken with
+                grads.append(grad)
+                continue
+            if paths is None:
+                raise ValueError("a full (all-path) step's gradient does not carry over to another α")
+            pair = torch.tensor([paths.active, paths.inactive], device=grad.device)
+            ratio = _pair_variance(new.detach()[pair]) / _pair_variance(old[pair])
+            grads.append(grad * ratio)
+        return grads
+
+
+def _pair_variance(logits: torch.Tensor) -> torch.Tensor:
+    """p_a·p_b for the softmax p of two logits: the scale of their binary-connect gradient."""
+    p = torch.softmax(logits, dim=0)
+    return p[0] * p[1]
+
+
 class GradientStrategy:
     """ProxylessNAS-G: `mode='two'` (binarized, memory of one path) or `mode='full'` (all paths)."""
 
@@ -77,46 +124,60 @@ class GradientStrategy:
         if mode not in ("two", "full"):
             raise ValueError(f"mode must be 'two' or 'full', got {mode!r}")
         self.mode, self.arch_loss, self.dist = mode, arch_loss, dist or Dist()
+        self.shares_steps = mode == "two"
         self.optimizer = make_arch_optimizer(supernet, lr)
         self.criterion = nn.CrossEntropyLoss()
         self.signal = GradientSignal()  # the cross-entropy's α gradients: drift against noise
 
     def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
              generator: torch.Generator) -> dict[str, float]:
-        # 1. sample the paths: two per layer, or all of them
+        return self.learn(supernet, self.measure(supernet, images, targets, generator))
+
+    def measure(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
+                generator: torch.Generator) -> ArchGradient:
+        """Sample the paths (two per layer, or all of them), run the batch with frozen weights and take the
+        cross-entropy's α gradients (averaged over torchrun's processes); α itself is left as it was."""
         plan = supernet.sample_two(generator) if self.mode == "two" else [None] * len(supernet.mixed_ops())
         if self.mode == "two":
             self.dist.check_same([i for paths in plan for i in (paths.active, paths.inactive)],
                                  "the paths of an architecture step")
-        self.optimizer.zero_grad(set_to_none=True)
-        # 2. forward and backward with frozen weights: only α (and activations) get gradients. The loss is
-        # built on a detached copy of the cross-entropy, so that the network's backward gives the
-        # cross-entropy's own α gradient (recorded in `signal`) before the latency term's is added:
-        # ∇loss = ∂loss/∂ce · ∇ce + the latency term's direct gradient, as one backward of the loss gives
         alphas = supernet.arch_parameters()
         with frozen(supernet.weight_parameters()):
             ce = self.criterion(supernet(images, plan), targets)
-            ce_value = ce.detach().requires_grad_()
-            loss = self.arch_loss(supernet, ce_value) if self.arch_loss else ce_value
-            if self.dist.any(not torch.isfinite(loss)):  # before α is touched, on every rank
-                raise NonFiniteLossError(f"architecture loss became {loss.item()}; lower --arch-lr "
+            if self.dist.any(not torch.isfinite(ce)):  # before α is touched, on every rank
+                raise NonFiniteLossError(f"architecture loss became {ce.item()}; lower --arch-lr "
                                          "(α and the last checkpoint are intact)")
-            d_ce, *direct = torch.autograd.grad(loss, [ce_value, *alphas], allow_unused=True)
-            ce.backward()
-        self.signal.add([torch.zeros_like(a) if a.grad is None else a.grad for a in alphas])
-        with torch.no_grad():  # α.grad as loss.backward() leaves it (None where nothing reached it)
-            for alpha, extra in zip(alphas, direct):
-                if alpha.grad is not None:
-                    alpha.grad.mul_(d_ce)
+            grads = torch.autograd.grad(ce, alphas, allow_unused=True)
+        # the whole batch's: the mean over ranks' shares, so that every rank takes the same step
+        grads = self.dist.average_gradients(list(grads))
+        return ArchGradient(plan, self.dist.mean(ce.item()), grads, [alpha.detach().clone() for alpha in alphas])
+
+    def learn(self, supernet: SuperNet, measured: ArchGradient) -> dict[str, float]:
+        """Update the loaded α from `measured` (taken with it or, for two paths, with another α): the
+        cross-entropy's gradient, recorded in `signal`, scaled by ∂loss/∂ce, plus the latency term's own
+        gradient, as one backward of the architecture loss would give; then Adam, and for two paths the
+        rescaling that keeps the unsampled candidates' probabilities."""
+        alphas = supernet.arch_parameters()
+        ce_grads = measured.on(alphas)
+        self.signal.add([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, ce_grads)])
+        ce = torch.tensor(measured.ce, requires_grad=True)
+        loss = self.arch_loss(supernet, ce) if self.arch_loss else ce
+        if self.dist.any(not torch.isfinite(loss)):  # before α is touched, on every rank
+            raise NonFiniteLossError(f"architecture loss became {loss.item()}; lower --arch-lr "
+                                     "(α and the last checkpoint are intact)")
+        d_ce, *direct = torch.autograd.grad(loss, [ce, *alphas], allow_unused=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():  # α.grad as loss.backward() would leave it (None where nothing reached it)
+            for alpha, grad, extra in zip(alphas, ce_grads, direct):
+                total = None if grad is None else grad * d_ce.to(grad.dtype)
                 if extra is not None:
-                    alpha.grad = extra if alpha.grad is None else alpha.grad.add_(extra)
-        self.dist.average_gradients(alphas)  # the mean over ranks' shares of the batch
-        # 3. update α; for two paths, keep the probability mass of the unsampled candidates
+                    total = extra if total is None else total + extra
+                alpha.grad = total
         old = [alpha.detach().clone() for alpha in alphas]
         self.optimizer.step()
         if self.mode == "two":
-            rescale_two_paths(supernet, old, plan)
-        return {"arch_ce": ce.item(), "arch_loss": loss.item(), **_reported(self.arch_loss)}
+            rescale_two_paths(supernet, old, measured.plan)
+        return {"arch_ce": measured.ce, "arch_loss": loss.item(), **_reported(self.arch_loss)}
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "objective": _state_of(self.arch_loss),
@@ -155,7 +216,10 @@ def rescale_two_paths(supernet: SuperNet, old: list[torch.Tensor], plan: list[Tw
 
 
 class ReinforceStrategy:
-    """ProxylessNAS-R: ∇α = (R − b)·∇log p(sampled arch), b a moving average of R."""
+    """ProxylessNAS-R: ∇α = (R − b)·∇log p(sampled arch), b a moving average of R. Its sample is drawn
+    from its own p, so a measurement teaches only the α it was drawn with (`shares_steps` False)."""
+
+    shares_steps = False
 
     def __init__(self, supernet: SuperNet, reward: Reward | None = None, lr: float = 1e-3,
                  baseline_decay: float = 0.9, dist: Dist | None = None):
@@ -167,13 +231,22 @@ class ReinforceStrategy:
 
     def step(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
              generator: torch.Generator) -> dict[str, float]:
-        # 1. sample a whole architecture and score it on the valid batch (no gradients needed)
+        return self.learn(supernet, self.measure(supernet, images, targets, generator))
+
+    def measure(self, supernet: SuperNet, images: torch.Tensor, targets: torch.Tensor,
+                generator: torch.Generator) -> tuple[list[int], float]:
+        """A whole architecture sampled from p and its accuracy on the valid batch (over all processes)."""
         indices = supernet.sample_single(generator)
         self.dist.check_same(indices, "the architecture REINFORCE sampled")
         with torch.no_grad():
             accuracy = self.dist.mean(float((supernet(images, indices).argmax(1) == targets).float().mean()))
+        return indices, accuracy
+
+    def learn(self, supernet: SuperNet, measured: tuple[list[int], float]) -> dict[str, float]:
+        # 1. reward the sample (the same on every rank: so is the accuracy it is computed from)
+        indices, accuracy = measured
         reward = float(self.reward(supernet.arch_of(indices), accuracy))
-        if not math.isfinite(reward):  # the same on every rank: so is the accuracy it is computed from
+        if not math.isfinite(reward):
             raise NonFiniteLossError(f"the reward function returned {reward}; it must be a finite number "
                                      "(α and the last checkpoint are intact)")
         # 2. advantage against the moving-average baseline (the first sample sets the baseline)
