@@ -104,6 +104,19 @@ def search_jobs(work: Path, targets: list[float], args: argparse.Namespace) -> l
     return [job("family", targets), single] if len(targets) > 1 else [single]
 
 
+def round_job(work: Path, targets: list[float], name: str, args: argparse.Namespace) -> Job:
+    """A later round's search (`--round NAME`): the family for all targets again (with one target, its
+    search), with this code and these flags, into WORK/family_NAME (search_<target>_NAME)."""
+    first = search_jobs(work, targets, args)[0]
+    out = work / f"{first.name}_{name}"
+    return Job(out.name, first.args, out, ["search", "--resume", str(out), "--no-progress"])
+
+
+def searched_prefix(round_name: str | None) -> str:
+    """The kept nets' name before the target: 'searched' (the first round), 'searched-NAME' (a later one)."""
+    return "searched" if round_name is None else f"searched-{round_name}"
+
+
 def cost_pair(work: Path, searches: list[Job], first_training: Job) -> list[Job]:
     """The cost check: the first search (the family) run again from scratch into WORK/cost, beside the
     training of the first target's searched net (seed 0), so that the search and the training it is
@@ -140,16 +153,19 @@ def train_job(work: Path, name: str, seed: int, args: argparse.Namespace) -> Job
     return Job(f"train_{name}_seed{seed}", flags, out, ["train", "--resume", str(out), "--no-progress"])
 
 
-def derived_candidates(work: Path, targets: list[float], space) -> dict[float, dict[str, tuple[Arch, float, float]]]:
-    """The searched net of each target (the family's, or with one target the single search's) derived with
-    the table scaled by each of `TABLE_SCALES`: {target: {name: (arch, scale, Σ log p)}}, distinct nets only.
-    Saved in WORK/derived.json on the first call: the search checkpoints need not outlive the session."""
-    path = work / "derived.json"
+def derived_candidates(work: Path, targets: list[float], space,
+                       round_name: str | None = None) -> dict[float, dict[str, tuple[Arch, float, float]]]:
+    """The searched net of each target (the family's, or with one target the single search's; of a later
+    round, its own) derived with the table scaled by each of `TABLE_SCALES`: {target: {name: (arch, scale,
+    Σ log p)}}, distinct nets only. Saved in WORK/derived.json (derived_NAME.json) on the first call: the
+    search checkpoints need not outlive the session."""
+    suffix = f"_{round_name}" if round_name else ""
+    path = work / f"derived{suffix}.json"
     if not path.exists():
         found: dict[str, list[dict]] = {}
         for target in targets:
-            run, member = (work / "family", target_label(target)) if len(targets) > 1 else \
-                (work / f"search_{target_label(target)}", None)
+            run, member = (work / f"family{suffix}", target_label(target)) if len(targets) > 1 else \
+                (work / f"search_{target_label(target)}{suffix}", None)
             supernet = supernet_of(load_checkpoint(run / "checkpoint.pt"), str(run), member)  # as it was searched
             objective = search_objective(run, supernet, member)
             log_probs = [p.log() for p in supernet.probs()]
@@ -158,7 +174,8 @@ def derived_candidates(work: Path, targets: list[float], space) -> dict[float, d
                 indices, _ = objective.derive(supernet, scale)
                 ops = supernet.arch_of(indices).op_strings()
                 if all(ops != seen["ops"] for seen in mine):
-                    mine.append({"name": f"searched_{target:g}ms_x{scale:g}", "ops": ops, "table_scale": scale,
+                    mine.append({"name": f"{searched_prefix(round_name)}_{target:g}ms_x{scale:g}", "ops": ops,
+                                 "table_scale": scale,
                                  "log_prob": float(sum(lp[i] for lp, i in zip(log_probs, indices)))})
         atomic_write_text(path, json.dumps(found, indent=1) + "\n")
     return {float(t): {c["name"]: (Arch.from_strings(space, c["ops"], c["name"]), c["table_scale"], c["log_prob"])
@@ -322,6 +339,48 @@ def rematch(work: Path, targets: list[float], matched: dict, args: argparse.Name
     return matched
 
 
+def match_round(work: Path, targets: list[float], matched: dict, round_name: str, args: argparse.Namespace) -> dict:
+    """Keep a later round's searched net at each target: its derived nets predicted near the target's
+    MobileNetV2 time (aimed, as `rematch` does, through the ratio of measured to predicted time of the
+    target's nets of the space), timed interleaved with that MobileNetV2, whose time in this measurement is
+    the round's goal; the most probable within ±2.5% of it is kept as `searched-NAME_<target>ms`, beside
+    the baselines and the first round's net. Done once; recorded under matched["rounds"][NAME]."""
+    if round_name in matched.get("rounds", {}):
+        return matched
+    table, space = load_lut(args.lut), get_space(args.space)
+    model = LatencyModel(space, table)
+    derived_by_target = derived_candidates(work, targets, space, round_name)
+    config = network_config(table.header, **(dict(min_rounds=2, max_rounds=2, calls_per_sample=2, warmup_calls=1)
+                                             if args.quick else {}))
+    reference = Reference(reference_arch(space), table.header["backend"], config)
+    record = {}
+    for t in targets:
+        key = f"{t:g}"
+        anchor = matched["anchors"][key]
+        mine = [n for n in matched["predicted"] if n.startswith((f"random_{key}ms_", f"searched_{key}ms_x"))]
+        ratio = statistics.median(matched["measured"][n]["mean_ms"] / matched["predicted"][n] for n in mine)
+        wanted = matched["goals_ms"][key] / ratio
+        near = sorted(derived_by_target[t].items(), key=lambda item: abs(model.of_arch(item[1][0]) / wanted - 1))
+        derived = dict(near[: 3 if args.quick else 6])
+        candidates = {anchor: mbv2_of(space, float(anchor.split("_")[1])),
+                      **{name: arch for name, (arch, _, _) in derived.items()}}
+        measured = measure_named(candidates, table.header["backend"], config, reference)
+        goal = measured[anchor]["mean_ms"]
+        pick = pick_searched(derived, measured, goal)
+        name = f"{searched_prefix(round_name)}_{key}ms"
+        save_arch(_named(candidates[pick["candidate"]], name), work / "archs" / f"{name}.json")
+        # on the first measurement's scale (the same MobileNetV2's time there), for the table and plot
+        matched["measured"][name] = {k: v * matched["goals_ms"][key] / goal
+                                     for k, v in measured[pick["candidate"]].items()}
+        matched["predicted"][name] = model.of_arch(candidates[pick["candidate"]])
+        matched["chosen"][key].append(name)
+        record[key] = {"goal_ms": goal, "aimed_table_ms": wanted, "target_ratio": ratio, "searched_pick": pick,
+                       "measured": measured}
+    matched.setdefault("rounds", {})[round_name] = record
+    atomic_write_text(work / "matched.json", json.dumps(matched, indent=2) + "\n")
+    return matched
+
+
 def _missed(matched: dict, key: str, randoms: int) -> bool:
     """The target's searched net measured outside the band, or fewer than `randoms` random nets inside it."""
     goal = matched["goals_ms"][key]
@@ -461,6 +520,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
     style = {"mbv2": ("MobileNetV2 (width-matched)", "s", "tab:gray"),
              "random": ("random from the space", "o", "tab:blue"),
              "searched": ("searched (proxyless)", "*", "tab:red")}
+    for kind in sorted({r["kind"] for r in rows if r["kind"].startswith("searched-")}):  # later rounds
+        style[kind] = (f"searched, round '{kind.split('-', 1)[1]}'", "P", "tab:green")
     for kind, (label, marker, colour) in style.items():
         mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["measured_ms"])
         if not mine:
@@ -485,6 +546,22 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 def _pick_note(target: str, pick: dict) -> str:
     measured = ", ".join(f"×{c['table_scale']:g} {c['measured_ms']:.1f}" for c in pick["candidates"].values())
     return f"{target} ms: {len(pick['candidates'])} distinct ({measured} ms), kept ×{pick['table_scale']:g}"
+
+
+def search_settings(run: Path) -> str:
+    """A search run's settings that `proxyless search` scales to the budget or the benchmark may change."""
+    settings = json.loads((run / "config.json").read_text())["search"]
+    return ", ".join(f"{k} {'by budget' if settings[k] is None else settings[k]}"
+                     for k in ("warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling") if k in settings)
+
+
+def _round_note(name: str, round_info: dict) -> str:
+    picks = "; ".join(_pick_note(t, r["searched_pick"]) + f" (MobileNetV2 at {r['goal_ms']:.1f} ms in this measurement)"
+                      for t, r in round_info["picks"].items())
+    return (f"Round '{name}': the family searched again ({round_info['search_s']:.0f} s; "
+            f"{round_info['search_settings']}), its nets derived and measured the same way, each interleaved with "
+            f"its target's MobileNetV2 (its latency above is on the first measurement's scale: its time × that "
+            f"MobileNetV2's first time / its time here): {picks}.\n\n")
 
 
 def markdown(rows, costs, matched, info, args) -> str:
@@ -526,7 +603,8 @@ def markdown(rows, costs, matched, info, args) -> str:
         f"{TABLE_SCALES[0]:g} .. {TABLE_SCALES[-1]:g}, the distinct nets predicted nearest the goal measured with "
         "the baselines; kept, the most probable measured within ±2.5% of the goal: "
         + "; ".join(_pick_note(t, p) for t, p in matched["searched_picks"].items()) + ".\n\n"
-        f"Random nets (predicted within ±1.25% of the goal, kept when measured within ±2.5%): {randoms}.\n\n"
+        + "".join(_round_note(name, r) for name, r in info["rounds"].items())
+        + f"Random nets (predicted within ±1.25% of the goal, kept when measured within ±2.5%): {randoms}.\n\n"
         "## Search cost (same run, same images)\n\n"
         "| search | beside the training | target (ms) | search wall | one training epoch of the derived net | "
         "search / epoch | training (all epochs) | search / training | peak RSS search / training | ratio |\n"
@@ -559,6 +637,9 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=2, help="random nets at each target")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-net draw")
     parser.add_argument("--lanes", type=int, default=2, help="jobs at a time (one thread each)")
+    parser.add_argument("--round", help="a later round of searching (e.g. after a change to the search): its "
+                        "family searched again into WORK/family_ROUND, its nets kept as searched-ROUND_<target>ms "
+                        "and trained beside the same baselines")
     parser.add_argument("--work", type=Path, default=RESULTS / "search_vs_baselines_runs",
                         help="run directories (resumable)")
     parser.add_argument("--quick", action="store_true", help="tiny subset and runs, to check the script")
@@ -577,6 +658,12 @@ def main() -> None:
     run_jobs(searches, args.lanes, records_dir)
     print("2/3 measuring derived, MobileNetV2 and random nets together", flush=True)
     matched = rematch(work, targets, match_baselines(work, targets, args), args)
+    later = [round_job(work, targets, args.round, args)] if args.round else []
+    if later:
+        print(f"   round '{args.round}': its search, then its nets measured with each target's MobileNetV2",
+              flush=True)
+        run_jobs(later, args.lanes, records_dir)
+        matched = match_round(work, targets, matched, args.round, args)
     print("3/3 training every kept net", flush=True)
     # the fastest target first: its nets train soonest, so a run cut off by the end of a session has whole
     # targets done (and a checkpoint to resume the rest from), not a few nets of every target
@@ -586,7 +673,7 @@ def main() -> None:
     first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
     cost = cost_pair(work, searches, first)  # started together, before the other trainings
     jobs = cost + [job for job in jobs if job is not first]
-    records = run_jobs(searches + jobs, args.lanes, records_dir)
+    records = run_jobs(searches + later + jobs, args.lanes, records_dir)
     rows = summarise(work, targets, matched, records, args)
     costs = search_cost(targets, rows, records, cost[0].name)
     served = targets if len(searches) > 1 else targets[:1]
@@ -594,15 +681,14 @@ def main() -> None:
 
     header = load_lut(args.lut).header
     suffix = "_quick" if args.quick else ""
-    settings = json.loads((searches[0].out / "config.json").read_text())["search"]
     info = {
         "data": f"CIFAR-10 from {args.data.name}: {counts['train']} training images "
                 f"(the first {args.per_class} of each class by file name), {counts['test']} test images",
         "latency": f"{header['backend']}, batch {header['batch']}, {header.get('threads')} thread(s), "
                    f"table {args.lut.name} (ops timed {header.get('timing', 'alone')})",
-        "search_settings": ", ".join(f"{k} {'by budget' if settings[k] is None else settings[k]}"
-                                     for k in ("warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling")
-                                     if k in settings),
+        "search_settings": search_settings(searches[0].out),
+        "rounds": {name: {"search_settings": search_settings(job.out), "search_s": records[job.name]["wall_s"],
+                          "picks": matched["rounds"][name]} for name, job in zip([args.round], later)},
         "suffix": suffix,
         "rerun_same_nets": repeated,
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "

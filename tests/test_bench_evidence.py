@@ -66,6 +66,18 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
     rerun = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46", "30",
                 "--work", str(tmp_path / "work"), "--results", str(tmp_path))
     assert "started" not in rerun
+    # a later round of searching: its family searched again, its nets kept beside the same baselines
+    later = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46", "30",
+                "--work", str(tmp_path / "work"), "--results", str(tmp_path), "--round", "again")
+    assert "started family_again" in later and "started train_mbv2" not in later  # the baselines were done
+    result = json.loads((tmp_path / "search_vs_baselines_quick.json").read_text())
+    for target in (46, 30):
+        row = next(r for r in result["rows"] if r["target_ms"] == target and r["kind"] == "searched-again")
+        assert row["net"] == f"searched-again_{target}ms" and len(row["top1"]) == 2
+        anchor = result["matched"]["anchors"][str(target)]
+        pick = result["matched"]["rounds"]["again"][str(target)]
+        assert pick["goal_ms"] == pick["measured"][anchor]["mean_ms"]  # timed with its target's MobileNetV2
+    assert "Round 'again'" in (tmp_path / "search_vs_baselines_quick.md").read_text()
 
 
 def test_hardware_specialisation_quick(jpeg_tree, tmp_path):
