@@ -640,6 +640,9 @@ def main() -> None:
     parser.add_argument("--round", help="a later round of searching (e.g. after a change to the search): its "
                         "family searched again into WORK/family_ROUND, its nets kept as searched-ROUND_<target>ms "
                         "and trained beside the same baselines")
+    parser.add_argument("--searches-only", action="store_true",
+                        help="run the searches (and the round's) and stop: a lane of its own beside a run that "
+                        "trains the nets already kept in the same --work")
     parser.add_argument("--work", type=Path, default=RESULTS / "search_vs_baselines_runs",
                         help="run directories (resumable)")
     parser.add_argument("--quick", action="store_true", help="tiny subset and runs, to check the script")
@@ -663,6 +666,10 @@ def main() -> None:
         print(f"   round '{args.round}': its search, then its nets measured with each target's MobileNetV2",
               flush=True)
         run_jobs(later, args.lanes, records_dir)
+    if args.searches_only:
+        print("searches done (--searches-only)")
+        return
+    if later:
         matched = match_round(work, targets, matched, args.round, args)
     print("3/3 training every kept net", flush=True)
     # the fastest target first: its nets train soonest, so a run cut off by the end of a session has whole

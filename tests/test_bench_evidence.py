@@ -67,9 +67,13 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
                 "--work", str(tmp_path / "work"), "--results", str(tmp_path))
     assert "started" not in rerun
     # a later round of searching: its family searched again, its nets kept beside the same baselines
-    later = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46", "30",
-                "--work", str(tmp_path / "work"), "--results", str(tmp_path), "--round", "again")
-    assert "started family_again" in later and "started train_mbv2" not in later  # the baselines were done
+    again = ["--data", str(jpeg_tree), "--target-latency", "46", "30", "--work", str(tmp_path / "work"),
+             "--results", str(tmp_path), "--round", "again"]
+    searched = run("search_vs_baselines.py", *again, "--searches-only")  # a lane of its own: the search alone
+    assert "started family_again" in searched and "started train" not in searched
+    later = run("search_vs_baselines.py", *again)
+    assert "started family_again" not in later and "started train_mbv2" not in later  # both were done
+    assert "started train_searched-again_46ms_seed0" in later
     result = json.loads((tmp_path / "search_vs_baselines_quick.json").read_text())
     for target in (46, 30):
         row = next(r for r in result["rows"] if r["target_ms"] == target and r["kind"] == "searched-again")
