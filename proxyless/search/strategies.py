@@ -160,7 +160,7 @@ class GradientStrategy:
         alphas = supernet.arch_parameters()
         ce_grads = measured.on(alphas)
         self.signal.add([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, ce_grads)])
-        ce = torch.tensor(measured.ce, requires_grad=True)
+        ce = torch.tensor(measured.ce, device=alphas[0].device, requires_grad=True)  # where the latency term is
         loss = self.arch_loss(supernet, ce) if self.arch_loss else ce
         if self.dist.any(not torch.isfinite(loss)):  # before α is touched, on every rank
             raise NonFiniteLossError(f"architecture loss became {loss.item()}; lower --arch-lr "
