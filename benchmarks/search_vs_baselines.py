@@ -63,6 +63,8 @@ BAND = DERIVE_BAND  # issue 17: every compared net within ±2.5% of its target, 
 # the family's α derived as if the table ran this much fast or slow: nets predicted from 0.77 to 1.43x each
 # target, so that one lands on the MobileNetV2 time it is compared at
 TABLE_SCALES = tuple(round(0.7 + 0.02 * i, 2) for i in range(31))  # 0.7 .. 1.3
+# the quick check times each net twice, two calls a sample: the script's steps, not the machine's noise
+QUICK_ROUNDS = dict(min_rounds=2, max_rounds=2, calls_per_sample=2, warmup_calls=1)
 WIDTHS = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))  # MobileNetV2 width grid, 0.2 .. 1.0
 
 
@@ -200,8 +202,7 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
     space = get_space(args.space)
     model = LatencyModel(space, table)
     derived_by_target = derived_candidates(work, targets, space)
-    # the quick check times each net twice, two calls a sample: the script's steps, not the machine's noise
-    rounds = dict(min_rounds=2, max_rounds=2, calls_per_sample=2, warmup_calls=1) if args.quick else {}
+    rounds = QUICK_ROUNDS if args.quick else {}
     config = network_config(table.header, **rounds)
     reference = Reference(reference_arch(space), table.header["backend"], config)  # one scale for both rounds
 
@@ -251,8 +252,7 @@ def match_baselines(work: Path, targets: list[float], args: argparse.Namespace) 
         width = float(anchor.split("_")[1])
         candidates[anchor] = mbv2(width)
         wanted = planned_mbv2[anchor] / drift  # the anchor's time in the table's milliseconds
-        near = sorted(derived_by_target[t].items(), key=lambda item: abs(model.of_arch(item[1][0]) / wanted - 1))
-        derived[t] = dict(near[: 3 if args.quick else 6])
+        derived[t] = nearest_derived(derived_by_target[t], model, wanted, 3 if args.quick else 6)
         candidates.update({name: arch for name, (arch, _, _) in derived[t].items()})
         randoms[t] = [f"random_{t:g}ms_{i}" for i in range(len(drawn_near[t]))]
         candidates.update({name: _named(arch, name) for name, arch in zip(randoms[t], drawn_near[t])})
@@ -307,8 +307,7 @@ def rematch(work: Path, targets: list[float], matched: dict, args: argparse.Name
         mine = [n for n in matched["predicted"] if n.startswith(f"random_{key}ms_") or n in first_pick["candidates"]]
         ratio = statistics.median(matched["measured"][n]["mean_ms"] / matched["predicted"][n] for n in mine)
         wanted = first_goal / ratio
-        near = sorted(derived_by_target[t].items(), key=lambda item: abs(model.of_arch(item[1][0]) / wanted - 1))
-        derived = dict(near[:6])
+        derived = nearest_derived(derived_by_target[t], model, wanted, 6)
         taken = sum(n.startswith(f"random_{key}ms_") for n in matched["predicted"])
         pool = priced_pool(space, model, 200_000, args.seed + 100 + index)
         drawn = near_target(pool, wanted, 3 * args.random, BAND / 2)
@@ -350,8 +349,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     table, space = load_lut(args.lut), get_space(args.space)
     model = LatencyModel(space, table)
     derived_by_target = derived_candidates(work, targets, space, round_name)
-    config = network_config(table.header, **(dict(min_rounds=2, max_rounds=2, calls_per_sample=2, warmup_calls=1)
-                                             if args.quick else {}))
+    config = network_config(table.header, **(QUICK_ROUNDS if args.quick else {}))
     reference = Reference(reference_arch(space), table.header["backend"], config)
     record = {}
     for t in targets:
@@ -360,8 +358,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
         mine = [n for n in matched["predicted"] if n.startswith((f"random_{key}ms_", f"searched_{key}ms_x"))]
         ratio = statistics.median(matched["measured"][n]["mean_ms"] / matched["predicted"][n] for n in mine)
         wanted = matched["goals_ms"][key] / ratio
-        near = sorted(derived_by_target[t].items(), key=lambda item: abs(model.of_arch(item[1][0]) / wanted - 1))
-        derived = dict(near[: 3 if args.quick else 6])
+        derived = nearest_derived(derived_by_target[t], model, wanted, 3 if args.quick else 6)
         candidates = {anchor: mbv2_of(space, float(anchor.split("_")[1])),
                       **{name: arch for name, (arch, _, _) in derived.items()}}
         measured = measure_named(candidates, table.header["backend"], config, reference)
@@ -397,6 +394,12 @@ def measure_named(nets: dict[str, Arch], backend: str, config, reference: Refere
 def mbv2_of(space, width: float) -> Arch:
     """MobileNetV2 at `width` with the space's input size and classes, named `mbv2_<width>`."""
     return _named(mobilenet_v2(width).with_task(space.input_size, space.num_classes), f"mbv2_{width:g}")
+
+
+def nearest_derived(found: dict[str, tuple[Arch, float, float]], model: LatencyModel, wanted_ms: float,
+                    count: int) -> dict[str, tuple[Arch, float, float]]:
+    """The `count` derived nets of `found` predicted nearest `wanted_ms` (the table's milliseconds)."""
+    return dict(sorted(found.items(), key=lambda item: abs(model.of_arch(item[1][0]) / wanted_ms - 1))[:count])
 
 
 def pick_searched(found: dict[str, tuple[Arch, float, float]], measured: dict, goal: float) -> dict:
