@@ -123,6 +123,7 @@ def main() -> None:
     if args.recalibrate:  # each trained net's score with BN statistics measured on its own path
         chosen = random.Random(args.seed + 1).sample(range(len(splits.train)), min(BN_BATCHES * 100, len(splits.train)))
         calibration = DataLoader(torch.utils.data.Subset(splits.train, chosen), batch_size=100)
+        torch.manual_seed(args.seed)  # the training transform's random crops and flips: the same on a rerun
         bn_batches = [images for images, _ in calibration]
         for row in trained + extremes:
             row["score_recalibrated"] = subnet_accuracy(supernet, row["indices"], batches, bn_batches,
@@ -180,8 +181,7 @@ def train_extremes(supernet, targets: list[dict], args: argparse.Namespace) -> l
                  "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", "0"]
         jobs.append(Job(f"train_{name}", flags, out, ["train", "--resume", str(out), "--no-progress"]))
         rows.append({"name": name, "group": group, "score": score, "indices": list(indices),
-                     "ops": supernet.arch_of(indices).op_strings(),
-                     "zeros": makeup(supernet, [tuple(indices)])["zeros"], "out": out})
+                     "ops": supernet.arch_of(indices).op_strings(), "out": out})
     run_jobs(jobs, lanes=args.lanes, records=args.work / "jobs")
     for row in rows:
         result = json.loads((row.pop("out") / "result.json").read_text())
