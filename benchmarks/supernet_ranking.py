@@ -13,9 +13,10 @@ target):
    top-1): does the supernet's score order them as training did?
 3. what the groups are made of: how many layers are `zero` and the mean kernel size of the rest;
 4. with `--train K`: the K best and K worst scored random nets at `--train-target`, and the net α keeps
-   there, trained from scratch with one recipe (`proxyless train`, one seed, two one-thread lanes) on the
-   first `--train-per-class` images of each class of `--train-data`: does a better score mean a better
-   net when trained alone?
+   there (with `--spread N` also N random nets evenly spaced in score rank between them), trained from
+   scratch with one recipe (`proxyless train`, one seed, two one-thread lanes) on the first
+   `--train-per-class` images of each class of `--train-data`: does a better score mean a better net
+   when trained alone? The trained nets are a small ground truth that another supernet can be scored on.
 
 Scores are kept in WORK/scores_<run>_<images>.json and trainings in WORK/train/: rerunning continues.
 
@@ -67,6 +68,8 @@ def main() -> None:
     parser.add_argument("--recalibrate", action="store_true",
                         help="also score the trained nets with BN statistics recalibrated on training batches")
     parser.add_argument("--train", type=int, default=0, metavar="K", help="train the K best and K worst scored")
+    parser.add_argument("--spread", type=int, default=0, metavar="N",
+                        help="with --train, also N random nets evenly spaced in score rank between the extremes")
     parser.add_argument("--train-target", help="the target whose random nets are trained (default: the first)")
     parser.add_argument("--train-data", type=Path, help="ImageFolder root with train/ and test/ for --train")
     parser.add_argument("--train-per-class", type=int, default=1000)
@@ -170,6 +173,10 @@ def train_extremes(supernet, targets: list[dict], args: argparse.Namespace) -> l
     pool = sorted(zip(target["random"]["scores"], target["random"]["nets"]), key=lambda pair: -pair[0])
     chosen = [("best", i, s, n) for i, (s, n) in enumerate(pool[:args.train])]
     chosen += [("worst", i, s, n) for i, (s, n) in enumerate(pool[-args.train:])]
+    middle = range(args.train, len(pool) - args.train)  # score ranks between the extremes
+    for j in range(args.spread):  # evenly spaced: a truth for rank correlation, not only the two ends
+        rank = middle[round((j + 0.5) * len(middle) / args.spread - 0.5)]
+        chosen.append(("mid", rank, *pool[rank]))
     chosen.append(("kept", 0, target["kept"]["score"], target["kept_indices"]))
     link_subset(args.train_data, args.work / "data", args.train_per_class, 10 if args.quick else None)
     jobs, rows = [], []
@@ -278,7 +285,7 @@ def markdown(report: dict) -> str:
         lines += trained_table(report["trained"], report["ranking"], group=False)
     if report["extremes"]:
         where = s["train_target"] or "the first target"
-        lines += ["", f"## Trained alone: the best and worst scored random nets at {where}, and the kept net", "",
+        lines += ["", f"## Trained alone: random nets at {where} by score (best, worst, between) and the kept net", "",
                   f"Each net trained once from scratch: the first {s['train_per_class']} training images of each "
                   f"class, {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}; test top-1 on the test split.",
                   ""]
@@ -302,7 +309,7 @@ def trained_table(rows: list[dict], ranking: dict, group: bool) -> list[str]:
              "|" + "---|" * (len(head) + 2)]
     for r in sorted(rows, key=lambda r: -r["score"]):
         cells = [r["name"]] + [r.get("group", "")] * group + [f"{r['score']:.3f}"]
-        cells += [f"{r['score_recalibrated']:.3f}"] * recalibrated
+        cells += [f"{r['score_recalibrated']:.3f}"] if recalibrated else []
         seeds = ", ".join(f"{100 * v:.1f}" for v in r["test_top1"])
         cells += [str(sum(op == "zero" for op in r["ops"])), f"{100 * r['mean_top1']:.1f} ({seeds})"]
         lines.append("| " + " | ".join(cells) + " |")
