@@ -235,8 +235,7 @@ def search(space, data, config, run_dir: Path, lut: Path, target_ms: float,
     found = px.search_arch(space, data, config, out=run_dir, resume=resume, overwrite=not resume,
                            latency=px.LatencyTarget(lut=str(lut), target_ms=round(target_ms, 3), measure=False,
                                                     controller=controller))
-    layers = space.layers()
-    indices = [layers[i].candidates.index(op) for i, op in enumerate(found.arch.ops)]
+    indices = space.indices_of(found.arch)
     rows = read_metrics(run_dir)
     record = {"indices": indices, "derived_by": found.derived_by, "search_s": time.perf_counter() - started,
               "resumed": resume, "entropy": [row["mean_entropy"] for row in rows],
@@ -259,10 +258,9 @@ def search_family_run(space, data, config, run_dir: Path, lut: Path, targets: di
     found = px.search_family(space, data, config, out=run_dir, resume=resume, overwrite=not resume,
                              targets=[px.LatencyTarget(lut=str(lut), target_ms=round(ms, 3), measure=False,
                                                        controller=controller) for ms in targets.values()])
-    layers = space.layers()
     rows = read_metrics(run_dir)
     members = {p: {"label": result.run_dir.name, "derived_by": result.derived_by,
-                   "indices": [layers[i].candidates.index(op) for i, op in enumerate(result.arch.ops)],
+                   "indices": space.indices_of(result.arch),
                    "entropy": [row[f"mean_entropy@{result.run_dir.name}"] for row in rows],
                    "alpha_signal_z": rows[-1].get(f"alpha_signal_z@{result.run_dir.name}")}
                for p, result in zip(targets, found)}

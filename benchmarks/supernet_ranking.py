@@ -239,7 +239,7 @@ def score_trained(folder: Path, space, score) -> list[dict]:
         if arch.space.to_dict() != space.to_dict():
             continue  # MobileNetV2: not a net of the searched space
         name = run.name.rsplit("_seed", 1)[0]
-        indices = tuple(slot.candidates.index(op) for slot, op in zip(space.layers(), arch.ops))
+        indices = space.indices_of(arch)
         entry = nets.setdefault(name, {"name": name, "indices": list(indices), "ops": arch.op_strings(),
                                        "test_top1": []})
         entry["test_top1"].append(json.loads(result.read_text())["test_top1"])

@@ -21,7 +21,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from torch import nn
@@ -30,6 +30,9 @@ from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write_text
 from proxyless.layers import ACTIVATIONS, make_divisible
 from proxyless.ops import OpSpec, Skip, Zero, format_op, is_identity, parse_op
+
+if TYPE_CHECKING:
+    from proxyless.arch import Arch
 
 
 class SpaceError(UserError):
@@ -174,6 +177,22 @@ class SearchSpace:
     @property
     def num_layers(self) -> int:
         return sum(stage.depth for stage in self.stages)
+
+    def indices_of(self, arch: Arch) -> list[int]:
+        """The candidate index that `arch` picks at each searchable layer (the inverse of
+        `arch_of_indices`); raises SpaceError naming a layer whose op is not a candidate there."""
+        layers = self.layers()
+        if len(arch.ops) != len(layers):
+            raise SpaceError(f"{arch.name or 'the net'} has {len(arch.ops)} searchable layers; "
+                             f"space {self.name!r} has {len(layers)}")
+        indices = []
+        for slot, op in zip(layers, arch.ops):
+            if op not in slot.candidates:
+                names = ", ".join(format_op(c) for c in slot.candidates)
+                raise SpaceError(f"{arch.name or 'the net'}: {slot.describe()} is {format_op(op)}, "
+                                 f"not a candidate there ({names})")
+            indices.append(slot.candidates.index(op))
+        return indices
 
     # -- serialisation --------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@ from dataclasses import replace
 
 import pytest
 
-from proxyless.ops import Zero
+from proxyless.arch_kinds import arch_of_indices
+from proxyless.ops import Zero, parse_op
 from proxyless.space import (
     PRESETS,
     PROXYLESS_CIFAR,
@@ -100,3 +101,19 @@ def test_spaces_are_frozen():
         PROXYLESS_CIFAR.width_mult = 2.0
     assert isinstance(hash(PROXYLESS_CIFAR), int)
     assert isinstance(PROXYLESS_CIFAR, SearchSpace)
+
+
+def test_indices_of_inverts_arch_of_indices():
+    layers = PROXYLESS_CIFAR.layers()
+    indices = [(3 * i + 1) % len(slot.candidates) for i, slot in enumerate(layers)]
+    assert PROXYLESS_CIFAR.indices_of(arch_of_indices(PROXYLESS_CIFAR, indices)) == indices
+
+
+def test_indices_of_names_the_layer_a_net_of_another_space_does_not_fit():
+    other = replace(PROXYLESS_CIFAR, candidates=(parse_op("mb_k3_e3"), parse_op("mb_k3_e1")))
+    net = arch_of_indices(other, [1] * other.num_layers, name="wide-kernels")
+    with pytest.raises(SpaceError, match=r"wide-kernels: .* is mb_k3_e1, not a candidate there \(mb_k3_e3, "):
+        PROXYLESS_CIFAR.indices_of(net)
+    shallow = arch_of_indices(replace(PROXYLESS_CIFAR, stages=PROXYLESS_CIFAR.stages[:1]), [0] * 4, name="short")
+    with pytest.raises(SpaceError, match="short has 4 searchable layers; space 'proxyless-cifar' has 21"):
+        PROXYLESS_CIFAR.indices_of(shallow)

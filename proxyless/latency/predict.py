@@ -61,9 +61,7 @@ class LatencyModel:
 
     def of_arch(self, arch: Arch) -> float:
         """Predicted latency of `arch` (an architecture of this model's space)."""
-        if not isinstance(self.space, SearchSpace):  # a tree-cell space knows its nets' indices
-            return self.of_indices(self.space.indices_of(arch))
-        return self.of_indices([slot.candidates.index(op) for slot, op in zip(self.space.layers(), arch.ops)])
+        return self.of_indices(self.space.indices_of(arch))
 
     def of_indices(self, indices: list[int]) -> float:
         """Latency of the single-path architecture that picks `indices`."""
