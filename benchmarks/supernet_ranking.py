@@ -17,6 +17,8 @@ target):
    scratch with one recipe (`proxyless train`, one seed, two one-thread lanes) on the first
    `--train-per-class` images of each class of `--train-data`: does a better score mean a better net
    when trained alone? The trained nets are a small ground truth that another supernet can be scored on.
+   `--repeat R` trains the R best and R worst of them (by test top-1) again with seed 1: is their spread
+   the nets' own, or the seed's?
 
 Scores are kept in WORK/scores_<run>_<images>.json and trainings in WORK/train/: rerunning continues.
 
@@ -70,6 +72,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=0, metavar="K", help="train the K best and K worst scored")
     parser.add_argument("--spread", type=int, default=0, metavar="N",
                         help="with --train, also N random nets evenly spaced in score rank between the extremes")
+    parser.add_argument("--repeat", type=int, default=0, metavar="R",
+                        help="with --train, train the R best and R worst of them by test top-1 again with seed 1")
     parser.add_argument("--train-target", help="the target whose random nets are trained (default: the first)")
     parser.add_argument("--train-data", type=Path, help="ImageFolder root with train/ and test/ for --train")
     parser.add_argument("--train-per-class", type=int, default=1000)
@@ -116,8 +120,9 @@ def main() -> None:
     for member in members:
         supernet = supernet_of(state, str(args.run), member)  # the same weights, this target's α
         objective = search_objective(args.run, supernet, member)
-        targets.append(score_target(member, supernet, objective, args, score))
-        print(f"{member}: kept net scores {targets[-1]['kept']['score']:.3f}, at the "
+        label = member or f"{settings['latency']['target_ms']:g}ms"  # a single search: its one target
+        targets.append(score_target(label, supernet, objective, args, score))
+        print(f"{label}: kept net scores {targets[-1]['kept']['score']:.3f}, at the "
               f"{targets[-1]['kept']['percentile']:.0f}th percentile of {args.pool} random nets in the band",
               flush=True)
     trained = score_trained(args.trained, space, score) if args.trained else []
@@ -182,11 +187,9 @@ def train_extremes(supernet, targets: list[dict], args: argparse.Namespace) -> l
     jobs, rows = [], []
     for group, rank, score, indices in chosen:
         name = f"{target['target']}_{group}{rank}"
-        arch_path = save_arch(supernet.arch_of(indices, name), args.work / "archs" / f"{name}.json")
-        out = args.work / "train" / name
-        flags = ["train", "--arch", str(arch_path), "--data", str(args.work / "data"), "--epochs", str(args.epochs),
-                 "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", "0"]
-        jobs.append(Job(f"train_{name}", flags, out, ["train", "--resume", str(out), "--no-progress"]))
+        save_arch(supernet.arch_of(indices, name), args.work / "archs" / f"{name}.json")
+        job, out = train_job(name, args, seed=0)
+        jobs.append(job)
         rows.append({"name": name, "group": group, "score": score, "indices": list(indices),
                      "ops": supernet.arch_of(indices).op_strings(), "out": out})
     run_jobs(jobs, lanes=args.lanes, records=args.work / "jobs")
@@ -194,7 +197,24 @@ def train_extremes(supernet, targets: list[dict], args: argparse.Namespace) -> l
         result = json.loads((row.pop("out") / "result.json").read_text())
         row["test_top1"] = [result["test_top1"]]
         row["mean_top1"] = result["test_top1"]
+    if args.repeat:  # is the spread of one seed the nets' or the seed's? The extremes of it, trained again
+        ranked = sorted(rows, key=lambda row: row["test_top1"][0])
+        again = ranked[-args.repeat:] + ranked[:args.repeat]
+        jobs = [train_job(row["name"], args, seed=1) for row in again]
+        run_jobs([job for job, _ in jobs], lanes=args.lanes, records=args.work / "jobs")
+        for row, (_, out) in zip(again, jobs):
+            row["test_top1"].append(json.loads((out / "result.json").read_text())["test_top1"])
+            row["mean_top1"] = statistics.fmean(row["test_top1"])
     return rows
+
+
+def train_job(name: str, args: argparse.Namespace, seed: int) -> tuple[Job, Path]:
+    """The training of net `name` (its arch in WORK/archs) with `seed`, and its run folder."""
+    out = args.work / "train" / (name if seed == 0 else f"{name}_seed{seed}")
+    flags = ["train", "--arch", str(args.work / "archs" / f"{name}.json"), "--data", str(args.work / "data"),
+             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+             "--seed", str(seed)]
+    return Job(f"train_{out.name}", flags, out, ["train", "--resume", str(out), "--no-progress"]), out
 
 
 def random_in_band(supernet, latency, low: float, high: float, count: int, seed: int) -> list[Indices]:
@@ -286,8 +306,9 @@ def markdown(report: dict) -> str:
     if report["extremes"]:
         where = s["train_target"] or "the first target"
         lines += ["", f"## Trained alone: random nets at {where} by score (best, worst, between) and the kept net", "",
-                  f"Each net trained once from scratch: the first {s['train_per_class']} training images of each "
-                  f"class, {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}; test top-1 on the test split.",
+                  f"Each net trained from scratch (seed 0; with --repeat, some also seed 1): the first "
+                  f"{s['train_per_class']} training images of each class, {s['epochs']} epochs, batch "
+                  f"{s['batch_size']}, lr {s['lr']}; test top-1 on the test split.",
                   ""]
         lines += trained_table(report["extremes"], report["extremes_ranking"], group=True)
         groups: dict[str, list[dict]] = {}
@@ -296,9 +317,28 @@ def markdown(report: dict) -> str:
         lines += ["", "Group means: " + "; ".join(
             f"{group} {100 * statistics.fmean(r['mean_top1'] for r in rows):.1f}% (score "
             f"{statistics.fmean(r['score'] for r in rows):.3f})" for group, rows in groups.items()) + "."]
+        lines += seed_check(report["extremes"])
     lines += ["", f"Wall time {report['wall_s']:.0f} s. Reproduce: `python benchmarks/supernet_ranking.py "
               f"--run RUN_DIR --trained TRAIN_DIR --train K --train-data DIR`"]
     return "\n".join(lines) + "\n"
+
+
+def seed_check(rows: list[dict]) -> list[str]:
+    """With --repeat: the gap between the nets that trained best and worst with seed 0, and the same nets'
+    gap with seed 1 (a gap that was the seed's, not the nets', closes)."""
+    again = sorted((r for r in rows if len(r["test_top1"]) > 1), key=lambda r: -r["test_top1"][0])
+    if not again:
+        return []
+    top, bottom = again[:len(again) // 2], again[len(again) // 2:]
+
+    def gap(seed: int) -> float:
+        return 100 * (statistics.fmean(r["test_top1"][seed] for r in top)
+                      - statistics.fmean(r["test_top1"][seed] for r in bottom))
+    change = statistics.fmean(abs(r["test_top1"][1] - r["test_top1"][0]) for r in again)
+    names = ", ".join(r["name"] for r in again)
+    return ["", f"Seed check: the {len(top)} best and {len(bottom)} worst of seed 0 ({names}) trained again with "
+            f"seed 1. Best minus worst: {gap(0):.1f} points with seed 0, **{gap(1):.1f} with seed 1**; a net's two "
+            f"seeds differ by {100 * change:.1f} points on average."]
 
 
 def trained_table(rows: list[dict], ranking: dict, group: bool) -> list[str]:

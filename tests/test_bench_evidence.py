@@ -85,7 +85,7 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
     # the family's supernet scores random nets of each band, the kept net and the nets trained above
     work = tmp_path / "work"
     run("supernet_ranking.py", "--run", str(work / "family"), "--trained", str(work / "train"),
-        "--train", "1", "--spread", "1", "--train-target", "30ms", "--recalibrate",
+        "--train", "1", "--spread", "1", "--repeat", "1", "--train-target", "30ms", "--recalibrate",
         "--train-data", str(jpeg_tree), "--work", str(tmp_path / "ranking"), "--results", str(tmp_path))
     ranking = json.loads((tmp_path / "supernet_ranking_quick.json").read_text())
     assert [t["target"] for t in ranking["targets"]] == ["46ms", "30ms"]
@@ -95,8 +95,13 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
         assert 0 <= target["kept"]["percentile"] <= 100 and low <= target["random"]["best"]["predicted_ms"] <= high
     trained = {t["name"] for t in ranking["trained"]}  # the nets of the space, not MobileNetV2
     assert "searched_46ms" in trained and not any(name.startswith("mbv2") for name in trained)
-    assert [(r["name"], len(r["test_top1"])) for r in ranking["extremes"]] == [
-        ("30ms_best0", 1), ("30ms_worst0", 1), ("30ms_mid1", 1), ("30ms_kept0", 1)]
+    assert [r["name"] for r in ranking["extremes"]] == ["30ms_best0", "30ms_worst0", "30ms_mid1", "30ms_kept0"]
+    again = [r for r in ranking["extremes"] if len(r["test_top1"]) == 2]  # --repeat 1: the best and the worst
+    first = sorted(r["test_top1"][0] for r in ranking["extremes"])
+    assert sorted(r["test_top1"][0] for r in again) == [first[0], first[-1]]
+    assert all(r["mean_top1"] == sum(r["test_top1"]) / 2 for r in again)
+    assert (tmp_path / "ranking" / "train" / f"{again[0]['name']}_seed1" / "result.json").is_file()
+    assert "Seed check: the 1 best and 1 worst of seed 0" in (tmp_path / "supernet_ranking_quick.md").read_text()
     assert all(0 <= r["score_recalibrated"] <= 1 for r in ranking["trained"] + ranking["extremes"])
 
 
