@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--recalibrate", action="store_true",
                         help="also score the trained nets with BN statistics recalibrated on training batches")
+    parser.add_argument("--trained-only", action="store_true",
+                        help="score only the --trained nets (no random pools per target): a quick second opinion")
     parser.add_argument("--train", type=int, default=0, metavar="K", help="train the K best and K worst scored")
     parser.add_argument("--spread", type=int, default=0, metavar="N",
                         help="with --train, also N random nets evenly spaced in score rank between the extremes")
@@ -89,6 +91,8 @@ def main() -> None:
     if args.quick:
         args.pool, args.top, args.images, args.epochs, args.train_per_class = 3, 2, 20, 1, 10
         args.name += "_quick"
+    if args.trained_only and (args.train or not args.trained):
+        raise SystemExit("--trained-only scores the --trained nets; it needs --trained and cannot --train")
     if args.train and not args.train_data:
         raise SystemExit("--train needs --train-data, an ImageFolder root with train/ and test/")
     torch.set_num_threads(args.threads)
@@ -117,7 +121,7 @@ def main() -> None:
         return cache[key]
 
     targets = []
-    for member in members:
+    for member in [] if args.trained_only else members:
         supernet = supernet_of(state, str(args.run), member)  # the same weights, this target's α
         objective = search_objective(args.run, supernet, member)
         label = member or f"{settings['latency']['target_ms']:g}ms"  # a single search: its one target
@@ -287,11 +291,12 @@ def markdown(report: dict) -> str:
     lines = [f"# The trained supernet's view of the band (run {Path(s['run']).name})", "",
              f"Supernet: {s['data']}; search {s['search']['epochs']} epochs ({s['search']['warmup_epochs']} warmup). "
              f"Every net scored on the same {s['images']} held-out valid images, running BN statistics. "
-             f"Random nets: every layer's op drawn uniformly, kept when predicted inside the derive band.", "",
-             "| target | kept (band rule): score | its percentile among random nets | random: median score "
-             "(min–max) | top-probable: best score | zeros kept / top-probable / random | "
-             "mean kernel kept / top-probable / random |",
-             "|---|---|---|---|---|---|---|"]
+             f"Random nets: every layer's op drawn uniformly, kept when predicted inside the derive band.", ""]
+    if report["targets"]:
+        lines += ["| target | kept (band rule): score | its percentile among random nets | random: median score "
+                  "(min–max) | top-probable: best score | zeros kept / top-probable / random | "
+                  "mean kernel kept / top-probable / random |",
+                  "|---|---|---|---|---|---|---|"]
     for t in report["targets"]:
         r, p = t["random"], t["probable"]
         lines.append(
@@ -301,7 +306,8 @@ def markdown(report: dict) -> str:
             f"{t['kept_makeup']['zeros']:.0f} / {p['makeup']['zeros']:.1f} / {r['makeup']['zeros']:.1f} | "
             f"{t['kept_makeup']['kernel']:.1f} / {p['makeup']['kernel']:.1f} / {r['makeup']['kernel']:.1f} |")
     if report["trained"]:
-        lines += ["", "## Nets trained by search_vs_baselines (test top-1 after its full recipe)", ""]
+        lines += ["", f"## The nets trained in {Path(s['trained']).parent.name}/{Path(s['trained']).name} "
+                  "(test top-1 after their recipe)", ""]
         lines += trained_table(report["trained"], report["ranking"], group=False)
     if report["extremes"]:
         where = s["train_target"] or "the first target"

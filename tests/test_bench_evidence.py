@@ -102,6 +102,13 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
     assert all(r["mean_top1"] == sum(r["test_top1"]) / 2 for r in again)
     assert (tmp_path / "ranking" / "train" / f"{again[0]['name']}_seed1" / "result.json").is_file()
     assert "Seed check: the 1 best and 1 worst of seed 0" in (tmp_path / "supernet_ranking_quick.md").read_text()
+    # a second opinion on the same trained nets, without the pools
+    run("supernet_ranking.py", "--run", str(work / "family"), "--trained", str(tmp_path / "ranking" / "train"),
+        "--trained-only", "--work", str(tmp_path / "ranking"), "--results", str(tmp_path), "--name", "second")
+    second = json.loads((tmp_path / "second_quick.json").read_text())
+    assert second["targets"] == [] and {r["name"] for r in second["trained"]} == {
+        r["name"] for r in ranking["extremes"]}
+    assert [len(r["test_top1"]) for r in second["trained"]].count(2) == 2  # the seed-1 runs join their nets
     assert all(0 <= r["score_recalibrated"] <= 1 for r in ranking["trained"] + ranking["extremes"])
 
 
