@@ -191,11 +191,12 @@ def train_extremes(supernet, targets: list[dict], args: argparse.Namespace) -> l
     jobs, rows = [], []
     for group, rank, score, indices in chosen:
         name = f"{target['target']}_{group}{rank}"
-        save_arch(supernet.arch_of(indices, name), args.work / "archs" / f"{name}.json")
+        arch = supernet.arch_of(indices, name)
+        save_arch(arch, args.work / "archs" / f"{name}.json")
         job, out = train_job(name, args, seed=0)
         jobs.append(job)
         rows.append({"name": name, "group": group, "score": score, "indices": list(indices),
-                     "ops": supernet.arch_of(indices).op_strings(), "out": out})
+                     "ops": arch.op_strings(), "out": out})
     run_jobs(jobs, lanes=args.lanes, records=args.work / "jobs")
     for row in rows:
         result = json.loads((row.pop("out") / "result.json").read_text())
@@ -264,7 +265,7 @@ def score_trained(folder: Path, space, score) -> list[dict]:
             continue  # MobileNetV2: not a net of the searched space
         name = run.name.rsplit("_seed", 1)[0]
         indices = space.indices_of(arch)
-        entry = nets.setdefault(name, {"name": name, "indices": list(indices), "ops": arch.op_strings(),
+        entry = nets.setdefault(name, {"name": name, "indices": indices, "ops": arch.op_strings(),
                                        "test_top1": []})
         entry["test_top1"].append(json.loads(result.read_text())["test_top1"])
     for entry in nets.values():

@@ -111,8 +111,8 @@ def test_indices_of_inverts_arch_of_indices():
 
 def test_indices_of_names_the_layer_a_net_of_another_space_does_not_fit():
     other = replace(PROXYLESS_CIFAR, candidates=(parse_op("mb_k3_e3"), parse_op("mb_k3_e1")))
-    net = arch_of_indices(other, [1] * other.num_layers, name="wide-kernels")
-    with pytest.raises(SpaceError, match=r"wide-kernels: .* is mb_k3_e1, not a candidate there \(mb_k3_e3, "):
+    net = arch_of_indices(other, [1] * other.num_layers, name="thin-expansion")
+    with pytest.raises(SpaceError, match=r"thin-expansion: .* is mb_k3_e1, not a candidate there \(mb_k3_e3, "):
         PROXYLESS_CIFAR.indices_of(net)
     shallow = arch_of_indices(replace(PROXYLESS_CIFAR, stages=PROXYLESS_CIFAR.stages[:1]), [0] * 4, name="short")
     with pytest.raises(SpaceError, match="short has 4 searchable layers; space 'proxyless-cifar' has 21"):
