@@ -141,7 +141,8 @@ def main() -> None:
             row["score_recalibrated"] = subnet_accuracy(supernet, row["indices"], batches, bn_batches,
                                                         memory_format=torch.channels_last)
     given = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    report = {"settings": {**given, "search": settings["search"], "data": settings["data"]},
+    report = {"settings": {**given, "search": settings["search"], "data": settings["data"],
+                           "checkpoint_epoch": state["epoch"]},
               "targets": targets, "trained": trained, "ranking": trained_ranking(trained),
               "extremes": extremes, "extremes_ranking": trained_ranking(extremes),
               "wall_s": time.perf_counter() - started, "environment": environment()}
@@ -290,7 +291,8 @@ def trained_ranking(trained: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     s = report["settings"]
     lines = [f"# The trained supernet's view of the band (run {Path(s['run']).name})", "",
-             f"Supernet: {s['data']}; search {s['search']['epochs']} epochs ({s['search']['warmup_epochs']} warmup). "
+             f"Supernet: {s['data']}; search {s['search']['epochs']} epochs ({s['search']['warmup_epochs']} warmup)"
+             f"{checkpoint_note(s)}. "
              f"Every net scored on the same {s['images']} held-out valid images, running BN statistics. "
              f"Random nets: every layer's op drawn uniformly, kept when predicted inside the derive band.", ""]
     if report["targets"]:
@@ -328,6 +330,12 @@ def markdown(report: dict) -> str:
     lines += ["", f"Wall time {report['wall_s']:.0f} s. Reproduce: `python benchmarks/supernet_ranking.py "
               f"--run RUN_DIR --trained TRAIN_DIR --train K --train-data DIR`"]
     return "\n".join(lines) + "\n"
+
+
+def checkpoint_note(settings: dict) -> str:
+    """', scored after epoch N' when the checkpoint is a snapshot taken before the search's last epoch."""
+    epoch = settings.get("checkpoint_epoch")  # reports written before it was recorded: the finished run
+    return "" if epoch is None or epoch >= settings["search"]["epochs"] else f", scored after epoch {epoch}"
 
 
 def seed_check(rows: list[dict]) -> list[str]:
