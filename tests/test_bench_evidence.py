@@ -110,6 +110,17 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
         r["name"] for r in ranking["extremes"]}
     assert [len(r["test_top1"]) for r in second["trained"]].count(2) == 2  # the seed-1 runs join their nets
     assert all(0 <= r["score_recalibrated"] <= 1 for r in ranking["trained"] + ranking["extremes"])
+    # both reports side by side; they score different trained nets, which the table warns about
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "ranking_table.py"), str(tmp_path / "second_quick.json"),
+                           str(tmp_path / "supernet_ranking_quick.json"), "--name", "table", "--results",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "different sets of trained nets" in done.stderr
+    rows = json.loads((tmp_path / "table.json").read_text())["rows"]
+    assert [row["run"] for row in rows] == ["family", "family"]
+    assert rows[0]["checkpoint_epoch"] == second["settings"]["search"]["epochs"]  # the finished search
+    assert rows[0]["truth"] == "4 nets, 6 trainings"
+    assert rows[1]["spearman"] == ranking["ranking"].get("spearman")
 
 
 def test_hardware_specialisation_quick(jpeg_tree, tmp_path):
