@@ -121,6 +121,17 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
     assert rows[0]["checkpoint_epoch"] == second["settings"]["search"]["epochs"]  # the finished search
     assert rows[0]["truth"] == "4 nets, 6 trainings"
     assert rows[1]["spearman"] == ranking["ranking"].get("spearman")
+    # the same trained nets ranked by a short training of each alone (one epoch, seed 2)
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "short_training_rank.py"), "--trained",
+                           str(tmp_path / "ranking" / "train"), "--data", str(tmp_path / "ranking" / "data"),
+                           "--epochs", "1", "--batch-size", "16", "--work", str(tmp_path / "short"), "--results",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    short = json.loads((tmp_path / "short_training_rank.json").read_text())
+    assert [n["name"] for n in short["nets"]] == sorted(r["name"] for r in ranking["extremes"])
+    assert all(len(n["short"]) and n["short"]["epoch"] == 1 for n in short["nets"])
+    assert len(short["in_run"]) == ranking["settings"]["epochs"] - 1 and short["short_cost_of_full"] > 0
+    assert (tmp_path / "short" / "train" / "30ms_kept0_e1_seed2" / "result.json").is_file()
 
 
 def test_hardware_specialisation_quick(jpeg_tree, tmp_path):
