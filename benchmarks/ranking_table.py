@@ -41,6 +41,8 @@ def main() -> None:
 
 def row_of(path: Path) -> dict:
     """One report's supernet and its ranking of the trained nets."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such report; supernet_ranking.py writes benchmarks/results/<--name>.json")
     report = json.loads(path.read_text())
     settings, search = report["settings"], report["settings"]["search"]
     trained = report["trained"]
