@@ -64,8 +64,8 @@ def main() -> None:
     jobs = [short_job(net, args) for net in nets]
     run_jobs(jobs, lanes=args.lanes, records=args.work / "jobs")
     for net, job in zip(nets, jobs):
-        last = read_metrics(job.out / "metrics.csv")[-1]
-        net["short"] = {**last, "seconds": sum(row["epoch_seconds"] for row in read_metrics(job.out / "metrics.csv"))}
+        epochs = read_metrics(job.out / "metrics.csv")
+        net["short"] = {**epochs[-1], "seconds": sum(row["epoch_seconds"] for row in epochs)}
     short = {key: rho([net["short"][key] for net in nets], final)
              for key in ("train_top1", "neg_train_loss", "test_top1")}
     # the same images and nets: a short run costs its share of the full run's epochs (the wall times were
