@@ -13,6 +13,7 @@ import torch
 
 from proxyless.infra.atomic import atomic_write_text
 from proxyless.latency.measure import cpu_name
+from proxyless.latency.validate import rank_correlation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # the table the CIFAR search benchmarks ran with (proxyless-cifar, torch-cpu, batch 32, one thread, built
@@ -35,6 +36,11 @@ def optional_flags(*pairs: tuple[str, object]) -> list[str]:
     """`[flag, value, ...]` for each (flag, value) whose value was given (not None): the flags left out
     keep the command's own defaults."""
     return [part for flag, value in pairs if value is not None for part in (flag, str(value))]
+
+
+def spearman(values: list[float], truth: list[float]) -> float | None:
+    """Spearman ρ, or None where either side is constant (no order to compare)."""
+    return None if len(set(values)) == 1 or len(set(truth)) == 1 else rank_correlation(values, truth)
 
 
 def median(values: list[float]) -> float:

@@ -30,9 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment, write_results  # noqa: E402
+from common import RESULTS, environment, spearman, write_results  # noqa: E402
 from lanes import Job, run_jobs  # noqa: E402
-from proxyless.latency.validate import rank_correlation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,7 @@ def main() -> None:
     if len(nets) < 3:
         raise SystemExit(f"{args.trained}: {len(nets)} trained nets found; a rank correlation needs at least 3")
     final = [net["mean_top1"] for net in nets]
-    in_run = [{"epoch": epoch + 1, **{key: rho([net["first_run"][epoch][key] for net in nets], final)
+    in_run = [{"epoch": epoch + 1, **{key: spearman([net["first_run"][epoch][key] for net in nets], final)
                                       for key in ("train_top1", "neg_train_loss", "test_top1")}}
               for epoch in range(min(len(net["first_run"]) for net in nets) - 1)]
 
@@ -66,7 +65,7 @@ def main() -> None:
     for net, job in zip(nets, jobs):
         epochs = read_metrics(job.out / "metrics.csv")
         net["short"] = {**epochs[-1], "seconds": sum(row["epoch_seconds"] for row in epochs)}
-    short = {key: rho([net["short"][key] for net in nets], final)
+    short = {key: spearman([net["short"][key] for net in nets], final)
              for key in ("train_top1", "neg_train_loss", "test_top1")}
     # the same images and nets: a short run costs its share of the full run's epochs (the wall times were
     # measured in different sessions and beside different neighbours, so they are kept but not compared)
@@ -108,11 +107,6 @@ def short_job(net: dict, args: argparse.Namespace) -> Job:
     flags = ["train", "--arch", net["arch"], "--data", str(args.data), "--epochs", str(args.epochs),
              "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed)]
     return Job(f"train_{out.name}", flags, out, ["train", "--resume", str(out), "--no-progress"])
-
-
-def rho(values: list[float], truth: list[float]) -> float | None:
-    """Spearman ρ, or None where either side has no order to compare."""
-    return None if len(set(values)) == 1 or len(set(truth)) == 1 else rank_correlation(values, truth)
 
 
 def to_markdown(report: dict) -> str:

@@ -44,12 +44,11 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import proxyless as px  # noqa: E402
-from common import RESULTS, environment, write_results  # noqa: E402
+from common import RESULTS, environment, spearman, write_results  # noqa: E402
 from lanes import Job, run_jobs  # noqa: E402
 from proxyless.arch import load_arch, save_arch  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
-from proxyless.latency.validate import rank_correlation  # noqa: E402
 from proxyless.search.budget import most_probable_k_within  # noqa: E402
 from proxyless.search.pipeline import search_objective, supernet_of  # noqa: E402
 from proxyless.search.quality import subnet_accuracy  # noqa: E402
@@ -281,10 +280,8 @@ def trained_ranking(trained: list[dict]) -> dict:
     for key in ("score", "score_recalibrated"):
         if len(trained) < 3 or any(key not in t for t in trained):
             continue
-        scores, top1 = [t[key] for t in trained], [t["mean_top1"] for t in trained]
-        constant = len(set(scores)) == 1 or len(set(top1)) == 1  # no order to compare
         ranking["spearman" if key == "score" else "spearman_recalibrated"] = \
-            None if constant else rank_correlation(scores, top1)
+            spearman([t[key] for t in trained], [t["mean_top1"] for t in trained])
     return ranking
 
 
