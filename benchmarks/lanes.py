@@ -74,6 +74,11 @@ def run_jobs(jobs: list[Job], lanes: int, records: Path, threads: int = 1) -> di
                   "started_unix": started_unix, "ended_unix": time.time()}  # which jobs ran side by side
         atomic_write_text(records / f"{job.name}.json", json.dumps(record, indent=2) + "\n")
         print(f"  finished {job.name} in {record['wall_s']:.0f} s", flush=True)
+    return read_records(jobs, records)
+
+
+def read_records(jobs: list[Job], records: Path) -> dict[str, dict]:
+    """The records of those of `jobs` that have finished (what `run_jobs` returns), running nothing."""
     return {job.name: json.loads((records / f"{job.name}.json").read_text()) for job in jobs
             if (records / f"{job.name}.json").exists()}
 

@@ -45,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, SEARCH_LUT, environment, optional_flags, write_results  # noqa: E402
-from lanes import Job, baseline_rss_mb, run_jobs  # noqa: E402
+from lanes import Job, baseline_rss_mb, read_records, run_jobs  # noqa: E402
 from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
@@ -378,6 +378,15 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     return matched
 
 
+def load_matched(work: Path) -> dict:
+    """The kept nets of an earlier run (`--report-only`)."""
+    path = work / "matched.json"
+    if not path.is_file():
+        raise SystemExit(f"--report-only: {path} does not exist; run the benchmark without --report-only "
+                         "first (it measures and keeps the nets)")
+    return json.loads(path.read_text())
+
+
 def _missed(matched: dict, key: str, randoms: int) -> bool:
     """The target's searched net measured outside the band, or fewer than `randoms` random nets inside it."""
     goal = matched["goals_ms"][key]
@@ -436,27 +445,32 @@ def _named(arch: Arch, name: str) -> Arch:
 
 
 def summarise(work: Path, targets: list[float], matched: dict, records: dict, args: argparse.Namespace) -> list[dict]:
+    """A row per kept net: its latency and its test top-1 over the seeds that finished; a seed still
+    training (or not started) is listed under `pending` with the epochs it has done."""
     rows = []
     for t in targets:
         goal = matched["goals_ms"][f"{t:g}"]
         for name in matched["chosen"][f"{t:g}"]:
-            seeds = seeds_for(name, args)
-            results = [json.loads((work / "train" / f"{name}_seed{s}" / "result.json").read_text())
-                       for s in range(seeds)]
-            top1 = [r["test_top1"] for r in results]
-            epochs = [_epoch_seconds(work / "train" / f"{name}_seed{s}") for s in range(seeds)]
+            runs = [work / "train" / f"{name}_seed{s}" for s in range(seeds_for(name, args))]
+            results = {s: json.loads((run / "result.json").read_text()) for s, run in enumerate(runs)
+                       if (run / "result.json").is_file()}
+            done = {s: records[f"train_{name}_seed{s}"] for s in results if f"train_{name}_seed{s}" in records}
+            top1 = [r["test_top1"] for r in results.values()]
+            first = next(iter(results.values()), {})
             rows.append({
                 "target_ms": t, "goal_ms": goal, "net": name, "kind": name.split("_")[0],
                 "measured_ms": matched["measured"][name]["mean_ms"],
                 "measured_std_ms": matched["measured"][name]["std_ms"],
                 "off_target": matched["measured"][name]["mean_ms"] / goal - 1,
-                "params": results[0]["params"], "macs": results[0]["macs"],
-                "top1": top1, "top1_mean": statistics.mean(top1), "top1_spread": (max(top1) - min(top1)) / 2,
-                "train_s": [_train_seconds(work / "train" / f"{name}_seed{s}", records[f"train_{name}_seed{s}"])
-                            for s in range(seeds)],
-                "train_resumed": [records[f"train_{name}_seed{s}"]["resumed"] for s in range(seeds)],
-                "train_max_rss_mb": records[f"train_{name}_seed0"]["max_rss_mb"],
-                "epoch_s": statistics.mean(epochs),
+                "params": first.get("params"), "macs": first.get("macs"),
+                "top1": top1, "top1_mean": statistics.mean(top1) if top1 else None,
+                "top1_spread": (max(top1) - min(top1)) / 2 if top1 else None,
+                "pending": [{"seed": s, "epochs_done": len(_each_epoch_seconds(run))}
+                            for s, run in enumerate(runs) if s not in results],
+                "train_s": [_train_seconds(run, done[s]) if s in done else None for s, run in enumerate(runs)],
+                "train_resumed": [done[s]["resumed"] if s in done else None for s in range(len(runs))],
+                "train_max_rss_mb": done[0]["max_rss_mb"] if 0 in done else None,
+                "epoch_s": statistics.mean(_epoch_seconds(runs[s]) for s in results) if results else None,
             })
     return rows
 
@@ -472,6 +486,8 @@ def _epoch_seconds(run_dir: Path) -> float:
 
 
 def _each_epoch_seconds(run_dir: Path) -> list[float]:
+    if not (run_dir / "metrics.jsonl").is_file():
+        return []  # not started
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line)["epoch_seconds"] for line in lines if line.strip()]
 
@@ -485,12 +501,14 @@ def search_cost(targets: list[float], rows: list[dict], records: dict, check: st
     searches.append((f"search_{target_label(targets[0])}", targets[:1]))
     searches.append((check, targets[:1]))  # its training partner: the first target's seed 0
     for job, served in searches:
-        search = records[job]
+        search = records.get(job)
         for t in served:
             trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
             # the check's partner is seed 0; otherwise a training that ran whole, if one did
-            seed = 0 if job == check else next((s for s, r in enumerate(trained["train_resumed"]) if not r), 0)
-            training = records[f"train_searched_{t:g}ms_seed{seed}"]
+            seed = 0 if job == check else next((s for s, r in enumerate(trained["train_resumed"]) if r is False), 0)
+            training = records.get(f"train_searched_{t:g}ms_seed{seed}")
+            if search is None or training is None or trained["train_s"][seed] is None:
+                continue  # still running: left out of a --report-only table
             costs.append({
                 "search": {"family": "family", check: f"{searches[0][0]}, again"}.get(job, "single"),
                 "targets": len(served), "target_ms": t, "side_by_side": _overlap(search, training) > 0.5,
@@ -526,7 +544,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
     for kind in sorted({r["kind"] for r in rows if r["kind"].startswith("searched-")}):  # later rounds
         style[kind] = (f"searched, round '{kind.split('-', 1)[1]}'", "P", "tab:green")
     for kind, (label, marker, colour) in style.items():
-        mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["measured_ms"])
+        mine = sorted((r for r in rows if r["kind"] == kind and r["top1"]), key=lambda r: r["measured_ms"])
         if not mine:
             continue
         xs, ys = [r["measured_ms"] for r in mine], [100 * r["top1_mean"] for r in mine]
@@ -569,13 +587,25 @@ def _round_note(name: str, round_info: dict) -> str:
 
 def markdown(rows, costs, matched, info, args) -> str:
     def fmt_top1(r):
+        pending = "; ".join(f"seed {p['seed']} at epoch {p['epochs_done']} of {args.epochs}" if p["epochs_done"]
+                            else f"seed {p['seed']} not started" for p in r["pending"])
+        if not r["top1"]:
+            return pending
         spread = f" ± {100 * r['top1_spread']:.1f}" if len(r["top1"]) > 1 else ""
-        return f"{100 * r['top1_mean']:.1f}{spread} (n={len(r['top1'])})"
+        return f"{100 * r['top1_mean']:.1f}{spread} (n={len(r['top1'])}{'; ' + pending if pending else ''})"
+
+    def fmt_size(r):
+        return f"{r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.1f}M" if r["params"] is not None else "– | –"
 
     table = "\n".join(
         f"| {r['target_ms']:g} ({r['goal_ms']:.1f}) | {r['net']} | "
         f"{r['measured_ms']:.1f} ± {r['measured_std_ms']:.1f} ({r['off_target']:+.1%}) | "
-        f"{r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.1f}M | {fmt_top1(r)} |" for r in rows)
+        f"{fmt_size(r)} | {fmt_top1(r)} |" for r in rows)
+    unfinished = sum(len(r["pending"]) for r in rows)
+    trainings = unfinished + sum(len(r["top1"]) for r in rows)
+    partial = (f"**Partial: {trainings - unfinished} of {trainings} trainings finished** (written with "
+               "`--report-only` while the rest train; nets still training say at which epoch).\n\n"
+               if unfinished else "")
     cost = "\n".join(
         f"| {c['search']}{' (resumed)' if c['resumed'] else ''} | {'yes' if c['side_by_side'] else 'no'} | "
         f"{c['target_ms']:g} | {c['search_s']:.0f} s | "
@@ -589,7 +619,7 @@ def markdown(rows, costs, matched, info, args) -> str:
                         for t in matched["goals_ms"])
     return (
         f"# Searched vs MobileNetV2 and random networks at equal measured latency ({args.space})\n\n"
-        f"{info['data']}. Latency: {info['latency']}. Every net trained from scratch with the same recipe: "
+        + partial + f"{info['data']}. Latency: {info['latency']}. Every net trained from scratch with the same recipe: "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr} (SGD-Nesterov, cosine, label smoothing 0.1); "
         f"search: {searches}, {args.search_epochs} epochs, `proxyless search`'s defaults otherwise "
         f"({info['search_settings']}), 20% of the training subset held out for α. "
@@ -646,6 +676,9 @@ def main() -> None:
     parser.add_argument("--searches-only", action="store_true",
                         help="run the searches (and the round's) and stop: a lane of its own beside a run that "
                         "trains the nets already kept in the same --work")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write the table, figure and cost from what has finished in --work so "
+                        "far (nets still training say at which epoch), e.g. beside the run that trains them")
     parser.add_argument("--work", type=Path, default=RESULTS / "search_vs_baselines_runs",
                         help="run directories (resumable)")
     parser.add_argument("--quick", action="store_true", help="tiny subset and runs, to check the script")
@@ -659,35 +692,41 @@ def main() -> None:
     counts = link_subset(args.data, work / "data", args.per_class, 10 if args.quick else None)
     records_dir = work / "jobs"
 
+    run = (lambda jobs: read_records(jobs, records_dir)) if args.report_only else (
+        lambda jobs: run_jobs(jobs, args.lanes, records_dir))
+
     print("1/3 searches", flush=True)
     searches = search_jobs(work, targets, args)
-    run_jobs(searches, args.lanes, records_dir)
+    run(searches)
     print("2/3 measuring derived, MobileNetV2 and random nets together", flush=True)
-    matched = rematch(work, targets, match_baselines(work, targets, args), args)
+    matched = (load_matched(work) if args.report_only
+               else rematch(work, targets, match_baselines(work, targets, args), args))
     later = [round_job(work, targets, args.round, args)] if args.round else []
     if later:
         print(f"   round '{args.round}': its search, then its nets measured with each target's MobileNetV2",
               flush=True)
-        run_jobs(later, args.lanes, records_dir)
+        run(later)
     if args.searches_only:
         print("searches done (--searches-only)")
         return
-    if later:
+    if later and not args.report_only:
         matched = match_round(work, targets, matched, args.round, args)
     print("3/3 training every kept net", flush=True)
     # the fastest target first: its nets train soonest, so a run cut off by the end of a session has whole
     # targets done (and a checkpoint to resume the rest from), not a few nets of every target
     jobs = [train_job(work, name, s, args) for t in sorted(targets)
             for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))]
-    drop_stale_trainings(work, jobs)
+    if not args.report_only:
+        drop_stale_trainings(work, jobs)
     first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
     cost = cost_pair(work, searches, first)  # started together, before the other trainings
     jobs = cost + [job for job in jobs if job is not first]
-    records = run_jobs(searches + later + jobs, args.lanes, records_dir)
+    records = run(searches + later + jobs)
     rows = summarise(work, targets, matched, records, args)
     costs = search_cost(targets, rows, records, cost[0].name)
     served = targets if len(searches) > 1 else targets[:1]
-    repeated = derived_ops(cost[0].out, served) == derived_ops(searches[0].out, served)  # the same seed, again
+    repeated = (cost[0].done and  # the same seed, again
+                derived_ops(cost[0].out, served) == derived_ops(searches[0].out, served))
 
     header = load_lut(args.lut).header
     suffix = "_quick" if args.quick else ""
@@ -698,7 +737,8 @@ def main() -> None:
                    f"table {args.lut.name} (ops timed {header.get('timing', 'alone')})",
         "search_settings": search_settings(searches[0].out),
         "rounds": {name: {"search_settings": search_settings(job.out), "search_s": records[job.name]["wall_s"],
-                          "picks": matched["rounds"][name]} for name, job in zip([args.round], later)},
+                          "picks": matched["rounds"][name]} for name, job in zip([args.round], later)
+                   if name in matched.get("rounds", {}) and job.name in records},
         "suffix": suffix,
         "rerun_same_nets": repeated,
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "

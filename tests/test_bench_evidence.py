@@ -82,6 +82,19 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
         pick = result["matched"]["rounds"]["again"][str(target)]
         assert pick["goal_ms"] == pick["measured"][anchor]["mean_ms"]  # timed with its target's MobileNetV2
     assert "Round 'again'" in (tmp_path / "search_vs_baselines_quick.md").read_text()
+    # --report-only beside a run still training: what finished, and where the rest is, with nothing started
+    result_file = tmp_path / "work" / "train" / "searched-again_30ms_seed1" / "result.json"
+    result_file.rename(result_file.with_suffix(".away"))
+    report = run("search_vs_baselines.py", *again, "--report-only")
+    assert "started" not in report and "**Partial: 13 of 14 trainings finished**" in report
+    row = next(r for r in json.loads((tmp_path / "search_vs_baselines_quick.json").read_text())["rows"]
+               if r["net"] == "searched-again_30ms")
+    assert len(row["top1"]) == 1 and row["pending"] == [{"seed": 1, "epochs_done": 1}]
+    assert "(n=1; seed 1 at epoch 1 of 1)" in report
+    result_file.with_suffix(".away").rename(result_file)
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "search_vs_baselines.py"), *again[:4], "--work",
+                           str(tmp_path / "empty"), "--report-only"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "run the benchmark without --report-only first" in done.stderr
     # the family's supernet scores random nets of each band, the kept net and the nets trained above
     work = tmp_path / "work"
     run("supernet_ranking.py", "--run", str(work / "family"), "--trained", str(work / "train"),
