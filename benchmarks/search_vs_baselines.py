@@ -573,7 +573,8 @@ def search_settings(run: Path) -> str:
     """A search run's settings that `proxyless search` scales to the budget or the benchmark may change."""
     settings = json.loads((run / "config.json").read_text())["search"]
     return ", ".join(f"{k} {'by budget' if settings[k] is None else settings[k]}"
-                     for k in ("warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling") if k in settings)
+                     for k in ("epochs", "warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling")
+                     if k in settings)
 
 
 def _round_note(name: str, round_info: dict) -> str:
@@ -621,8 +622,8 @@ def markdown(rows, costs, matched, info, args) -> str:
         f"# Searched vs MobileNetV2 and random networks at equal measured latency ({args.space})\n\n"
         + partial + f"{info['data']}. Latency: {info['latency']}. Every net trained from scratch with the same recipe: "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr} (SGD-Nesterov, cosine, label smoothing 0.1); "
-        f"search: {searches}, {args.search_epochs} epochs, `proxyless search`'s defaults otherwise "
-        f"({info['search_settings']}), 20% of the training subset held out for α. "
+        f"search: {searches} ({info['search_settings']}; what the benchmark does not set is "
+        "`proxyless search`'s default), 20% of the training subset held out for α. "
         "Jobs ran two at a time, one thread each.\n\n"
         f"Measured together, each net paired with the table's reference network (which ran at "
         f"{matched['reference_ms']:.1f} ms against {matched['table_reference_ms']:.1f} ms in the table); the "
