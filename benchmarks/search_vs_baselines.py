@@ -762,9 +762,12 @@ def main() -> None:
         matched = match_round(work, targets, matched, args.round, args)
     print("3/3 training every kept net", flush=True)
     # the fastest target first: its nets train soonest, so a run cut off by the end of a session has whole
-    # targets done (and a checkpoint to resume the rest from), not a few nets of every target
-    jobs = [train_job(work, name, s, args) for t in sorted(targets)
-            for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))]
+    # targets done (and a checkpoint to resume the rest from), not a few nets of every target; a later
+    # round's nets after every baseline, which the comparison needs whatever the round finds
+    later_round = f"{searched_prefix(args.round)}_" if args.round else None
+    jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
+                   for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))),
+                  key=lambda job: bool(later_round) and job.out.name.startswith(later_round))
     if not args.report_only:
         drop_stale_trainings(work, jobs)
     first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
