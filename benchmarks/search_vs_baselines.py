@@ -631,7 +631,8 @@ def _round_note(name: str, round_info: dict) -> str:
     return (f"Round '{name}': the family searched again ({round_info['search_s']:.0f} s; "
             f"{round_info['search_settings']}), its nets derived and measured the same way, each interleaved with "
             f"its target's MobileNetV2 (its latency above is on the first measurement's scale: its time × that "
-            f"MobileNetV2's first time / its time here): {picks}.\n\n")
+            f"MobileNetV2's first time / its time here, which holds only if the two days' machines differ by one "
+            f"factor for every net; `recheck_latency.py` times every kept net together to check): {picks}.\n\n")
 
 
 def markdown(rows, costs, matched, info, args) -> str:

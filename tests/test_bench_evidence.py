@@ -97,6 +97,14 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
     assert done.returncode != 0 and "run the benchmark without --report-only first" in done.stderr
     # the family's supernet scores random nets of each band, the kept net and the nets trained above
     work = tmp_path / "work"
+    # every kept net of every round timed again in one measurement, against its target's MobileNetV2 of now
+    run("recheck_latency.py", "--work", str(work), "--results", str(tmp_path))
+    rows = json.loads((tmp_path / "recheck_latency.json").read_text())["rows"]
+    kept = json.loads((work / "matched.json").read_text())["chosen"]
+    assert [(r["target_ms"], r["net"]) for r in rows] == [(float(t), n) for t, names in kept.items() for n in names]
+    assert all(r["today_off"] == 0 and r["kept_off"] == 0 for r in rows if r["net"] == r["anchor"])
+    assert all(r["today_ms"] > 0 for r in rows)
+    assert "off its MobileNetV2 today" in (tmp_path / "recheck_latency.md").read_text()
     run("supernet_ranking.py", "--run", str(work / "family"), "--trained", str(work / "train"),
         "--train", "1", "--spread", "1", "--repeat", "1", "--train-target", "30ms", "--recalibrate",
         "--train-data", str(jpeg_tree), "--work", str(tmp_path / "ranking"), "--results", str(tmp_path))
