@@ -339,19 +339,25 @@ def rematch(work: Path, targets: list[float], matched: dict, args: argparse.Name
 
 
 def match_round(work: Path, targets: list[float], matched: dict, round_name: str, args: argparse.Namespace) -> dict:
-    """Keep a later round's searched net at each target: its derived nets predicted near the target's
-    MobileNetV2 time (aimed, as `rematch` does, through the ratio of measured to predicted time of the
-    target's nets of the space), timed interleaved with that MobileNetV2, whose time in this measurement is
-    the round's goal; the most probable within ±2.5% of it is kept as `searched-NAME_<target>ms`, beside
-    the baselines and the first round's net. Recorded under matched["rounds"][NAME].
+    """Keep a later round's searched net at each target, and random nets of the space timed the same day:
+    its derived nets predicted near the target's MobileNetV2 time (aimed, as `rematch` does, through the
+    ratio of measured to predicted time of the target's nets of the space) and `3 × --random` random nets
+    predicted within ±1.25% of the same aim, timed interleaved with that MobileNetV2, whose time in this
+    measurement is the round's goal. The most probable derived net within ±2.5% of it is kept as
+    `searched-NAME_<target>ms`, the random nets within ±2.5% as `random-NAME_<target>ms_<i>`, beside the
+    baselines and the first round's net. Recorded under matched["rounds"][NAME].
 
     The first aim uses the ratio of the first measurement, which need not hold on a later day (on
     2026-12-06 the machine ran the e24 round's nets at ×1.09 of the table against ×1.68 on 2026-12-04,
     and its 46 and 68 ms picks measured 7-9% short). A target whose pick misses is aimed once more
     through the ratio of the nets just timed and measured again; a rerun does the same for a target an
-    earlier run recorded as missed (once: the missed record is kept under "first")."""
+    earlier run recorded as missed (once: the missed record is kept under "first"). The random nets are
+    the round's own because the machine's speed does not change by one factor for every net: on
+    2026-12-06 the first round's random nets ran 8-16% under the MobileNetV2 they were matched to on
+    2026-12-04 (`recheck_latency.py`). A round recorded before it drew random nets draws them on a rerun,
+    timed with its kept net and the MobileNetV2 (`random_check`)."""
     done = matched.get("rounds", {}).get(round_name, {})
-    todo = [t for t in targets if f"{t:g}" not in done
+    todo = [t for t in targets if f"{t:g}" not in done or "randoms" not in done[f"{t:g}"]
             or (not args.quick and round_missed(done[f"{t:g}"]) and "first" not in done[f"{t:g}"])]
     if not todo:
         return matched
@@ -361,25 +367,56 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     config = network_config(table.header, **(QUICK_ROUNDS if args.quick else {}))
     reference = Reference(reference_arch(space), table.header["backend"], config)
     count = 3 if args.quick else 6
+    band = float("inf") if args.quick else BAND  # two quick rounds are too noisy for any band
+    prefix = f"{searched_prefix(round_name)}_"
+    random_prefix = f"random-{round_name}_"
+    drawn_before: dict[str, int] = {}
 
-    def timed(t: float, wanted: float) -> dict:
-        """The derived nets of target `t` predicted nearest `wanted`, timed with its MobileNetV2."""
+    def timed(t: float, wanted: float, kept: dict[str, Arch] | None = None) -> dict:
+        """Target `t`'s derived nets predicted nearest `wanted` (or only the `kept` one) and random nets
+        of the space predicted near it, timed with its MobileNetV2."""
         key = f"{t:g}"
         anchor = matched["anchors"][key]
-        derived = nearest_derived(derived_by_target[t], model, wanted, count)
-        candidates = {anchor: mbv2_of(space, float(anchor.split("_")[1])),
-                      **{name: arch for name, (arch, _, _) in derived.items()}}
-        measured = measure_named(candidates, table.header["backend"], config, reference)
+        derived = {} if kept else nearest_derived(derived_by_target[t], model, wanted, count)
+        pool = priced_pool(space, model, 2_000 if args.quick else 200_000, args.seed + 200 + targets.index(t))
+        drawn = near_target(pool, wanted, 3 * args.random, None if args.quick else BAND / 2)
+        taken = drawn_before.setdefault(key, sum(n.startswith(f"{random_prefix}{key}ms_")
+                                                 for n in matched["predicted"]))
+        drawn_before[key] += len(drawn)  # a second attempt's nets get names of their own
+        randoms = {f"{random_prefix}{key}ms_{taken + i}": arch for i, arch in enumerate(drawn)}
+        archs = {**{n: a for n, (a, _, _) in derived.items()}, **(kept or {}), **randoms}
+        measured = measure_named({anchor: mbv2_of(space, float(anchor.split("_")[1])), **archs},
+                                 table.header["backend"], config, reference)
         goal = measured[anchor]["mean_ms"]
-        return {"goal_ms": goal, "aimed_table_ms": wanted, "searched_pick": pick_searched(derived, measured, goal),
-                "measured": measured, "archs": {n: a for n, (a, _, _) in derived.items()}}
+        in_band = [n for n in randoms if abs(measured[n]["mean_ms"] / goal - 1) <= band][: args.random]
+        attempt = {"goal_ms": goal, "aimed_table_ms": wanted, "measured": measured, "randoms": in_band,
+                   "random_candidates": len(randoms), "archs": archs}
+        if derived:
+            attempt["searched_pick"] = pick_searched(derived, measured, goal)
+        return attempt
+
+    def keep(name: str, arch: Arch, key: str, measured: dict, goal: float) -> None:
+        save_arch(_named(arch, name), work / "archs" / f"{name}.json")
+        # on the first measurement's scale (the same MobileNetV2's time there), for the table and plot
+        matched["measured"][name] = {k: v * matched["goals_ms"][key] / goal for k, v in measured.items()}
+        matched["predicted"][name] = model.of_arch(arch)
+        if name not in matched["chosen"][key]:
+            matched["chosen"][key].append(name)
 
     record = dict(done)
     for t in todo:
         key = f"{t:g}"
-        if key in done:  # an earlier run's pick missed: aim through the ratio that run measured
+        name = f"{prefix}{key}ms"
+        if key in done and (args.quick or not round_missed(done[key]) or "first" in done[key]):
+            # kept already, without random nets of its day: draw them, timed with the kept net
+            check = timed(t, aim_through(done[key], derived_by_target[t], model),
+                          kept={name: load_arch(work / "archs" / f"{name}.json")})
+            archs = check.pop("archs")
+            attempt = {**done[key], "randoms": check["randoms"], "random_check": check}
+        elif key in done:  # an earlier run's pick missed: aim through the ratio that run measured
             attempt = timed(t, aim_through(done[key], derived_by_target[t], model))
             attempt["first"] = done[key]
+            archs = attempt.pop("archs")
         else:
             mine = [n for n in matched["predicted"] if n.startswith((f"random_{key}ms_", f"searched_{key}ms_x"))]
             ratio = statistics.median(matched["measured"][n]["mean_ms"] / matched["predicted"][n] for n in mine)
@@ -389,16 +426,13 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
                 first = {k: v for k, v in attempt.items() if k != "archs"}
                 attempt = timed(t, aim_through(first, derived_by_target[t], model))
                 attempt["first"] = first
-        archs = attempt.pop("archs")
-        pick = attempt["searched_pick"]["candidate"]
-        name = f"{searched_prefix(round_name)}_{key}ms"
-        save_arch(_named(archs[pick], name), work / "archs" / f"{name}.json")
-        # on the first measurement's scale (the same MobileNetV2's time there), for the table and plot
-        matched["measured"][name] = {k: v * matched["goals_ms"][key] / attempt["goal_ms"]
-                                     for k, v in attempt["measured"][pick].items()}
-        matched["predicted"][name] = model.of_arch(archs[pick])
-        if name not in matched["chosen"][key]:
-            matched["chosen"][key].append(name)
+            archs = attempt.pop("archs")
+        if "searched_pick" in attempt and "random_check" not in attempt:
+            pick = attempt["searched_pick"]["candidate"]
+            keep(name, archs[pick], key, attempt["measured"][pick], attempt["goal_ms"])
+        timing = attempt.get("random_check", attempt)
+        for random_name in timing["randoms"]:
+            keep(random_name, archs[random_name], key, timing["measured"][random_name], timing["goal_ms"])
         record[key] = attempt
     matched.setdefault("rounds", {})[round_name] = record
     atomic_write_text(work / "matched.json", json.dumps(matched, indent=2) + "\n")
@@ -583,6 +617,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
              "searched": ("searched (proxyless)", "*", "tab:red")}
     for kind in sorted({r["kind"] for r in rows if r["kind"].startswith("searched-")}):  # later rounds
         style[kind] = (f"searched, round '{kind.split('-', 1)[1]}'", "P", "tab:green")
+    for kind in sorted({r["kind"] for r in rows if r["kind"].startswith("random-")}):  # timed on that round's day
+        style[kind] = (f"random, timed with round '{kind.split('-', 1)[1]}'", "o", "tab:cyan")
     for kind, (label, marker, colour) in style.items():
         mine = sorted((r for r in rows if r["kind"] == kind and r["top1"]), key=lambda r: r["measured_ms"])
         if not mine:
@@ -590,7 +626,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         xs, ys = [r["measured_ms"] for r in mine], [100 * r["top1_mean"] for r in mine]
         yerr = [100 * r["top1_spread"] for r in mine]
         ax.errorbar(xs, ys, yerr=yerr, fmt=marker, color=colour, label=label, markersize=11 if marker == "*" else 7,
-                    linestyle="-" if kind != "random" else "none", capsize=3)
+                    linestyle="none" if kind.startswith("random") else "-", capsize=3)
     for goal in sorted({r["goal_ms"] for r in rows}):
         ax.axvspan(goal * (1 - BAND), goal * (1 + BAND), color="0.92", zorder=0)
     ax.set_xlabel("measured latency (ms per batch)")
@@ -607,6 +643,18 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 def _pick_note(target: str, pick: dict) -> str:
     measured = ", ".join(f"×{c['table_scale']:g} {c['measured_ms']:.1f}" for c in pick["candidates"].values())
     return f"{target} ms: {len(pick['candidates'])} distinct ({measured} ms), kept ×{pick['table_scale']:g}"
+
+
+def _random_note(record: dict) -> str:
+    if "randoms" not in record:
+        return ""
+    timing = record.get("random_check", record)
+    note = f", random nets of its day: {timing['random_candidates']} drawn, {len(record['randoms'])} kept"
+    if "random_check" in record:  # drawn by a later run, timed with the kept net
+        kept = next(n for n in timing["measured"] if n.startswith("searched-"))
+        off = timing["measured"][kept]["mean_ms"] / timing["goal_ms"] - 1
+        note += f" (timed later with the kept net, then at {off:+.1%}, and MobileNetV2 at {timing['goal_ms']:.1f} ms)"
+    return note
 
 
 def _missed_note(first: dict) -> str:
@@ -626,7 +674,7 @@ def search_settings(run: Path) -> str:
 
 def _round_note(name: str, round_info: dict) -> str:
     picks = "; ".join(_pick_note(t, r["searched_pick"]) + f" (MobileNetV2 at {r['goal_ms']:.1f} ms in this measurement"
-                      + (_missed_note(r["first"]) if "first" in r else "") + ")"
+                      + (_missed_note(r["first"]) if "first" in r else "") + ")" + _random_note(r)
                       for t, r in round_info["picks"].items())
     return (f"Round '{name}': the family searched again ({round_info['search_s']:.0f} s; "
             f"{round_info['search_settings']}), its nets derived and measured the same way, each interleaved with "
@@ -765,7 +813,7 @@ def main() -> None:
     # the fastest target first: its nets train soonest, so a run cut off by the end of a session has whole
     # targets done (and a checkpoint to resume the rest from), not a few nets of every target; a later
     # round's nets after every baseline, which the comparison needs whatever the round finds
-    later_round = f"{searched_prefix(args.round)}_" if args.round else None
+    later_round = (f"{searched_prefix(args.round)}_", f"random-{args.round}_") if args.round else None
     jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
                    for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))),
                   key=lambda job: bool(later_round) and job.out.name.startswith(later_round))

@@ -81,12 +81,17 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
         anchor = result["matched"]["anchors"][str(target)]
         pick = result["matched"]["rounds"]["again"][str(target)]
         assert pick["goal_ms"] == pick["measured"][anchor]["mean_ms"]  # timed with its target's MobileNetV2
-    assert "Round 'again'" in (tmp_path / "search_vs_baselines_quick.md").read_text()
+        # random nets of the space timed in the same measurement, trained beside the round's net
+        assert pick["randoms"] == [f"random-again_{target}ms_0"] and pick["randoms"][0] in pick["measured"]
+        row = next(r for r in result["rows"] if r["net"] == f"random-again_{target}ms_0")
+        assert row["kind"] == "random-again" and len(row["top1"]) == 1
+    report = (tmp_path / "search_vs_baselines_quick.md").read_text()
+    assert "Round 'again'" in report and "random nets of its day: 3 drawn, 1 kept" in report
     # --report-only beside a run still training: what finished, and where the rest is, with nothing started
     result_file = tmp_path / "work" / "train" / "searched-again_30ms_seed1" / "result.json"
     result_file.rename(result_file.with_suffix(".away"))
     report = run("search_vs_baselines.py", *again, "--report-only")
-    assert "started" not in report and "**Partial: 13 of 14 trainings finished**" in report
+    assert "started" not in report and "**Partial: 15 of 16 trainings finished**" in report
     row = next(r for r in json.loads((tmp_path / "search_vs_baselines_quick.json").read_text())["rows"]
                if r["net"] == "searched-again_30ms")
     assert len(row["top1"]) == 1 and row["pending"] == [{"seed": 1, "epochs_done": 1}]
