@@ -339,25 +339,34 @@ def rematch(work: Path, targets: list[float], matched: dict, args: argparse.Name
 
 
 def match_round(work: Path, targets: list[float], matched: dict, round_name: str, args: argparse.Namespace) -> dict:
-    """Keep a later round's searched net at each target, and random nets of the space timed the same day:
-    its derived nets predicted near the target's MobileNetV2 time (aimed, as `rematch` does, through the
-    ratio of measured to predicted time of the target's nets of the space) and `3 × --random` random nets
+    """Keep a later round's searched net at each target, and random nets of the space timed with it: its
+    derived nets predicted near the target's MobileNetV2 time (aimed, as `rematch` does, through the ratio
+    of measured to predicted time of the target's nets of the space) and `3 × --random` random nets
     predicted within ±1.25% of the same aim, timed interleaved with that MobileNetV2, whose time in this
     measurement is the round's goal. The most probable derived net within ±2.5% of it is kept as
-    `searched-NAME_<target>ms`, the random nets within ±2.5% as `random-NAME_<target>ms_<i>`, beside the
-    baselines and the first round's net. Recorded under matched["rounds"][NAME].
+    `searched-NAME_<target>ms`, and the random nets within ±2.5% of that net's time in the same
+    measurement as `random-NAME_<target>ms_<i>`, beside the baselines and the first round's net.
+    Recorded under matched["rounds"][NAME].
 
     The first aim uses the ratio of the first measurement, which need not hold on a later day (on
     2026-12-06 the machine ran the e24 round's nets at ×1.09 of the table against ×1.68 on 2026-12-04,
     and its 46 and 68 ms picks measured 7-9% short). A target whose pick misses is aimed once more
     through the ratio of the nets just timed and measured again; a rerun does the same for a target an
-    earlier run recorded as missed (once: the missed record is kept under "first"). The random nets are
-    the round's own because the machine's speed does not change by one factor for every net: on
-    2026-12-06 the first round's random nets ran 8-16% under the MobileNetV2 they were matched to on
-    2026-12-04 (`recheck_latency.py`). A round recorded before it drew random nets draws them on a rerun,
-    timed with its kept net and the MobileNetV2 (`random_check`)."""
+    earlier run recorded as missed (once: the missed record is kept under "first").
+
+    The random nets are the round's own because a machine's speed does not change by one factor for
+    every net: on 2026-12-06 the first round's random nets ran 8-16% under the MobileNetV2 they were
+    matched to on 2026-12-04 (`recheck_latency.py`). They are matched to the searched net they are
+    compared with rather than to MobileNetV2, whose time moved by up to 4% between two measurements on
+    one day. A round recorded without them draws them on a rerun, predicted near its kept net and timed
+    with it (`random_check`); a check that kept fewer than `--random` is drawn again once."""
     done = matched.get("rounds", {}).get(round_name, {})
-    todo = [t for t in targets if f"{t:g}" not in done or "randoms" not in done[f"{t:g}"]
+
+    def wants_randoms(record: dict) -> bool:
+        return "randoms" not in record or (not args.quick and len(record["randoms"]) < args.random
+                                           and "random_check_first" not in record)
+
+    todo = [t for t in targets if f"{t:g}" not in done or wants_randoms(done[f"{t:g}"])
             or (not args.quick and round_missed(done[f"{t:g}"]) and "first" not in done[f"{t:g}"])]
     if not todo:
         return matched
@@ -370,29 +379,34 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     band = float("inf") if args.quick else BAND  # two quick rounds are too noisy for any band
     prefix = f"{searched_prefix(round_name)}_"
     random_prefix = f"random-{round_name}_"
-    drawn_before: dict[str, int] = {}
+    named = {n for r in done.values() for part in (r, r.get("random_check", {}), r.get("random_check_first", {}))
+             for n in part.get("measured", {})}  # every random net drawn so far keeps its name
 
-    def timed(t: float, wanted: float, kept: dict[str, Arch] | None = None) -> dict:
-        """Target `t`'s derived nets predicted nearest `wanted` (or only the `kept` one) and random nets
-        of the space predicted near it, timed with its MobileNetV2."""
+    def timed(t: float, wanted: float, kept: tuple[str, Arch] | None = None) -> dict:
+        """Target `t`'s derived nets predicted nearest `wanted` (or only the `kept` net) and random nets
+        of the space predicted near `wanted` (near the kept net's prediction), timed with its MobileNetV2;
+        the random nets within the band of the kept or picked net in this measurement are `randoms`."""
         key = f"{t:g}"
         anchor = matched["anchors"][key]
         derived = {} if kept else nearest_derived(derived_by_target[t], model, wanted, count)
-        pool = priced_pool(space, model, 2_000 if args.quick else 200_000, args.seed + 200 + targets.index(t))
-        drawn = near_target(pool, wanted, 3 * args.random, None if args.quick else BAND / 2)
-        taken = drawn_before.setdefault(key, sum(n.startswith(f"{random_prefix}{key}ms_")
-                                                 for n in matched["predicted"]))
-        drawn_before[key] += len(drawn)  # a second attempt's nets get names of their own
+        aim = model.of_arch(kept[1]) if kept else wanted
+        pool = priced_pool(space, model, 2_000 if args.quick else 200_000,
+                           args.seed + 200 + targets.index(t) + 10 * (kept is not None))
+        drawn = near_target(pool, aim, 3 * args.random, None if args.quick else BAND / 2)
+        taken = sum(n.startswith(f"{random_prefix}{key}ms_") for n in named)
         randoms = {f"{random_prefix}{key}ms_{taken + i}": arch for i, arch in enumerate(drawn)}
-        archs = {**{n: a for n, (a, _, _) in derived.items()}, **(kept or {}), **randoms}
+        named.update(randoms)
+        archs = {**{n: a for n, (a, _, _) in derived.items()}, **dict([kept] if kept else []), **randoms}
         measured = measure_named({anchor: mbv2_of(space, float(anchor.split("_")[1])), **archs},
                                  table.header["backend"], config, reference)
         goal = measured[anchor]["mean_ms"]
-        in_band = [n for n in randoms if abs(measured[n]["mean_ms"] / goal - 1) <= band][: args.random]
-        attempt = {"goal_ms": goal, "aimed_table_ms": wanted, "measured": measured, "randoms": in_band,
-                   "random_candidates": len(randoms), "archs": archs}
+        attempt = {"goal_ms": goal, "aimed_table_ms": wanted, "measured": measured,
+                   "random_aim_table_ms": aim, "random_candidates": len(randoms), "archs": archs}
         if derived:
             attempt["searched_pick"] = pick_searched(derived, measured, goal)
+        compared = kept[0] if kept else attempt["searched_pick"]["candidate"]
+        attempt["randoms"] = [n for n in randoms if abs(measured[n]["mean_ms"] / measured[compared]["mean_ms"] - 1)
+                              <= band][: args.random]
         return attempt
 
     def keep(name: str, arch: Arch, key: str, measured: dict, goal: float) -> None:
@@ -408,11 +422,14 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
         key = f"{t:g}"
         name = f"{prefix}{key}ms"
         if key in done and (args.quick or not round_missed(done[key]) or "first" in done[key]):
-            # kept already, without random nets of its day: draw them, timed with the kept net
+            # kept already, without (enough) random nets timed with it: draw them, timed with the kept net
             check = timed(t, aim_through(done[key], derived_by_target[t], model),
-                          kept={name: load_arch(work / "archs" / f"{name}.json")})
+                          kept=(name, load_arch(work / "archs" / f"{name}.json")))
             archs = check.pop("archs")
             attempt = {**done[key], "randoms": check["randoms"], "random_check": check}
+            if "random_check" in done[key]:  # drawn again: the earlier check's nets are not compared
+                attempt["random_check_first"] = done[key]["random_check"]
+                matched["chosen"][key] = [n for n in matched["chosen"][key] if n not in done[key]["randoms"]]
         elif key in done:  # an earlier run's pick missed: aim through the ratio that run measured
             attempt = timed(t, aim_through(done[key], derived_by_target[t], model))
             attempt["first"] = done[key]
@@ -427,7 +444,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
                 attempt = timed(t, aim_through(first, derived_by_target[t], model))
                 attempt["first"] = first
             archs = attempt.pop("archs")
-        if "searched_pick" in attempt and "random_check" not in attempt:
+        if "random_check" not in attempt:
             pick = attempt["searched_pick"]["candidate"]
             keep(name, archs[pick], key, attempt["measured"][pick], attempt["goal_ms"])
         timing = attempt.get("random_check", attempt)
