@@ -666,7 +666,8 @@ def _random_note(record: dict) -> str:
     if "randoms" not in record:
         return ""
     timing = record.get("random_check", record)
-    note = f", random nets of its day: {timing['random_candidates']} drawn, {len(record['randoms'])} kept"
+    note = (f", random nets of its day: {timing['random_candidates']} drawn, {len(record['randoms'])} kept "
+            f"(within ±{BAND:.1%} of the searched net timed with them)")
     if "random_check" in record:  # drawn by a later run, timed with the kept net
         kept = next(n for n in timing["measured"] if n.startswith("searched-"))
         off = timing["measured"][kept]["mean_ms"] / timing["goal_ms"] - 1
