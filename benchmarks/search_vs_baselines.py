@@ -357,8 +357,8 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     The random nets are the round's own because a machine's speed does not change by one factor for
     every net: on 2026-12-06 the first round's random nets ran 8-16% under the MobileNetV2 they were
     matched to on 2026-12-04 (`recheck_latency.py`). They are matched to the searched net they are
-    compared with rather than to MobileNetV2, whose time moved by up to 4% between two measurements on
-    one day. A round recorded without them draws them on a rerun, predicted near its kept net and timed
+    compared with rather than to MobileNetV2, against which a kept net moved by up to 6% between two
+    measurements on one day. A round recorded without them draws them on a rerun, predicted near its kept net and timed
     with it (`random_check`); a check that kept fewer than `--random` is drawn again once."""
     done = matched.get("rounds", {}).get(round_name, {})
 
@@ -379,8 +379,8 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     band = float("inf") if args.quick else BAND  # two quick rounds are too noisy for any band
     prefix = f"{searched_prefix(round_name)}_"
     random_prefix = f"random-{round_name}_"
-    named = {n for r in done.values() for part in (r, r.get("random_check", {}), r.get("random_check_first", {}))
-             for n in part.get("measured", {})}  # every random net drawn so far keeps its name
+    named = {n for r in done.values() for part in ("first", "random_check", "random_check_first")
+             for n in [*r.get("measured", {}), *r.get(part, {}).get("measured", {})]}  # drawn so far: names kept
 
     def timed(t: float, wanted: float, kept: tuple[str, Arch] | None = None) -> dict:
         """Target `t`'s derived nets predicted nearest `wanted` (or only the `kept` net) and random nets
@@ -390,10 +390,10 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
         anchor = matched["anchors"][key]
         derived = {} if kept else nearest_derived(derived_by_target[t], model, wanted, count)
         aim = model.of_arch(kept[1]) if kept else wanted
-        pool = priced_pool(space, model, 2_000 if args.quick else 200_000,
-                           args.seed + 200 + targets.index(t) + 10 * (kept is not None))
-        drawn = near_target(pool, aim, 3 * args.random, None if args.quick else BAND / 2)
         taken = sum(n.startswith(f"{random_prefix}{key}ms_") for n in named)
+        pool = priced_pool(space, model, 2_000 if args.quick else 200_000,  # new nets for each draw
+                           args.seed + 200 + 10 * targets.index(t) + taken)
+        drawn = near_target(pool, aim, 3 * args.random, None if args.quick else BAND / 2)
         randoms = {f"{random_prefix}{key}ms_{taken + i}": arch for i, arch in enumerate(drawn)}
         named.update(randoms)
         archs = {**{n: a for n, (a, _, _) in derived.items()}, **dict([kept] if kept else []), **randoms}
