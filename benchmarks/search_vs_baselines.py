@@ -362,13 +362,20 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     with it (`random_check`); a check that kept fewer than `--random` is drawn again once."""
     done = matched.get("rounds", {}).get(round_name, {})
 
-    def wants_randoms(record: dict) -> bool:
-        return "randoms" not in record or (not args.quick and len(record["randoms"]) < args.random
-                                           and "random_check_first" not in record)
+    def next_step(record: dict | None) -> str | None:
+        """What a target still needs: 'match' (never timed), 'rematch' (its pick missed and was not aimed
+        again), 'randoms' (kept, without `--random` random nets timed with it, not yet drawn again)."""
+        if record is None:
+            return "match"
+        if not args.quick and round_missed(record) and "first" not in record:
+            return "rematch"
+        if "randoms" not in record or (not args.quick and len(record["randoms"]) < args.random
+                                       and "random_check_first" not in record):
+            return "randoms"
+        return None
 
-    todo = [t for t in targets if f"{t:g}" not in done or wants_randoms(done[f"{t:g}"])
-            or (not args.quick and round_missed(done[f"{t:g}"]) and "first" not in done[f"{t:g}"])]
-    if not todo:
+    steps = {t: step for t in targets if (step := next_step(done.get(f"{t:g}")))}
+    if not steps:
         return matched
     table, space = load_lut(args.lut), get_space(args.space)
     model = LatencyModel(space, table)
@@ -379,8 +386,9 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     band = float("inf") if args.quick else BAND  # two quick rounds are too noisy for any band
     prefix = f"{searched_prefix(round_name)}_"
     random_prefix = f"random-{round_name}_"
-    named = {n for r in done.values() for part in ("first", "random_check", "random_check_first")
-             for n in [*r.get("measured", {}), *r.get(part, {}).get("measured", {})]}  # drawn so far: names kept
+    named = {n for r in done.values()  # every net drawn so far keeps its name
+             for part in (r, *(r[k] for k in ("first", "random_check", "random_check_first") if k in r))
+             for n in part["measured"]}
 
     def timed(t: float, wanted: float, kept: tuple[str, Arch] | None = None) -> dict:
         """Target `t`'s derived nets predicted nearest `wanted` (or only the `kept` net) and random nets
@@ -418,10 +426,10 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
             matched["chosen"][key].append(name)
 
     record = dict(done)
-    for t in todo:
+    for t, step in steps.items():
         key = f"{t:g}"
         name = f"{prefix}{key}ms"
-        if key in done and (args.quick or not round_missed(done[key]) or "first" in done[key]):
+        if step == "randoms":
             # kept already, without (enough) random nets timed with it: draw them, timed with the kept net
             check = timed(t, aim_through(done[key], derived_by_target[t], model),
                           kept=(name, load_arch(work / "archs" / f"{name}.json")))
@@ -430,7 +438,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
             if "random_check" in done[key]:  # drawn again: the earlier check's nets are not compared
                 attempt["random_check_first"] = done[key]["random_check"]
                 matched["chosen"][key] = [n for n in matched["chosen"][key] if n not in done[key]["randoms"]]
-        elif key in done:  # an earlier run's pick missed: aim through the ratio that run measured
+        elif step == "rematch":  # an earlier run's pick missed: aim through the ratio that run measured
             attempt = timed(t, aim_through(done[key], derived_by_target[t], model))
             attempt["first"] = done[key]
             archs = attempt.pop("archs")
