@@ -305,7 +305,7 @@ def rematch(work: Path, targets: list[float], matched: dict, args: argparse.Name
         anchor, first_goal = matched["anchors"][key], matched["goals_ms"][key]
         first_pick = matched["searched_picks"][key]
         mine = [n for n in matched["predicted"] if n.startswith(f"random_{key}ms_") or n in first_pick["candidates"]]
-        ratio = statistics.median(matched["measured"][n]["mean_ms"] / matched["predicted"][n] for n in mine)
+        ratio = speed_ratio(matched["measured"], {n: matched["predicted"][n] for n in mine})
         wanted = first_goal / ratio
         derived = nearest_derived(derived_by_target[t], model, wanted, 6)
         taken = sum(n.startswith(f"random_{key}ms_") for n in matched["predicted"])
@@ -444,7 +444,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
             archs = attempt.pop("archs")
         else:
             mine = [n for n in matched["predicted"] if n.startswith((f"random_{key}ms_", f"searched_{key}ms_x"))]
-            ratio = statistics.median(matched["measured"][n]["mean_ms"] / matched["predicted"][n] for n in mine)
+            ratio = speed_ratio(matched["measured"], {n: matched["predicted"][n] for n in mine})
             attempt = timed(t, matched["goals_ms"][key] / ratio)
             attempt["target_ratio"] = ratio
             if not args.quick and round_missed(attempt):
@@ -473,8 +473,14 @@ def round_missed(record: dict) -> bool:
 def aim_through(record: dict, found: dict[str, tuple[Arch, float, float]], model: LatencyModel) -> float:
     """The table's milliseconds to aim at so as to hit `record`'s goal: the goal over the median measured /
     predicted time of the derived nets `record` timed (`found` holds them by name)."""
-    ratios = [m["mean_ms"] / model.of_arch(found[n][0]) for n, m in record["measured"].items() if n in found]
-    return record["goal_ms"] / statistics.median(ratios)
+    predicted = {n: model.of_arch(arch) for n, (arch, _, _) in found.items() if n in record["measured"]}
+    return record["goal_ms"] / speed_ratio(record["measured"], predicted)
+
+
+def speed_ratio(measured: dict[str, dict], predicted: dict[str, float]) -> float:
+    """How fast the machine ran these nets against the table: the median measured / predicted time over
+    the nets `predicted` names (each of which `measured` holds)."""
+    return statistics.median(measured[n]["mean_ms"] / ms for n, ms in predicted.items())
 
 
 def load_matched(work: Path) -> dict:
