@@ -580,6 +580,35 @@ def summarise(work: Path, targets: list[float], matched: dict, records: dict, ar
     return rows
 
 
+def verdicts(rows: list[dict]) -> list[dict]:
+    """Issue 17's test, per round and target: does the searched net's mean test top-1 beat MobileNetV2's
+    by more than the larger of their two seed spreads, and beat the mean of the random nets matched with
+    it (the first round's `random_`, a later round's own `random-NAME_`)? 'yes' or 'no' once every seed
+    of the nets compared has finished, else 'pending'; 'no random nets' where none was matched."""
+    out = []
+    for t in dict.fromkeys(r["target_ms"] for r in rows):
+        at = [r for r in rows if r["target_ms"] == t]
+        mbv2 = next(r for r in at if r["kind"] == "mbv2")
+        for searched in (r for r in at if r["kind"].startswith("searched")):
+            round_name = searched["kind"].partition("-")[2]
+            randoms = [r for r in at if r["kind"] == ("random-" + round_name if round_name else "random")]
+            verdict = {"target_ms": t, "round": round_name or "first", "net": searched["net"],
+                       "top1": searched["top1_mean"], "mbv2": mbv2["net"], "mbv2_top1": mbv2["top1_mean"],
+                       "randoms": [r["net"] for r in randoms], "random_top1": None,
+                       "margin_mbv2": None, "spread": None, "beats_mbv2": "pending",
+                       "margin_random": None, "beats_random": "pending" if randoms else "no random nets"}
+            if not (searched["pending"] or mbv2["pending"]):
+                verdict["margin_mbv2"] = searched["top1_mean"] - mbv2["top1_mean"]
+                verdict["spread"] = max(searched["top1_spread"], mbv2["top1_spread"])
+                verdict["beats_mbv2"] = "yes" if verdict["margin_mbv2"] > verdict["spread"] else "no"
+            if randoms and not searched["pending"] and not any(r["pending"] for r in randoms):
+                verdict["random_top1"] = statistics.mean(r["top1_mean"] for r in randoms)
+                verdict["margin_random"] = searched["top1_mean"] - verdict["random_top1"]
+                verdict["beats_random"] = "yes" if verdict["margin_random"] > 0 else "no"
+            out.append(verdict)
+    return out
+
+
 def _train_seconds(run_dir: Path, record: dict) -> float:
     """A training's wall time; for one resumed in a later session (its record holds only the last part),
     the sum of its epochs' seconds, which leaves out start-up and the per-epoch test evaluation."""
@@ -715,6 +744,27 @@ def _round_note(name: str, round_info: dict) -> str:
             f"factor for every net; `recheck_latency.py` times every kept net together to check): {picks}.\n\n")
 
 
+def verdict_table(found: list[dict]) -> str:
+    """The verdicts as a table: each searched net against MobileNetV2 and the random nets of its round."""
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.1f}"
+
+    def signed(x):
+        return "–" if x is None else f"{100 * x:+.1f}"
+
+    lines = "\n".join(
+        f"| {v['target_ms']:g} | {v['round']} | {v['net']} | {pct(v['top1'])} | {pct(v['mbv2_top1'])} | "
+        f"{signed(v['margin_mbv2'])} (spread {pct(v['spread'])}) | **{v['beats_mbv2']}** | "
+        f"{pct(v['random_top1'])} ({len(v['randoms'])}) | {signed(v['margin_random'])} | **{v['beats_random']}** |"
+        for v in found)
+    return ("Verdict (the issue's test): the searched net beats MobileNetV2 when its mean test top-1 is ahead by "
+            "more than the larger of the two seed spreads (half-ranges), and beats the random nets when it is "
+            "ahead of their mean; a later round is judged against the random nets timed with it.\n\n"
+            "| target ms | round | searched net | top-1 % | MobileNetV2 | searched − MobileNetV2 | beats it | "
+            "random nets' mean (n) | searched − random | beats them |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n" + lines + "\n\n")
+
+
 def markdown(rows, costs, matched, info, args) -> str:
     def fmt_top1(r):
         pending = "; ".join(f"seed {p['seed']} at epoch {p['epochs_done']} of {args.epochs}" if p["epochs_done"]
@@ -762,6 +812,7 @@ def markdown(rows, costs, matched, info, args) -> str:
         "| target ms (goal today) | net | measured latency (ms) | params | MACs | "
         "test top-1 % (mean ± half-range over seeds) |\n"
         "|---|---|---|---|---|---|\n" + table + "\n\n"
+        + verdict_table(verdicts(rows)) +
         "Each searched net: the family's supernet derived with the table scaled by "
         f"{TABLE_SCALES[0]:g} .. {TABLE_SCALES[-1]:g}, the distinct nets predicted nearest the goal measured with "
         "the baselines; kept, the most probable measured within ±2.5% of the goal: "
@@ -883,7 +934,7 @@ def main() -> None:
     text = markdown(rows, costs, matched, info, args)
     data = {"environment": environment(),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "info": info, "rows": rows, "search_cost": costs, "matched": matched}
+            "info": info, "rows": rows, "verdicts": verdicts(rows), "search_cost": costs, "matched": matched}
     write_results(f"search_vs_baselines{suffix}", data, text, args.results)
     print(text)
 

@@ -85,8 +85,12 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
         assert pick["randoms"] == [f"random-again_{target}ms_0"] and pick["randoms"][0] in pick["measured"]
         row = next(r for r in result["rows"] if r["net"] == f"random-again_{target}ms_0")
         assert row["kind"] == "random-again" and len(row["top1"]) == 1
+    assert [(v["target_ms"], v["round"]) for v in result["verdicts"]] == [(46, "first"), (46, "again"),
+                                                                         (30, "first"), (30, "again")]
+    assert all(v["beats_mbv2"] in ("yes", "no") and v["beats_random"] in ("yes", "no") for v in result["verdicts"])
     report = (tmp_path / "search_vs_baselines_quick.md").read_text()
     assert "Round 'again'" in report and "random nets of its day: 3 drawn, 1 kept" in report
+    assert "| searched − MobileNetV2 |" in report
     # --report-only beside a run still training: what finished, and where the rest is, with nothing started
     result_file = tmp_path / "work" / "train" / "searched-again_30ms_seed1" / "result.json"
     result_file.rename(result_file.with_suffix(".away"))
@@ -229,3 +233,33 @@ def test_a_later_round_whose_pick_missed_is_aimed_again_through_the_ratio_just_m
     assert 55.5 < aimed < 57.5  # 61.56 / the median ratio 1.09: the ×0.8 net (56.1 ms in the table) is nearest
     record["measured"]["x0.88"]["mean_ms"] = 60.3  # -2.0%: inside the band
     assert not round_missed(record)
+
+
+def test_verdicts_judge_each_round_against_mobilenetv2_and_its_own_random_nets():
+    """The first round's 30 ms nets and the e24 round's, as trained: the first beat MobileNetV2 by more than
+    either spread but lost to its random nets; a round still training is pending, and one with no random
+    nets says so instead of passing."""
+    sys.path.insert(0, str(BENCHMARKS))
+    from search_vs_baselines import verdict_table, verdicts
+
+    def row(net: str, *top1: float, pending: int = 0, target: float = 30) -> dict:
+        return {"target_ms": target, "net": net, "kind": net.split("_")[0], "top1": list(top1),
+                "top1_mean": sum(top1) / len(top1) if top1 else None,
+                "top1_spread": (max(top1) - min(top1)) / 2 if top1 else None,
+                "pending": [{"seed": s, "epochs_done": 3} for s in range(pending)]}
+
+    rows = [row("searched_30ms", 0.772, 0.761), row("mbv2_0.4", 0.749, 0.747),
+            row("random_30ms_8", 0.769), row("random_30ms_11", 0.787),
+            row("searched-e24_30ms", 0.783, 0.779), row("random-e24_30ms_0", 0.766), row("random-e24_30ms_1", 0.767),
+            row("searched-e24_68ms", pending=2, target=68), row("mbv2_0.8", 0.799, 0.781, target=68)]
+    first, e24, at68 = verdicts(rows)
+    assert (first["round"], first["beats_mbv2"], first["beats_random"]) == ("first", "yes", "no")
+    assert first["margin_mbv2"] == pytest.approx(0.0185) and first["spread"] == pytest.approx(0.0055)
+    assert first["random_top1"] == pytest.approx(0.778)
+    assert e24["randoms"] == ["random-e24_30ms_0", "random-e24_30ms_1"]  # its own, not the first round's
+    assert (e24["beats_mbv2"], e24["beats_random"]) == ("yes", "yes")
+    assert (at68["beats_mbv2"], at68["beats_random"]) == ("pending", "no random nets")
+    table = verdict_table(verdicts(rows))
+    assert "| 30 | e24 | searched-e24_30ms | 78.1 | 74.8 | +3.3 (spread 0.2) | **yes** |" in table
+    rows[1]["top1_spread"] = 0.02  # a spread wider than the first round's margin: not a win
+    assert [v["beats_mbv2"] for v in verdicts(rows)[:2]] == ["no", "yes"]
