@@ -6,10 +6,12 @@
     measure    build_lut (every key a space needs, resumable) and measure_archs (whole networks)
     validate   calibration on random networks and the error report on others
     predict    predict_latency(arch, lut), LatencyModel (expected latency, differentiable in α)
+    band       archs_in_band: random nets drawn uniformly from those predicted in a latency band
     loss       the latency loss forms of a search and the adaptive weight
     mobile     the Pixel 1 table published with ProxylessNAS
 """
 
+from proxyless.latency.band import archs_in_band, latency_range
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.loss import KINDS, LatencyLoss
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
@@ -32,9 +34,11 @@ __all__ = [
     "Stat",
     "ValidationReport",
     "all_keys",
+    "archs_in_band",
     "build_lut",
     "check_backend",
     "expected_latency",
+    "latency_range",
     "load_lut",
     "measure_archs",
     "predict_latency",
