@@ -49,6 +49,7 @@ from lanes import Job, baseline_rss_mb, read_records, run_jobs  # noqa: E402
 from proxyless.arch import Arch, load_arch, save_arch  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
+from proxyless.latency.band import archs_in_band  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.measure import Reference, measure_archs, reference_arch  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
@@ -342,7 +343,8 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     """Keep a later round's searched net at each target, and random nets of the space timed with it: its
     derived nets predicted near the target's MobileNetV2 time (aimed, as `rematch` does, through the ratio
     of measured to predicted time of the target's nets of the space) and `3 × --random` random nets
-    predicted within ±1.25% of the same aim, timed interleaved with that MobileNetV2, whose time in this
+    drawn uniformly from the space's nets predicted within ±1.25% of the same aim (`archs_in_band`), timed
+    interleaved with that MobileNetV2, whose time in this
     measurement is the round's goal. The most probable derived net within ±2.5% of it is kept as
     `searched-NAME_<target>ms`, and the random nets within ±2.5% of that net's time in the same
     measurement as `random-NAME_<target>ms_<i>`, beside the baselines and the first round's net.
@@ -358,19 +360,22 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     every net: on 2026-12-06 the first round's random nets ran 8-16% under the MobileNetV2 they were
     matched to on 2026-12-04 (`recheck_latency.py`). They are matched to the searched net they are
     compared with rather than to MobileNetV2, against which a kept net moved by up to 6% between two
-    measurements on one day. A round recorded without them draws them on a rerun, predicted near its kept net and timed
-    with it (`random_check`); a check that kept fewer than `--random` is drawn again once."""
+    measurements on one day. A round recorded without them draws them on a rerun, predicted near its kept
+    net and timed with it (`random_check`). A check that kept fewer than `--random` is drawn again if it
+    was not drawn from the band: earlier checks drew the whole space and kept what landed near the aim,
+    which found nothing near the e24 round's 68 ms net (superseded checks: `random_checks_before`)."""
     done = matched.get("rounds", {}).get(round_name, {})
 
     def next_step(record: dict | None) -> str | None:
         """What a target still needs: 'match' (never timed), 'rematch' (its pick missed and was not aimed
-        again), 'randoms' (kept, without `--random` random nets timed with it, not yet drawn again)."""
+        again), 'randoms' (kept without random nets, or with fewer than `--random` and none yet drawn
+        from the band by `archs_in_band`: earlier checks drew the whole space and kept what landed)."""
         if record is None:
             return "match"
         if not args.quick and round_missed(record) and "first" not in record:
             return "rematch"
-        if "randoms" not in record or (not args.quick and len(record["randoms"]) < args.random
-                                       and "random_check_first" not in record):
+        short = not args.quick and len(record.get("randoms", [])) < args.random
+        if "randoms" not in record or (short and record.get("random_check", {}).get("sampler") != "band"):
             return "randoms"
         return None
 
@@ -387,7 +392,8 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     prefix = f"{searched_prefix(round_name)}_"
     random_prefix = f"random-{round_name}_"
     named = {n for r in done.values()  # every net drawn so far keeps its name
-             for part in (r, *(r[k] for k in ("first", "random_check", "random_check_first") if k in r))
+             for part in (r, *(r[k] for k in ("first", "random_check", "random_check_first") if k in r),
+                          *r.get("random_checks_before", []))
              for n in part["measured"]}
 
     def timed(t: float, wanted: float, kept: tuple[str, Arch] | None = None) -> dict:
@@ -399,17 +405,17 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
         derived = {} if kept else nearest_derived(derived_by_target[t], model, wanted, count)
         aim = model.of_arch(kept[1]) if kept else wanted
         taken = sum(n.startswith(f"{random_prefix}{key}ms_") for n in named)
-        pool = priced_pool(space, model, 2_000 if args.quick else 200_000,  # new nets for each draw
-                           args.seed + 200 + 10 * targets.index(t) + taken)
-        drawn = near_target(pool, aim, 3 * args.random, None if args.quick else BAND / 2)
+        seed = args.seed + 200 + 10 * targets.index(t) + taken  # new nets for each draw
+        drawn = (near_target(priced_pool(space, model, 2_000, seed), aim, 3 * args.random, None) if args.quick
+                 else archs_in_band(model, aim * (1 - BAND / 2), aim * (1 + BAND / 2), 3 * args.random, seed))
         randoms = {f"{random_prefix}{key}ms_{taken + i}": arch for i, arch in enumerate(drawn)}
         named.update(randoms)
         archs = {**{n: a for n, (a, _, _) in derived.items()}, **dict([kept] if kept else []), **randoms}
         measured = measure_named({anchor: mbv2_of(space, float(anchor.split("_")[1])), **archs},
                                  table.header["backend"], config, reference)
         goal = measured[anchor]["mean_ms"]
-        attempt = {"goal_ms": goal, "aimed_table_ms": wanted, "measured": measured,
-                   "random_aim_table_ms": aim, "random_candidates": len(randoms), "archs": archs}
+        attempt = {"goal_ms": goal, "aimed_table_ms": wanted, "measured": measured, "random_aim_table_ms": aim,
+                   "random_candidates": len(randoms), "sampler": "nearest" if args.quick else "band", "archs": archs}
         if derived:
             attempt["searched_pick"] = pick_searched(derived, measured, goal)
         compared = kept[0] if kept else attempt["searched_pick"]["candidate"]
@@ -435,8 +441,11 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
                           kept=(name, load_arch(work / "archs" / f"{name}.json")))
             archs = check.pop("archs")
             attempt = {**done[key], "randoms": check["randoms"], "random_check": check}
-            if "random_check" in done[key]:  # drawn again: the earlier check's nets are not compared
-                attempt["random_check_first"] = done[key]["random_check"]
+            if "random_check" in done[key]:  # drawn again: the earlier checks' nets are not compared
+                before = [done[key][k] for k in ("random_check_first",) if k in done[key]]  # oldest first
+                attempt.pop("random_check_first", None)
+                attempt["random_checks_before"] = [*before, *done[key].get("random_checks_before", []),
+                                                   done[key]["random_check"]]
                 matched["chosen"][key] = [n for n in matched["chosen"][key] if n not in done[key]["randoms"]]
         elif step == "rematch":  # an earlier run's pick missed: aim through the ratio that run measured
             attempt = timed(t, aim_through(done[key], derived_by_target[t], model))
