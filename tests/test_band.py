@@ -10,10 +10,10 @@ import pytest
 
 from helpers import tiny32_space
 from proxyless.errors import UserError
-from proxyless.latency.band import archs_in_band, latency_range
+from proxyless.latency.band import archs_in_band
 from proxyless.latency.keys import Context, all_keys
 from proxyless.latency.lut import LatencyTable, Stat
-from proxyless.latency.predict import LatencyModel
+from proxyless.latency.predict import LatencyModel, reachable
 from proxyless.space import Stage
 
 OPS = ("mb_k3_e3", "mb_k3_e6", "mb_k5_e3", "mb_k5_e6", "mb_k7_e3", "mb_k7_e6")
@@ -74,7 +74,7 @@ def test_each_net_in_the_band_is_equally_likely(latency, nets):
 
 
 def test_the_slowest_nets_are_reached(latency, nets):
-    fastest, slowest = latency_range(latency)
+    fastest, slowest = reachable(latency)
     assert (fastest, slowest) == pytest.approx((min(nets.values()), max(nets.values())))
     top = sorted(nets.values())[-3]
     assert sum(ms >= top for ms in random.Random(0).sample(list(nets.values()), 2000)) == 0  # uniform misses them
@@ -88,11 +88,11 @@ def test_a_calibrated_table_draws_in_calibrated_milliseconds():
     middle = float(np.median(list(nets.values())))
     drawn = archs_in_band(latency, middle - 0.03, middle + 0.03, 20, seed=1)
     assert all(middle - 0.03 <= latency.of_arch(arch) <= middle + 0.03 for arch in drawn)
-    assert latency_range(latency) == pytest.approx((min(nets.values()), max(nets.values())))
+    assert reachable(latency) == pytest.approx((min(nets.values()), max(nets.values())))
 
 
 def test_a_band_outside_the_space_or_upside_down_is_refused(latency):
-    fastest, slowest = latency_range(latency)
+    fastest, slowest = reachable(latency)
     with pytest.raises(UserError, match=rf"only 0 distinct nets .* span {fastest:.2f} .. {slowest:.2f} ms"):
         archs_in_band(latency, slowest + 1, slowest + 2, 1)
     with pytest.raises(UserError, match="from low to high"):

@@ -11,12 +11,12 @@
     mobile     the Pixel 1 table published with ProxylessNAS
 """
 
-from proxyless.latency.band import archs_in_band, latency_range
+from proxyless.latency.band import archs_in_band
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.loss import KINDS, LatencyLoss
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
 from proxyless.latency.measure import MeasureConfig, build_lut, measure_archs
-from proxyless.latency.predict import LatencyModel, expected_latency, predict_latency
+from proxyless.latency.predict import LatencyModel, expected_latency, predict_latency, reachable
 from proxyless.latency.runners import BACKENDS, BackendUnavailable, check_backend
 from proxyless.latency.validate import ValidationReport, validate_lut
 
@@ -38,10 +38,10 @@ __all__ = [
     "build_lut",
     "check_backend",
     "expected_latency",
-    "latency_range",
     "load_lut",
     "measure_archs",
     "predict_latency",
+    "reachable",
     "save_lut",
     "validate_lut",
 ]

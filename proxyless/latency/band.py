@@ -28,14 +28,7 @@ import numpy as np
 from proxyless.arch import Arch
 from proxyless.arch_kinds import arch_of_indices
 from proxyless.errors import UserError
-from proxyless.latency.predict import LatencyModel
-
-
-def latency_range(model: LatencyModel) -> tuple[float, float]:
-    """The predicted latency (ms) of the fastest and the slowest net of the model's space."""
-    low = model.fixed + sum(float(lat.min()) for lat in model.per_layer)
-    high = model.fixed + sum(float(lat.max()) for lat in model.per_layer)
-    return float(model.calibration.apply(low)), float(model.calibration.apply(high))
+from proxyless.latency.predict import LatencyModel, reachable
 
 
 def archs_in_band(model: LatencyModel, low_ms: float, high_ms: float, count: int, seed: int = 0,
@@ -70,7 +63,7 @@ def archs_in_band(model: LatencyModel, low_ms: float, high_ms: float, count: int
             found.append(arch)
             if len(found) == count:
                 return found
-    fastest, slowest = latency_range(model)
+    fastest, slowest = reachable(model)
     raise UserError(f"only {len(found)} distinct nets of {model.space.name} found predicted within {low_ms:.2f} .. "
                     f"{high_ms:.2f} ms, {count} asked (its nets span {fastest:.2f} .. {slowest:.2f} ms): "
                     "widen the band or ask for fewer")

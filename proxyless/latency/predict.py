@@ -68,6 +68,12 @@ class LatencyModel:
         return float(self.calibration.apply(self.fixed + sum(float(lat[i]) for lat, i in zip(self.per_layer, indices))))
 
 
+def reachable(model: LatencyModel) -> tuple[float, float]:
+    """Predicted latency of the fastest and of the slowest architecture."""
+    return (model.of_indices([int(lat.argmin()) for lat in model.per_layer]),
+            model.of_indices([int(lat.argmax()) for lat in model.per_layer]))
+
+
 def expected_latency(supernet, lut: LatencyTable) -> torch.Tensor:
     """E[LAT] of a `SuperNet` in ms, differentiable in its α."""
     return LatencyModel(supernet.space, lut).expected(supernet.arch_parameters())

@@ -19,7 +19,7 @@ from proxyless.errors import UserError, check_field_types
 from proxyless.latency.loss import KINDS, LatencyLoss
 from proxyless.latency.lut import LatencyTable, Stat, load_lut
 from proxyless.latency.measure import Reference, measure_archs, reference_arch
-from proxyless.latency.predict import LatencyModel
+from proxyless.latency.predict import LatencyModel, reachable
 from proxyless.latency.runners import BACKENDS, BackendUnavailable, check_backend
 from proxyless.latency.validate import network_config
 from proxyless.search.measured_derive import MeasuredDerive, derive_measured
@@ -96,11 +96,6 @@ def latency_range(space: AnySpace, lut: LatencyTable | str) -> tuple[float, floa
     targets a search can reach."""
     return reachable(LatencyModel(space, load_lut(lut) if isinstance(lut, str) else lut))
 
-
-def reachable(model: LatencyModel) -> tuple[float, float]:
-    """Predicted latency of the fastest and of the slowest architecture."""
-    return (model.of_indices([int(lat.argmin()) for lat in model.per_layer]),
-            model.of_indices([int(lat.argmax()) for lat in model.per_layer]))
 
 
 def derive_on_device(objective: LatencyObjective, supernet: SuperNet) -> MeasuredDerive:
