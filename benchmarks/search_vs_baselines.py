@@ -718,7 +718,9 @@ def _random_note(record: dict) -> str:
     if "randoms" not in record:
         return ""
     timing = record.get("random_check", record)
-    note = (f", random nets of its day: {timing['random_candidates']} drawn, {len(record['randoms'])} kept "
+    drawn = (" uniformly from the space's nets predicted within ±1.25% of the kept net (`archs_in_band`)"
+             if timing.get("sampler") == "band" else "")
+    note = (f", random nets of its day: {timing['random_candidates']} drawn{drawn}, {len(record['randoms'])} kept "
             f"(within ±{BAND:.1%} of the searched net timed with them)")
     if "random_check" in record:  # drawn by a later run, timed with the kept net
         kept = next(n for n in timing["measured"] if n.startswith("searched-"))
