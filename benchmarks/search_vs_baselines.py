@@ -718,8 +718,8 @@ def _random_note(record: dict) -> str:
     if "randoms" not in record:
         return ""
     timing = record.get("random_check", record)
-    drawn = (" uniformly from the space's nets predicted within ±1.25% of the kept net (`archs_in_band`)"
-             if timing.get("sampler") == "band" else "")
+    drawn = (f" uniformly from the space's nets predicted within ±1.25% of {timing['random_aim_table_ms']:.1f} "
+             "table-ms (`archs_in_band`)" if timing.get("sampler") == "band" else "")
     note = (f", random nets of its day: {timing['random_candidates']} drawn{drawn}, {len(record['randoms'])} kept "
             f"(within ±{BAND:.1%} of the searched net timed with them)")
     if "random_check" in record:  # drawn by a later run, timed with the kept net
