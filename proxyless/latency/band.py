@@ -53,8 +53,8 @@ def archs_in_band(model: LatencyModel, low_ms: float, high_ms: float, count: int
     totals = ways[0][first:last + 1] if first <= last else np.zeros(0)
     seen = {tuple(arch.op_strings()) for arch in exclude}
     rng, found = random.Random(seed), []
-    # nearly every draw lands in the band (the widening is a tenth of a millisecond); the cap ends the
-    # search for a band with fewer distinct nets than asked
+    # most draws land in the band (the widened band is a quarter wider); the cap ends the search for a
+    # band with fewer distinct nets than asked
     for _ in range(50 * count + 1000 if totals.sum() >= count else 0):
         indices = _draw(steps, ways, first + _pick(rng, totals), rng)
         arch = arch_of_indices(model.space, indices, name=f"band-{seed}-{len(found)}")
