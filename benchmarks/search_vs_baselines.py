@@ -760,8 +760,8 @@ def verdict_table(found: list[dict]) -> str:
     def pct(x):
         return "–" if x is None else f"{100 * x:.1f}"
 
-    def signed(x):
-        return "–" if x is None else f"{100 * x:+.1f}"
+    def signed(x):  # a margin under 0.05 points keeps its sign and size: -0.01, not -0.0
+        return "–" if x is None else f"{100 * x:+.1f}" if abs(100 * x) >= 0.05 else f"{100 * x:+.2f}"
 
     lines = "\n".join(
         f"| {v['target_ms']:g} | {v['round']} | {v['net']} | {pct(v['top1'])} | {pct(v['mbv2_top1'])} | "

@@ -263,3 +263,5 @@ def test_verdicts_judge_each_round_against_mobilenetv2_and_its_own_random_nets()
     assert "| 30 | e24 | searched-e24_30ms | 78.1 | 74.8 | +3.3 (spread 0.2) | **yes** |" in table
     rows[1]["top1_spread"] = 0.02  # a spread wider than the first round's margin: not a win
     assert [v["beats_mbv2"] for v in verdicts(rows)[:2]] == ["no", "yes"]
+    rows[4]["top1_mean"] = 0.7479  # level with MobileNetV2: not ahead
+    assert "| 74.8 | 74.8 | -0.01 (spread 2.0) | **no** |" in verdict_table(verdicts(rows))
