@@ -392,8 +392,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     prefix = f"{searched_prefix(round_name)}_"
     random_prefix = f"random-{round_name}_"
     named = {n for r in done.values()  # every net drawn so far keeps its name
-             for part in (r, *(r[k] for k in ("first", "random_check", "random_check_first") if k in r),
-                          *r.get("random_checks_before", []))
+             for part in (r, *(r[k] for k in ("first", "random_check") if k in r), *r.get("random_checks_before", []))
              for n in part["measured"]}
 
     def timed(t: float, wanted: float, kept: tuple[str, Arch] | None = None) -> dict:
@@ -442,9 +441,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
             archs = check.pop("archs")
             attempt = {**done[key], "randoms": check["randoms"], "random_check": check}
             if "random_check" in done[key]:  # drawn again: the earlier checks' nets are not compared
-                before = [done[key][k] for k in ("random_check_first",) if k in done[key]]  # oldest first
-                attempt.pop("random_check_first", None)
-                attempt["random_checks_before"] = [*before, *done[key].get("random_checks_before", []),
+                attempt["random_checks_before"] = [*done[key].get("random_checks_before", []),  # oldest first
                                                    done[key]["random_check"]]
                 matched["chosen"][key] = [n for n in matched["chosen"][key] if n not in done[key]["randoms"]]
         elif step == "rematch":  # an earlier run's pick missed: aim through the ratio that run measured
