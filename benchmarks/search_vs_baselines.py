@@ -773,7 +773,7 @@ def verdict_table(found: list[dict]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|\n" + lines + "\n\n")
 
 
-def markdown(rows, costs, matched, info, args) -> str:
+def markdown(rows, judged, costs, matched, info, args) -> str:
     def fmt_top1(r):
         pending = "; ".join(f"seed {p['seed']} at epoch {p['epochs_done']} of {args.epochs}" if p["epochs_done"]
                             else f"seed {p['seed']} not started" for p in r["pending"])
@@ -820,7 +820,7 @@ def markdown(rows, costs, matched, info, args) -> str:
         "| target ms (goal today) | net | measured latency (ms) | params | MACs | "
         "test top-1 % (mean ± half-range over seeds) |\n"
         "|---|---|---|---|---|---|\n" + table + "\n\n"
-        + verdict_table(verdicts(rows)) +
+        + verdict_table(judged) +
         "Each searched net: the family's supernet derived with the table scaled by "
         f"{TABLE_SCALES[0]:g} .. {TABLE_SCALES[-1]:g}, the distinct nets predicted nearest the goal measured with "
         "the baselines; kept, the most probable measured within ±2.5% of the goal: "
@@ -939,10 +939,11 @@ def main() -> None:
     title = f"{args.space}, {info['latency'].split(', table')[0]}; {counts['train']} train images, {args.epochs} epochs"
     args.results.mkdir(parents=True, exist_ok=True)
     plot(rows, args.results / f"search_vs_baselines{suffix}.png", title)
-    text = markdown(rows, costs, matched, info, args)
+    judged = verdicts(rows)
+    text = markdown(rows, judged, costs, matched, info, args)
     data = {"environment": environment(),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "info": info, "rows": rows, "verdicts": verdicts(rows), "search_cost": costs, "matched": matched}
+            "info": info, "rows": rows, "verdicts": judged, "search_cost": costs, "matched": matched}
     write_results(f"search_vs_baselines{suffix}", data, text, args.results)
     print(text)
 
