@@ -59,6 +59,8 @@ def test_a_band_yields_exactly_its_nets(latency, nets):
     assert {indices_of(arch) for arch in drawn} == inside  # all of them, each once, nothing outside
     with pytest.raises(UserError, match=rf"only {len(inside)} distinct nets .*its nets span"):
         archs_in_band(latency, low, high, len(inside) + 1, seed=3)
+    rest = archs_in_band(latency, low, high, len(inside) - 1, seed=4, exclude=drawn[:1])  # all but the excluded
+    assert {indices_of(arch) for arch in rest} == inside - {indices_of(drawn[0])}
 
 
 def test_each_net_in_the_band_is_equally_likely(latency, nets):
