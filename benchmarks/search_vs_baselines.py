@@ -90,10 +90,12 @@ def link_subset(source: Path, dest: Path, per_class: int, test_per_class: int | 
     return counts
 
 
-def search_jobs(work: Path, targets: list[float], args: argparse.Namespace) -> list[Job]:
-    """The family for all targets, then the single search for the first (one target: the single alone).
-    Settings not given stay `proxyless search`'s defaults."""
-    flags = ["search", "--data", str(work / "data"), "--space", args.space, "--lut", str(args.lut),
+def search_jobs(work: Path, targets: list[float], args: argparse.Namespace,
+                space: str | None = None, lut: Path | None = None) -> list[Job]:
+    """The family for all targets, then the single search for the first (one target: the single alone),
+    in `space` with table `lut` (default: --space, --lut). Settings not given stay `proxyless search`'s."""
+    space, lut = space or args.space, lut or args.lut
+    flags = ["search", "--data", str(work / "data"), "--space", space, "--lut", str(lut),
              "--epochs", str(args.search_epochs), "--batch-size", str(args.batch_size), "--seed", "0", "--no-measure"]
     flags += optional_flags(("--warmup-epochs", args.search_warmup), ("--lr", args.search_lr),
                             ("--arch-lr", args.arch_lr), ("--arch-every", args.arch_every))
@@ -109,10 +111,26 @@ def search_jobs(work: Path, targets: list[float], args: argparse.Namespace) -> l
 
 def round_job(work: Path, targets: list[float], name: str, args: argparse.Namespace) -> Job:
     """A later round's search (`--round NAME`): the family for all targets again (with one target, its
-    search), with this code and these flags, into WORK/family_NAME (search_<target>_NAME)."""
-    first = search_jobs(work, targets, args)[0]
+    search), with this code and these flags, in `--round-space` with `--round-lut` (default: the first
+    round's), into WORK/family_NAME (search_<target>_NAME)."""
+    first = search_jobs(work, targets, args, *round_space_lut(args))[0]
     out = work / f"{first.name}_{name}"
     return Job(out.name, first.args, out, ["search", "--resume", str(out), "--no-progress"])
+
+
+def round_space_lut(args: argparse.Namespace) -> tuple[str, Path]:
+    """The space and table of the round being run (`--round-space`, `--round-lut`; default the first round's)."""
+    return args.round_space or args.space, args.round_lut or args.lut
+
+
+def check_round_space(job: Job, name: str, space_name: str) -> None:
+    """A round searched already is continued in the space it searched: a rerun naming another stops here."""
+    config = job.out / "config.json"
+    wanted = json.loads(json.dumps(get_space(space_name).to_dict()))
+    if config.is_file() and json.loads(config.read_text())["space"] != wanted:
+        searched = json.loads(config.read_text())["command"]["space"]
+        raise SystemExit(f"round {name!r} searched space {searched!r}, not {space_name!r}; "
+                         f"rerun with --round-space {searched} (and that space's --round-lut)")
 
 
 def searched_prefix(round_name: str | None) -> str:
@@ -130,6 +148,25 @@ def cost_pair(work: Path, searches: list[Job], first_training: Job) -> list[Job]
     out = work / "cost" / search.out.name
     return [Job(f"cost_{search.name}", search.args, out, ["search", "--resume", str(out), "--no-progress"]),
             first_training]
+
+
+def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Namespace,
+              beside: list[Job] = ()) -> list[Job]:
+    """Every kept net's training jobs in the order they start: the cost pair first (the first search run
+    again from scratch, beside the first target's searched net, seed 0), then `beside` (a later round's
+    search, which runs while the nets kept so far train), then the fastest target's nets first, so that a
+    run cut off by the end of a session has whole targets done (and a checkpoint to resume the rest from),
+    not a few nets of every target; the round being run's nets after the rest, which the comparison needs
+    whatever the round finds. A training of a net since replaced is dropped first."""
+    later_round = (f"{searched_prefix(args.round)}_", f"random-{args.round}_") if args.round else None
+    jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
+                   for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))),
+                  key=lambda job: bool(later_round) and job.out.name.startswith(later_round))
+    if not args.report_only:
+        drop_stale_trainings(work, jobs)
+    first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
+    cost = cost_pair(work, search_jobs(work, targets, args), first)  # started together, before the others
+    return cost + list(beside) + [job for job in jobs if job is not first]
 
 
 def derived_ops(run: Path, targets: list[float]) -> list[tuple[str, ...]]:
@@ -382,7 +419,8 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     steps = {t: step for t in targets if (step := next_step(done.get(f"{t:g}")))}
     if not steps:
         return matched
-    table, space = load_lut(args.lut), get_space(args.space)
+    space_name, lut = round_space_lut(args)
+    table, space = load_lut(lut), get_space(space_name)
     model = LatencyModel(space, table)
     derived_by_target = derived_candidates(work, targets, space, round_name)
     config = network_config(table.header, **(QUICK_ROUNDS if args.quick else {}))
@@ -741,12 +779,19 @@ def search_settings(run: Path) -> str:
                      if k in settings)
 
 
+def searched_space(run: Path) -> str:
+    """The space a search run searched, as its command named it, with its width multiplier."""
+    config = json.loads((run / "config.json").read_text())
+    return f"{config['command']['space']} (width ×{config['space']['width_mult']:g})"
+
+
 def _round_note(name: str, round_info: dict) -> str:
     picks = "; ".join(_pick_note(t, r["searched_pick"]) + f" (MobileNetV2 at {r['goal_ms']:.1f} ms in this measurement"
                       + (_missed_note(r["first"]) if "first" in r else "") + ")" + _random_note(r)
                       for t, r in round_info["picks"].items())
     return (f"Round '{name}': the family searched again ({round_info['search_s']:.0f} s; "
-            f"{round_info['search_settings']}), its nets derived and measured the same way, each interleaved with "
+            f"{round_info['search_settings']}; space {round_info['space']}), its nets derived and measured the "
+            "same way, each interleaved with "
             f"its target's MobileNetV2 (its latency above is on the first measurement's scale: its time × that "
             f"MobileNetV2's first time / its time here, which holds only if the two days' machines differ by one "
             f"factor for every net; `recheck_latency.py` times every kept net together to check): {picks}.\n\n")
@@ -862,6 +907,9 @@ def main() -> None:
     parser.add_argument("--round", help="a later round of searching (e.g. after a change to the search): its "
                         "family searched again into WORK/family_ROUND, its nets kept as searched-ROUND_<target>ms "
                         "and trained beside the same baselines")
+    parser.add_argument("--round-space", help="the space a later round searches (default: --space), e.g. a wider "
+                        "one; give it (and --round-lut) again on every rerun of that round")
+    parser.add_argument("--round-lut", type=Path, help="the latency table of --round-space (default: --lut)")
     parser.add_argument("--searches-only", action="store_true",
                         help="run the searches (and the round's) and stop: a lane of its own beside a run that "
                         "trains the nets already kept in the same --work")
@@ -891,29 +939,24 @@ def main() -> None:
     matched = (load_matched(work) if args.report_only
                else rematch(work, targets, match_baselines(work, targets, args), args))
     later = [round_job(work, targets, args.round, args)] if args.round else []
+    for job in later:
+        check_round_space(job, args.round, round_space_lut(args)[0])
     if later:
-        print(f"   round '{args.round}': its search, then its nets measured with each target's MobileNetV2",
-              flush=True)
-        run(later)
+        print(f"   round '{args.round}': its search (beside the trainings of the nets kept so far), then its nets "
+              "measured with each target's MobileNetV2", flush=True)
+        run(later if args.searches_only else trainings(work, targets, matched, args, later))
     if args.searches_only:
         print("searches done (--searches-only)")
         return
     if later and not args.report_only:
         matched = match_round(work, targets, matched, args.round, args)
     print("3/3 training every kept net", flush=True)
-    # the fastest target first: its nets train soonest, so a run cut off by the end of a session has whole
-    # targets done (and a checkpoint to resume the rest from), not a few nets of every target; a later
-    # round's nets after every baseline, which the comparison needs whatever the round finds
-    later_round = (f"{searched_prefix(args.round)}_", f"random-{args.round}_") if args.round else None
-    jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
-                   for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))),
-                  key=lambda job: bool(later_round) and job.out.name.startswith(later_round))
-    if not args.report_only:
-        drop_stale_trainings(work, jobs)
-    first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
-    cost = cost_pair(work, searches, first)  # started together, before the other trainings
-    jobs = cost + [job for job in jobs if job is not first]
-    records = run(searches + later + jobs)
+    jobs = trainings(work, targets, matched, args)
+    cost = jobs[:2]
+    # every round searched so far is reported (the one run now, and those recorded before it)
+    rounds = list(dict.fromkeys([*matched.get("rounds", {}), *([args.round] if args.round else [])]))
+    round_jobs = {name: later[0] if name == args.round else round_job(work, targets, name, args) for name in rounds}
+    records = {**read_records(list(round_jobs.values()), records_dir), **run(searches + later + jobs)}
     rows = summarise(work, targets, matched, records, args)
     costs = search_cost(targets, rows, records, cost[0].name)
     served = targets if len(searches) > 1 else targets[:1]
@@ -929,8 +972,8 @@ def main() -> None:
                    f"table {args.lut.name} (ops timed {header.get('timing', 'alone')})",
         "search_settings": search_settings(searches[0].out),
         "rounds": {name: {"search_settings": search_settings(job.out), "search_s": records[job.name]["wall_s"],
-                          "picks": matched["rounds"][name]} for name, job in zip([args.round], later)
-                   if name in matched.get("rounds", {}) and job.name in records},
+                          "space": searched_space(job.out), "picks": matched["rounds"][name]}
+                   for name, job in round_jobs.items() if name in matched.get("rounds", {}) and job.name in records},
         "suffix": suffix,
         "rerun_same_nets": repeated,
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "

@@ -7,6 +7,7 @@ layout the benchmarks expect (`DIR/train/<class>/`, `DIR/test/<class>/`).
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +67,20 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
     rerun = run("search_vs_baselines.py", "--data", str(jpeg_tree), "--target-latency", "46", "30",
                 "--work", str(tmp_path / "work"), "--results", str(tmp_path))
     assert "started" not in rerun
-    # a later round of searching: its family searched again, its nets kept beside the same baselines
+    # a later round of searching, in another space (here the k3 ops of the first: the pinned table covers
+    # it): its family searched again, its nets kept beside the same baselines
+    from proxyless.space import dump_space, get_space
+
+    k3 = replace(get_space("proxyless-cifar"), name="proxyless-cifar-k3",
+                 candidates=tuple(op for op in get_space("proxyless-cifar").candidates if op.kernel == 3))
+    dump_space(k3, tmp_path / "k3.yaml")
     again = ["--data", str(jpeg_tree), "--target-latency", "46", "30", "--work", str(tmp_path / "work"),
-             "--results", str(tmp_path), "--round", "again"]
+             "--results", str(tmp_path), "--round", "again", "--round-space", str(tmp_path / "k3.yaml")]
     searched = run("search_vs_baselines.py", *again, "--searches-only")  # a lane of its own: the search alone
     assert "started family_again" in searched and "started train" not in searched
+    wrong = subprocess.run([sys.executable, str(BENCHMARKS / "search_vs_baselines.py"), "--quick", *again[:-2]],
+                           capture_output=True, text=True, timeout=300)  # continued in another space: refused
+    assert wrong.returncode != 0 and f"rerun with --round-space {tmp_path / 'k3.yaml'}" in wrong.stderr
     later = run("search_vs_baselines.py", *again)
     assert "started family_again" not in later and "started train_mbv2" not in later  # both were done
     assert "started train_searched-again_46ms_seed0" in later
@@ -85,11 +95,15 @@ def test_search_vs_baselines_quick(jpeg_tree, tmp_path):
         assert pick["randoms"] == [f"random-again_{target}ms_0"] and pick["randoms"][0] in pick["measured"]
         row = next(r for r in result["rows"] if r["net"] == f"random-again_{target}ms_0")
         assert row["kind"] == "random-again" and len(row["top1"]) == 1
+        for name in (f"searched-again_{target}ms", f"random-again_{target}ms_0"):  # nets of the round's space
+            ops = json.loads((tmp_path / "work" / "archs" / f"{name}.json").read_text())["ops"]
+            assert set(ops) <= {"mb_k3_e3", "mb_k3_e6", "zero"}, (name, ops)
     assert [(v["target_ms"], v["round"]) for v in result["verdicts"]] == [(46, "first"), (46, "again"),
                                                                          (30, "first"), (30, "again")]
     assert all(v["beats_mbv2"] in ("yes", "no") and v["beats_random"] in ("yes", "no") for v in result["verdicts"])
     report = (tmp_path / "search_vs_baselines_quick.md").read_text()
     assert "Round 'again'" in report and "random nets of its day: 3 drawn, 1 kept" in report
+    assert f"space {tmp_path / 'k3.yaml'} (width ×0.5)" in report
     assert "| searched − MobileNetV2 |" in report
     # --report-only beside a run still training: what finished, and where the rest is, with nothing started
     result_file = tmp_path / "work" / "train" / "searched-again_30ms_seed1" / "result.json"
@@ -233,6 +247,29 @@ def test_a_later_round_whose_pick_missed_is_aimed_again_through_the_ratio_just_m
     assert 55.5 < aimed < 57.5  # 61.56 / the median ratio 1.09: the ×0.8 net (56.1 ms in the table) is nearest
     record["measured"]["x0.88"]["mean_ms"] = 60.3  # -2.0%: inside the band
     assert not round_missed(record)
+
+
+def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
+    """The cost pair first (it must start together), then the round's search, then the rest, fastest target
+    first and the round's own nets last; the search need not wait for a lane of its own."""
+    import argparse
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from lanes import Job
+    from search_vs_baselines import trainings
+
+    args = argparse.Namespace(round="w75", epochs=1, batch_size=8, lr=0.1, seeds=2, report_only=False,
+                              space="proxyless-cifar", lut=Path("lut.json"), search_epochs=2, search_warmup=None,
+                              search_lr=None, arch_lr=None, arch_every=None)
+    matched = {"chosen": {"46": ["searched_46ms", "mbv2_0.65", "searched-w75_46ms", "random-w75_46ms_0"],
+                          "30": ["searched_30ms", "mbv2_0.4", "random_30ms_8"]}}
+    search = Job("family_w75", [], tmp_path / "family_w75")
+    names = [job.name for job in trainings(tmp_path, [46.0, 30.0], matched, args, [search])]
+    assert names == ["cost_family", "train_searched_46ms_seed0", "family_w75",
+                     "train_searched_30ms_seed0", "train_searched_30ms_seed1", "train_mbv2_0.4_seed0",
+                     "train_mbv2_0.4_seed1", "train_random_30ms_8_seed0", "train_searched_46ms_seed1",
+                     "train_mbv2_0.65_seed0", "train_mbv2_0.65_seed1", "train_searched-w75_46ms_seed0",
+                     "train_searched-w75_46ms_seed1", "train_random-w75_46ms_0_seed0"]
 
 
 def test_verdicts_judge_each_round_against_mobilenetv2_and_its_own_random_nets():
