@@ -31,9 +31,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     rows = [row_of(path) for path in args.reports]
-    truths = {row["truth"] for row in rows}
-    if len(truths) > 1:
-        print(f"warning: the reports score different sets of trained nets: {sorted(truths)}", file=sys.stderr)
+    if len({tuple(row["nets"]) for row in rows}) > 1:  # by name: two sets can have the same counts
+        truths = [f"{row['report']}: {row['truth']}" for row in rows]
+        print(f"warning: the reports score different sets of trained nets: {truths}", file=sys.stderr)
     markdown = table(rows)
     print(markdown)
     write_results(args.name, {"rows": rows}, markdown, args.results)
@@ -53,6 +53,7 @@ def row_of(path: Path) -> dict:
             "warmup_epochs": search["warmup_epochs"], "sampling": search["sampling"],
             "checkpoint_epoch": settings.get("checkpoint_epoch", search["epochs"]), "images": settings["images"],
             "truth": f"{len(trained)} nets, {sum(len(t['test_top1']) for t in trained)} trainings",
+            "nets": sorted(f"{t['name']} ×{len(t['test_top1'])}" for t in trained),
             "spearman": ranking.get("spearman"), "spearman_recalibrated": ranking.get("spearman_recalibrated")}
 
 
