@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,12 +40,15 @@ class Job:
         return base + self.args + ["--out", str(self.out), "--overwrite", "--no-progress"]
 
 
-def run_jobs(jobs: list[Job], lanes: int, records: Path, threads: int = 1) -> dict[str, dict]:
+def run_jobs(jobs: list[Job], lanes: int, records: Path, threads: int = 1,
+             until: str | None = None) -> dict[str, dict]:
     """Run the unfinished `jobs`, `lanes` at a time, `threads` each; returns {name: {wall_s, max_rss_mb, resumed}}.
 
     Each finished job's record is written to `records/<name>.json`, with when it started and ended (so a
     benchmark can tell which jobs ran side by side); a job that failed stops the benchmark with its
-    log's last lines.
+    log's last lines. With `until` (a job's name), once that job has finished the jobs still running are
+    stopped (SIGTERM: a `proxyless` command saves a checkpoint and exits) and no other job starts, so the
+    caller has a quiet machine; a later call resumes them from their checkpoints.
     """
     records.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -74,7 +78,21 @@ def run_jobs(jobs: list[Job], lanes: int, records: Path, threads: int = 1) -> di
                   "started_unix": started_unix, "ended_unix": time.time()}  # which jobs ran side by side
         atomic_write_text(records / f"{job.name}.json", json.dumps(record, indent=2) + "\n")
         print(f"  finished {job.name} in {record['wall_s']:.0f} s", flush=True)
+        if job.name == until:
+            stop(running)
+            pending.clear()
     return read_records(jobs, records)
+
+
+def stop(running: dict[int, tuple]) -> None:
+    """Ask every running job to stop (SIGTERM) and wait for each to exit; none of them is recorded."""
+    for _, _, _, process, _ in running.values():
+        process.send_signal(signal.SIGTERM)
+    for pid, (job, _, _, process, _) in list(running.items()):
+        _, status = os.waitpid(pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, as above
+        print(f"  stopped {job.name} (exit {process.returncode}; resumes from its checkpoint)", flush=True)
+    running.clear()
 
 
 def read_records(jobs: list[Job], records: Path) -> dict[str, dict]:

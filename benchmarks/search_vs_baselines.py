@@ -24,6 +24,10 @@ On an ImageFolder copy of CIFAR-10 (`DIR/train/<class>/*.jpg`, `DIR/test/<class>
    training of the derived net. The first search runs once more from scratch beside the first target's
    training (`cost_pair`), which is the cost to trust when the searches ran in an earlier session.
 
+A later round (`--round NAME`, optionally in another space: `--round-space`, `--round-lut`) searches the
+family again beside the trainings of the nets kept so far; when its search ends they are stopped (each
+saves a checkpoint), its nets are measured as in 3. on a quiet machine, and every training resumes.
+
 Jobs run two at a time with one thread each (`benchmarks/lanes.py`); everything lands in `--work`,
 and rerunning the same command continues an interrupted benchmark (a job cut off mid-way is resumed
 from its checkpoint, or restarted where the checkpoint is gone).
@@ -150,11 +154,9 @@ def cost_pair(work: Path, searches: list[Job], first_training: Job) -> list[Job]
             first_training]
 
 
-def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Namespace,
-              beside: list[Job] = ()) -> list[Job]:
+def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Namespace) -> list[Job]:
     """Every kept net's training jobs in the order they start: the cost pair first (the first search run
-    again from scratch, beside the first target's searched net, seed 0), then `beside` (a later round's
-    search, which runs while the nets kept so far train), then the fastest target's nets first, so that a
+    again from scratch, beside the first target's searched net, seed 0), then the fastest target's nets, so that a
     run cut off by the end of a session has whole targets done (and a checkpoint to resume the rest from),
     not a few nets of every target; the round being run's nets after the rest, which the comparison needs
     whatever the round finds. A training of a net since replaced is dropped first."""
@@ -166,7 +168,12 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
         drop_stale_trainings(work, jobs)
     first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
     cost = cost_pair(work, search_jobs(work, targets, args), first)  # started together, before the others
-    return cost + list(beside) + [job for job in jobs if job is not first]
+    return cost + [job for job in jobs if job is not first]
+
+
+def beside_round_search(search: Job, jobs: list[Job]) -> list[Job]:
+    """A later round's search first, then `trainings` but the cost pair, which must start together."""
+    return [search, *jobs[2:]]
 
 
 def derived_ops(run: Path, targets: list[float]) -> list[tuple[str, ...]]:
@@ -929,8 +936,9 @@ def main() -> None:
     counts = link_subset(args.data, work / "data", args.per_class, 10 if args.quick else None)
     records_dir = work / "jobs"
 
-    run = (lambda jobs: read_records(jobs, records_dir)) if args.report_only else (
-        lambda jobs: run_jobs(jobs, args.lanes, records_dir))
+    def run(jobs: list[Job], until: str | None = None) -> dict[str, dict]:
+        return read_records(jobs, records_dir) if args.report_only else run_jobs(jobs, args.lanes, records_dir,
+                                                                                  until=until)
 
     print("1/3 searches", flush=True)
     searches = search_jobs(work, targets, args)
@@ -941,10 +949,14 @@ def main() -> None:
     later = [round_job(work, targets, args.round, args)] if args.round else []
     for job in later:
         check_round_space(job, args.round, round_space_lut(args)[0])
-    if later:
+    if later and not later[0].done:
+        # the round's search beside the trainings of the nets kept so far (not the cost pair, which must
+        # start together), stopped when the search ends so that the round's nets are measured on a quiet
+        # machine; the next run resumes them
         print(f"   round '{args.round}': its search (beside the trainings of the nets kept so far), then its nets "
               "measured with each target's MobileNetV2", flush=True)
-        run(later if args.searches_only else trainings(work, targets, matched, args, later))
+        run(later if args.searches_only else beside_round_search(later[0], trainings(work, targets, matched, args)),
+            until=later[0].name)
     if args.searches_only:
         print("searches done (--searches-only)")
         return

@@ -250,13 +250,13 @@ def test_a_later_round_whose_pick_missed_is_aimed_again_through_the_ratio_just_m
 
 
 def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
-    """The cost pair first (it must start together), then the round's search, then the rest, fastest target
-    first and the round's own nets last; the search need not wait for a lane of its own."""
+    """Trainings: the cost pair first (it must start together), then the rest, fastest target first and the
+    round's own nets last. Beside a round's search: the same but the cost pair, the search first."""
     import argparse
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     from lanes import Job
-    from search_vs_baselines import trainings
+    from search_vs_baselines import beside_round_search, trainings
 
     args = argparse.Namespace(round="w75", epochs=1, batch_size=8, lr=0.1, seeds=2, report_only=False,
                               space="proxyless-cifar", lut=Path("lut.json"), search_epochs=2, search_warmup=None,
@@ -264,12 +264,34 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
     matched = {"chosen": {"46": ["searched_46ms", "mbv2_0.65", "searched-w75_46ms", "random-w75_46ms_0"],
                           "30": ["searched_30ms", "mbv2_0.4", "random_30ms_8"]}}
     search = Job("family_w75", [], tmp_path / "family_w75")
-    names = [job.name for job in trainings(tmp_path, [46.0, 30.0], matched, args, [search])]
-    assert names == ["cost_family", "train_searched_46ms_seed0", "family_w75",
+    jobs = trainings(tmp_path, [46.0, 30.0], matched, args)
+    names = [job.name for job in jobs]
+    assert names == ["cost_family", "train_searched_46ms_seed0",
                      "train_searched_30ms_seed0", "train_searched_30ms_seed1", "train_mbv2_0.4_seed0",
                      "train_mbv2_0.4_seed1", "train_random_30ms_8_seed0", "train_searched_46ms_seed1",
                      "train_mbv2_0.65_seed0", "train_mbv2_0.65_seed1", "train_searched-w75_46ms_seed0",
                      "train_searched-w75_46ms_seed1", "train_random-w75_46ms_0_seed0"]
+    assert [job.name for job in beside_round_search(search, jobs)] == ["family_w75", *names[2:]]
+
+
+def test_lanes_stop_the_others_once_the_job_waited_for_has_finished(tmp_path, monkeypatch):
+    """`until`: when that job ends, the jobs still running get SIGTERM (a proxyless command checkpoints and
+    exits) and nothing else starts; neither is recorded, so a later call runs both."""
+    import time
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import lanes
+
+    sleeps = {"search": 1.0, "long": 60.0, "next": 0.0}
+    monkeypatch.setattr(lanes.Job, "command",
+                        lambda job: [sys.executable, "-c", f"import time; time.sleep({sleeps[job.name]})"])
+    jobs = [lanes.Job(name, [], tmp_path / name) for name in sleeps]
+    started = time.perf_counter()
+    records = lanes.run_jobs(jobs, lanes=2, records=tmp_path / "records", until="search")
+    assert time.perf_counter() - started < 30  # "long" was stopped, not waited for
+    assert set(records) == {"search"} and not (tmp_path / "records" / "next.log").exists()
+    sleeps["long"] = 0.0
+    assert set(lanes.run_jobs(jobs[1:], lanes=2, records=tmp_path / "records")) == {"long", "next"}
 
 
 def test_verdicts_judge_each_round_against_mobilenetv2_and_its_own_random_nets():
