@@ -158,12 +158,15 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     """Every kept net's training jobs in the order they start: the cost pair first (the first search run
     again from scratch, beside the first target's searched net, seed 0), then the fastest target's nets, so that a
     run cut off by the end of a session has whole targets done (and a checkpoint to resume the rest from),
-    not a few nets of every target; the round being run's nets after the rest, which the comparison needs
-    whatever the round finds. A training of a net since replaced is dropped first."""
-    later_round = (f"{searched_prefix(args.round)}_", f"random-{args.round}_") if args.round else None
+    not a few nets of every target. The first round's nets and MobileNetV2 come before a later round's,
+    which the comparison needs whatever the rounds find; then the round being run (the newest question),
+    then what other rounds left. A training of a net since replaced is dropped first."""
+    def order(job: Job) -> int:
+        kind = job.out.name.split("_")[0]  # searched, mbv2, random; searched-NAME, random-NAME of a round
+        return 0 if "-" not in kind else 1 if kind.partition("-")[2] == args.round else 2
+
     jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
-                   for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))),
-                  key=lambda job: bool(later_round) and job.out.name.startswith(later_round))
+                   for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))), key=order)
     if not args.report_only:
         drop_stale_trainings(work, jobs)
     first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
