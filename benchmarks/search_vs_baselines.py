@@ -799,7 +799,8 @@ def _round_note(name: str, round_info: dict) -> str:
     picks = "; ".join(_pick_note(t, r["searched_pick"]) + f" (MobileNetV2 at {r['goal_ms']:.1f} ms in this measurement"
                       + (_missed_note(r["first"]) if "first" in r else "") + ")" + _random_note(r)
                       for t, r in round_info["picks"].items())
-    return (f"Round '{name}': the family searched again ({round_info['search_s']:.0f} s; "
+    resumed = " in its last part, after a resume" if round_info.get("search_resumed") else ""
+    return (f"Round '{name}': the family searched again ({round_info['search_s']:.0f} s{resumed}; "
             f"{round_info['search_settings']}; space {round_info['space']}), its nets derived and measured the "
             "same way, each interleaved with "
             f"its target's MobileNetV2 (its latency above is on the first measurement's scale: its time × that "
@@ -987,6 +988,7 @@ def main() -> None:
                    f"table {args.lut.name} (ops timed {header.get('timing', 'alone')})",
         "search_settings": search_settings(searches[0].out),
         "rounds": {name: {"search_settings": search_settings(job.out), "search_s": records[job.name]["wall_s"],
+                          "search_resumed": records[job.name]["resumed"],  # then search_s is its last part
                           "space": searched_space(job.out), "picks": matched["rounds"][name]}
                    for name, job in round_jobs.items() if name in matched.get("rounds", {}) and job.name in records},
         "suffix": suffix,

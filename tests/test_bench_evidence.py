@@ -297,6 +297,15 @@ def test_lanes_stop_the_others_once_the_job_waited_for_has_finished(tmp_path, mo
     assert set(lanes.run_jobs(jobs[1:], lanes=2, records=tmp_path / "records")) == {"long", "next"}
 
 
+def test_a_round_note_says_when_its_search_time_is_only_the_part_after_a_resume(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from search_vs_baselines import _round_note
+
+    info = {"search_s": 1234.0, "search_settings": "epochs 24", "space": "w75.yaml (width ×0.75)", "picks": {}}
+    assert "(1234 s; epochs 24; space w75.yaml (width ×0.75))" in _round_note("w75", info)
+    assert "(1234 s in its last part, after a resume; " in _round_note("w75", {**info, "search_resumed": True})
+
+
 def test_verdicts_judge_each_round_against_mobilenetv2_and_its_own_random_nets():
     """The first round's 30 ms nets and the e24 round's, as trained: the first beat MobileNetV2 by more than
     either spread but lost to its random nets; a round still training is pending, and one with no random
