@@ -129,12 +129,18 @@ def round_space_lut(args: argparse.Namespace) -> tuple[str, Path]:
 
 def check_round_space(job: Job, name: str, space_name: str) -> None:
     """A round searched already is continued in the space it searched: a rerun naming another stops here."""
-    config = job.out / "config.json"
-    wanted = json.loads(json.dumps(get_space(space_name).to_dict()))
-    if config.is_file() and json.loads(config.read_text())["space"] != wanted:
-        searched = json.loads(config.read_text())["command"]["space"]
+    path = job.out / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else None
+    if config and config["space"] != json.loads(json.dumps(get_space(space_name).to_dict())):
+        searched = config["command"]["space"]
         raise SystemExit(f"round {name!r} searched space {searched!r}, not {space_name!r}; "
                          f"rerun with --round-space {searched} (and that space's --round-lut)")
+
+
+def round_of(name: str) -> str:
+    """The round of a kept net by its name: '' for the first round's nets and MobileNetV2, NAME for
+    searched-NAME_<target>ms and random-NAME_<target>ms_<i>."""
+    return name.split("_")[0].partition("-")[2]
 
 
 def searched_prefix(round_name: str | None) -> str:
@@ -162,8 +168,8 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     which the comparison needs whatever the rounds find; then the round being run (the newest question),
     then what other rounds left. A training of a net since replaced is dropped first."""
     def order(job: Job) -> int:
-        kind = job.out.name.split("_")[0]  # searched, mbv2, random; searched-NAME, random-NAME of a round
-        return 0 if "-" not in kind else 1 if kind.partition("-")[2] == args.round else 2
+        round_name = round_of(job.out.name)
+        return 0 if not round_name else 1 if round_name == args.round else 2
 
     jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
                    for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))), key=order)
@@ -644,7 +650,7 @@ def verdicts(rows: list[dict]) -> list[dict]:
         at = [r for r in rows if r["target_ms"] == t]
         mbv2 = next(r for r in at if r["kind"] == "mbv2")
         for searched in (r for r in at if r["kind"].startswith("searched")):
-            round_name = searched["kind"].partition("-")[2]
+            round_name = round_of(searched["net"])
             randoms = [r for r in at if r["kind"] == ("random-" + round_name if round_name else "random")]
             verdict = {"target_ms": t, "round": round_name or "first", "net": searched["net"],
                        "top1": searched["top1_mean"], "mbv2": mbv2["net"], "mbv2_top1": mbv2["top1_mean"],
