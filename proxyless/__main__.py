@@ -1,8 +1,6 @@
 """`python -m proxyless` is the `proxyless` command."""
 
-import sys
-
-from proxyless.cli import main
+from proxyless.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -60,6 +60,17 @@ def test_collectives_on_two_gloo_processes(tmp_path):
     assert together == [sorted(batch) for batch in alone]
 
 
+def test_end_process_exits_with_the_code_and_the_output_flushed():
+    """A torchrun worker of the command line ends with `end_process` (no interpreter teardown): what it
+    printed, still in the buffer of a pipe, and what it logged must come out all the same."""
+    code = ("import logging, sys; from proxyless.infra.distributed import end_process; "
+            "logging.basicConfig(format='%(message)s'); print('results', end=''); "
+            "logging.getLogger().warning('logged'); sys.stderr.write('partial'); end_process(3)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a pipe is by default
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert (done.returncode, done.stdout) == (3, "results") and done.stderr == "logged\npartial"
+
+
 def torchrun(*argv: str, nproc: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",

@@ -11,11 +11,13 @@ import argparse
 import logging
 import sys
 import warnings
+from typing import NoReturn
 
 from proxyless import __version__
 from proxyless.cli import evaluate, export, latency, plot, report, search, space, train, zoo
 from proxyless.cli.common import OneLineErrorParser, given_flags
 from proxyless.errors import UserError
+from proxyless.infra.distributed import end_process, launched_by_torchrun
 from proxyless.infra.signals import Interrupted
 
 COMMANDS = (search, report, plot, zoo, space, train, evaluate, export, latency)
@@ -33,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.register(subparsers)
     return parser
+
+
+def entry() -> NoReturn:
+    """The `proxyless` command and `python -m proxyless`: `main`, then exit with its code. A torchrun
+    worker ends without the interpreter's teardown (`end_process`): its process group is left to the
+    process's end (`Dist.close(destroy=False)`), since gloo's teardown aborted finished workers now and then."""
+    code = main()
+    if launched_by_torchrun():
+        end_process(code)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,7 +140,7 @@ def run_search(args: argparse.Namespace) -> int:
         results = (search_family(space, data, config, targets=targets, **where) if len(targets) > 1
                    else [search_arch(space, data, config, latency=targets[0] if targets else None, **where)])
     finally:
-        dist.close()
+        dist.close(destroy=False)  # the process ends right after (`proxyless.cli.entry`)
     if dist.main:
         for result in results:
             print_result(result, args.data, len(results) > 1)

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         result = train_net(arch, splits, config, out=args.resume or args.out, resume=bool(args.resume),
                        overwrite=args.overwrite, adapt=adaptable, dist=dist, command=command_of(args))
     finally:
-        dist.close()
+        dist.close(destroy=False)  # the process ends right after (`proxyless.cli.entry`)
     if dist.main:
         log.info("test top-1 %.4f  top-5 %.4f  params %d  MACs %d", result.test_top1, result.test_top5,
                  result.record["params"], result.record["macs"])

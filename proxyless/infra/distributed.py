@@ -18,10 +18,11 @@ no CPU SyncBatchNorm), the one way N processes differ from one with the N-fold b
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as torch_dist
@@ -29,6 +30,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from proxyless.errors import UserError
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several that torchrun started (WORLD_SIZE above 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def end_process(code: int) -> NoReturn:
+    """End this process at once with exit code `code`, its output flushed, without the interpreter's
+    teardown: nothing of gloo's (threads, connections, destructors) runs after the work is done, the
+    kernel closes its sockets. For a torchrun worker whose results are written (see `Dist.close`)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class RanksDisagree(RuntimeError):
@@ -46,10 +62,10 @@ class Dist:
     @classmethod
     def from_env(cls, device: torch.device) -> Dist:
         """The run torchrun started (its environment variables), or a lone process."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
+        if not launched_by_torchrun():
             return cls(device=device)
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if device.type == "cuda":
             if local_rank >= torch.cuda.device_count():
                 raise UserError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
@@ -154,15 +170,20 @@ class Dist:
         if self.active:
             torch_dist.barrier()
 
-    def close(self) -> None:
+    def close(self, destroy: bool = True) -> None:
         """Tear the process group down. On the normal path every rank first waits for the others: a rank
         that tears down and exits while another still holds its connections (rank 0 writing the results)
         was aborted by gloo ("terminate called without an active exception", about one run in five here).
-        Called while an exception propagates, it does not wait: the other ranks may never come."""
+        Called while an exception propagates, it does not wait: the other ranks may never come.
+
+        `destroy=False` leaves the group to the end of the process, for a process that ends right after
+        with `end_process` (the command line's workers): even after the wait, gloo's teardown still
+        aborted a worker now and then (one CI run in several dozen), once all its work was done."""
         if self.active and torch_dist.is_initialized():
             if sys.exc_info()[0] is None:
                 torch_dist.barrier()
-            torch_dist.destroy_process_group()
+            if destroy:
+                torch_dist.destroy_process_group()
 
     # -- data and models --------------------------------------------------------------------------------
 
