@@ -165,11 +165,18 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     again from scratch, beside the first target's searched net, seed 0), then the fastest target's nets, so that a
     run cut off by the end of a session has whole targets done (and a checkpoint to resume the rest from),
     not a few nets of every target. The first round's nets and MobileNetV2 come before a later round's,
-    which the comparison needs whatever the rounds find; then the round being run (the newest question),
-    then what other rounds left. A training of a net since replaced is dropped first."""
+    which the comparison needs whatever the rounds find; then the round being run (the newest question):
+    its searched nets at every target first, then its random nets, since whether it beats MobileNetV2
+    (trained already) is the question it was run for, and a session's end should not leave its slowest
+    target's searched nets for the next one behind two random nets per faster target; then what other
+    rounds left. A training of a net since replaced is dropped first."""
     def order(job: Job) -> int:
         round_name = round_of(job.out.name)
-        return 0 if not round_name else 1 if round_name == args.round else 2
+        if not round_name:
+            return 0
+        if round_name == args.round:
+            return 2 if job.out.name.startswith("random-") else 1
+        return 3
 
     jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
                    for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))), key=order)

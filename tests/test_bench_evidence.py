@@ -251,8 +251,9 @@ def test_a_later_round_whose_pick_missed_is_aimed_again_through_the_ratio_just_m
 
 def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
     """Trainings: the cost pair first (it must start together), then the rest, fastest target first: the
-    first round's nets and MobileNetV2, the round being run, what other rounds left. Beside a round's
-    search: the same but the cost pair, the search first."""
+    first round's nets and MobileNetV2, the round being run (its searched nets at every target, then its
+    random nets), what other rounds left. Beside a round's search: the same but the cost pair, the search
+    first."""
     import argparse
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
@@ -264,15 +265,17 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
                               search_lr=None, arch_lr=None, arch_every=None)
     matched = {"chosen": {"46": ["searched_46ms", "mbv2_0.65", "searched-e24_46ms", "searched-w75_46ms",
                                  "random-w75_46ms_0"],
-                          "30": ["searched_30ms", "mbv2_0.4", "random_30ms_8"]}}
+                          "30": ["searched_30ms", "mbv2_0.4", "random_30ms_8", "random-w75_30ms_1",
+                                 "searched-w75_30ms"]}}
     search = Job("family_w75", [], tmp_path / "family_w75")
     jobs = trainings(tmp_path, [46.0, 30.0], matched, args)
     names = [job.name for job in jobs]
     assert names == ["cost_family", "train_searched_46ms_seed0",
                      "train_searched_30ms_seed0", "train_searched_30ms_seed1", "train_mbv2_0.4_seed0",
                      "train_mbv2_0.4_seed1", "train_random_30ms_8_seed0", "train_searched_46ms_seed1",
-                     "train_mbv2_0.65_seed0", "train_mbv2_0.65_seed1", "train_searched-w75_46ms_seed0",
-                     "train_searched-w75_46ms_seed1", "train_random-w75_46ms_0_seed0",
+                     "train_mbv2_0.65_seed0", "train_mbv2_0.65_seed1", "train_searched-w75_30ms_seed0",
+                     "train_searched-w75_30ms_seed1", "train_searched-w75_46ms_seed0",
+                     "train_searched-w75_46ms_seed1", "train_random-w75_30ms_1_seed0", "train_random-w75_46ms_0_seed0",
                      "train_searched-e24_46ms_seed0", "train_searched-e24_46ms_seed1"]
     assert [job.name for job in beside_round_search(search, jobs)] == ["family_w75", *names[2:]]
 
