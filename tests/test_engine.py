@@ -172,6 +172,7 @@ def test_search_runs_one_epoch_and_its_resume_keeps_the_saved_settings(tmp_path,
     assert settings["search"]["warmup_epochs"] == 0 and settings["command"]["warmup_epochs"] == 0
     rows = [json.loads(line) for line in Path("run/metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["arch_steps"] > 0  # one epoch, and α was trained in it
+    assert 0 < rows[0]["epoch_seconds"] < 300  # what the epoch's steps took, as in a training's rows
     capsys.readouterr()
     assert main(["search", "--resume", "run", "--batch-size", "32"]) == 2
     error = capsys.readouterr().err.strip()

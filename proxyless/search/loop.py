@@ -286,6 +286,7 @@ class Searcher(ResumableRun):
         row.update({
             "arch_steps": totals.arch_steps,
             "lr": self.scheduler.get_last_lr()[0],
+            "epoch_seconds": sums.seconds,  # its weight and arch steps, over every session that ran them
             **totals.last_arch_step,  # e.g. the latency of the argmax arch and the latency weight
             "path_checks": self.dist.checks - self.checks_before,  # steps whose paths were compared across ranks
         })
