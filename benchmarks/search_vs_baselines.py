@@ -166,17 +166,20 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     run cut off by the end of a session has whole targets done (and a checkpoint to resume the rest from),
     not a few nets of every target. The first round's nets and MobileNetV2 come before a later round's,
     which the comparison needs whatever the rounds find; then the round being run (the newest question):
-    its searched nets at every target first, then its random nets, since whether it beats MobileNetV2
-    (trained already) is the question it was run for, and a session's end should not leave its slowest
-    target's searched nets for the next one behind two random nets per faster target; then what other
-    rounds left. A training of a net since replaced is dropped first."""
-    def order(job: Job) -> int:
+    its searched nets at every target first, in the order the targets were given (the first is the run's
+    own, as for the cost pair), then its random nets, since whether it beats MobileNetV2 (trained
+    already) is the question it was run for, and a session's end should not leave a target's searched
+    nets for the next one behind random nets; then what other rounds left. A training of a net since
+    replaced is dropped first."""
+    def order(job: Job) -> tuple[int, int]:
         round_name = round_of(job.out.name)
         if not round_name:
-            return 0
+            return 0, 0
         if round_name == args.round:
-            return 2 if job.out.name.startswith("random-") else 1
-        return 3
+            if job.out.name.startswith("random-"):
+                return 2, 0
+            return 1, [f"{t:g}" for t in targets].index(job.out.name.split("_")[1].removesuffix("ms"))
+        return 3, 0
 
     jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
                    for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))), key=order)

@@ -251,8 +251,8 @@ def test_a_later_round_whose_pick_missed_is_aimed_again_through_the_ratio_just_m
 
 def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
     """Trainings: the cost pair first (it must start together), then the rest, fastest target first: the
-    first round's nets and MobileNetV2, the round being run (its searched nets at every target, then its
-    random nets), what other rounds left. Beside a round's search: the same but the cost pair, the search
+    first round's nets and MobileNetV2, the round being run (its searched nets at every target in the
+    order given, then its random nets), what other rounds left. Beside a round's search: the same but the cost pair, the search
     first."""
     import argparse
 
@@ -273,9 +273,10 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
     assert names == ["cost_family", "train_searched_46ms_seed0",
                      "train_searched_30ms_seed0", "train_searched_30ms_seed1", "train_mbv2_0.4_seed0",
                      "train_mbv2_0.4_seed1", "train_random_30ms_8_seed0", "train_searched_46ms_seed1",
-                     "train_mbv2_0.65_seed0", "train_mbv2_0.65_seed1", "train_searched-w75_30ms_seed0",
-                     "train_searched-w75_30ms_seed1", "train_searched-w75_46ms_seed0",
-                     "train_searched-w75_46ms_seed1", "train_random-w75_30ms_1_seed0", "train_random-w75_46ms_0_seed0",
+                     "train_mbv2_0.65_seed0", "train_mbv2_0.65_seed1", "train_searched-w75_46ms_seed0",
+                     "train_searched-w75_46ms_seed1", "train_searched-w75_30ms_seed0",
+                     "train_searched-w75_30ms_seed1", "train_random-w75_30ms_1_seed0",
+                     "train_random-w75_46ms_0_seed0",
                      "train_searched-e24_46ms_seed0", "train_searched-e24_46ms_seed1"]
     assert [job.name for job in beside_round_search(search, jobs)] == ["family_w75", *names[2:]]
 
