@@ -252,8 +252,8 @@ def test_a_later_round_whose_pick_missed_is_aimed_again_through_the_ratio_just_m
 def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
     """Trainings: the cost pair first (it must start together), then the rest, fastest target first: the
     first round's nets and MobileNetV2, the round being run (its searched nets at every target in the
-    order given, then its random nets), what other rounds left. Beside a round's search: the same but the cost pair, the search
-    first."""
+    order given, then its random nets), what other rounds left. Beside a round's search: the same but
+    the cost pair, the search first."""
     import argparse
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
