@@ -171,18 +171,18 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     already) is the question it was run for, and a session's end should not leave a target's searched
     nets for the next one behind random nets; then what other rounds left. A training of a net since
     replaced is dropped first."""
-    def order(job: Job) -> tuple[int, int]:
+    def order(target_job: tuple[float, Job]) -> tuple[int, int]:
+        target, job = target_job
         round_name = round_of(job.out.name)
         if not round_name:
             return 0, 0
         if round_name == args.round:
-            if job.out.name.startswith("random-"):
-                return 2, 0
-            return 1, [f"{t:g}" for t in targets].index(job.out.name.split("_")[1].removesuffix("ms"))
+            return (2, 0) if job.out.name.startswith("random-") else (1, targets.index(target))
         return 3, 0
 
-    jobs = sorted((train_job(work, name, s, args) for t in sorted(targets)
-                   for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))), key=order)
+    jobs = [job for _, job in sorted(((t, train_job(work, name, s, args)) for t in sorted(targets)
+                                      for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))),
+                                     key=order)]
     if not args.report_only:
         drop_stale_trainings(work, jobs)
     first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
