@@ -160,6 +160,21 @@ def cost_pair(work: Path, searches: list[Job], first_training: Job) -> list[Job]
             first_training]
 
 
+def round_cost_pair(work: Path, targets: list[float], args: argparse.Namespace) -> list[Job]:
+    """`--round-cost`: the round's family searched again from scratch into WORK/cost/family_ROUND, with a
+    training of its first target's net right after it in the queue (seed `--seeds`, one more than the
+    verdicts use, into WORK/cost/train; not in the verdicts, which compare `--seeds` seeds of every net),
+    so that the search a round is judged by is timed beside a training of one of its nets, as the first
+    round's is by `cost_pair`. The pair need not start together: the search takes longer than the training,
+    which runs beside it from whenever the other lane frees."""
+    search = round_job(work, targets, args.round, args)
+    partner = train_job(work, f"{searched_prefix(args.round)}_{targets[0]:g}ms", args.seeds, args)
+    pair = []
+    for job, out in ((search, work / "cost" / search.out.name), (partner, work / "cost" / "train" / partner.out.name)):
+        pair.append(Job(f"cost_{job.name}", job.args, out, [job.resume_args[0], "--resume", str(out), "--no-progress"]))
+    return pair
+
+
 def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Namespace) -> list[Job]:
     """Every kept net's training jobs in the order they start: the cost pair first (the first search run
     again from scratch, beside the first target's searched net, seed 0), then the fastest target's nets, so that a
@@ -169,8 +184,8 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     its searched nets at every target first, in the order the targets were given (the first is the run's
     own, as for the cost pair), then its random nets, since whether it beats MobileNetV2 (trained
     already) is the question it was run for, and a session's end should not leave a target's searched
-    nets for the next one behind random nets; then what other rounds left. A training of a net since
-    replaced is dropped first."""
+    nets for the next one behind random nets; then, with `--round-cost`, the round's cost pair
+    (`round_cost_pair`); then what other rounds left. A training of a net since replaced is dropped first."""
     def order(target_job: tuple[float, Job]) -> tuple[int, int]:
         target, job = target_job
         round_name = round_of(job.out.name)
@@ -187,7 +202,11 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
         drop_stale_trainings(work, jobs)
     first = next(job for job in jobs if job.name == f"train_searched_{targets[0]:g}ms_seed0")
     cost = cost_pair(work, search_jobs(work, targets, args), first)  # started together, before the others
-    return cost + [job for job in jobs if job is not first]
+    jobs = [job for job in jobs if job is not first]
+    if args.round_cost and args.round in matched.get("rounds", {}):  # the round's nets are kept
+        ours = sum(1 for job in jobs if round_of(job.out.name) in ("", args.round))
+        jobs[ours:ours] = round_cost_pair(work, targets, args)
+    return cost + jobs
 
 
 def beside_round_search(search: Job, jobs: list[Job]) -> list[Job]:
@@ -696,9 +715,12 @@ def _each_epoch_seconds(run_dir: Path) -> list[float]:
     return [json.loads(line)["epoch_seconds"] for line in lines if line.strip()]
 
 
-def search_cost(targets: list[float], rows: list[dict], records: dict, check: str) -> list[dict]:
-    """Each search (the family, the single, the cost check's rerun) against the training of each net it
-    derived, on the same images; `side_by_side` says whether the two ran on one machine at one time."""
+def search_cost(targets: list[float], rows: list[dict], records: dict, check: str,
+                round_pair: tuple[str, list[Job]] | None = None) -> list[dict]:
+    """Each search (the family, the single, the cost check's rerun; with `round_pair`, a round's name and
+    its rerun's pair)
+    against the training of each net it derived, on the same images; `side_by_side` says whether the two
+    ran on one machine at one time."""
     base = baseline_rss_mb()
     costs = []
     searches = [("family", targets)] if len(targets) > 1 else []
@@ -713,18 +735,51 @@ def search_cost(targets: list[float], rows: list[dict], records: dict, check: st
             training = records.get(f"train_searched_{t:g}ms_seed{seed}")
             if search is None or training is None or trained["train_s"][seed] is None:
                 continue  # still running: left out of a --report-only table
-            costs.append({
-                "search": {"family": "family", check: f"{searches[0][0]}, again"}.get(job, "single"),
-                "targets": len(served), "target_ms": t, "side_by_side": _overlap(search, training) > 0.5,
-                "search_s": search["wall_s"], "epoch_s": trained["epoch_s"],
-                "search_in_epochs": search["wall_s"] / trained["epoch_s"],
-                "train_s": trained["train_s"][seed], "search_over_train": search["wall_s"] / trained["train_s"][seed],
-                "search_rss_mb": search["max_rss_mb"], "train_rss_mb": trained["train_max_rss_mb"],
-                "import_rss_mb": base, "rss_ratio": search["max_rss_mb"] / trained["train_max_rss_mb"],
-                "rss_ratio_above_imports": (search["max_rss_mb"] - base) / (trained["train_max_rss_mb"] - base),
-                "resumed": search["resumed"] or trained["train_resumed"][seed],
-            })
+            label = {"family": "family", check: f"{searches[0][0]}, again"}.get(job, "single")
+            costs.append(_cost_row(label, len(served), t, search, training, trained["train_s"][seed],
+                                   trained["epoch_s"], trained["train_max_rss_mb"], trained["train_resumed"][seed],
+                                   base))
+    if round_pair:
+        costs += _round_costs(*round_pair, targets, rows, records, base)
     return costs
+
+
+def _round_costs(round_name: str, pair: list[Job], targets: list[float], rows: list[dict], records: dict,
+                 base: float) -> list[dict]:
+    """A round's search run again (`round_cost_pair`) against the training beside it (its first target's
+    net, an extra seed), then against the seed-0 training of its net at each other target (not side by side)."""
+    search_job, partner = pair
+    search = records.get(search_job.name)
+    if search is None:
+        return []  # still running: left out of a --report-only table
+    label = f"{search_job.name.removeprefix('cost_')}, again"
+    costs = []
+    if partner.name in records:
+        training = records[partner.name]
+        costs.append(_cost_row(label, len(targets), targets[0], search, training, _train_seconds(partner.out, training),
+                               _epoch_seconds(partner.out), training["max_rss_mb"], training["resumed"], base))
+    prefix = searched_prefix(round_name)
+    for t in targets[1:]:
+        trained = next((r for r in rows if r["net"] == f"{prefix}_{t:g}ms"), None)
+        record = records.get(f"train_{prefix}_{t:g}ms_seed0")
+        if trained is None or record is None or trained["train_s"][0] is None:
+            continue
+        costs.append(_cost_row(label, len(targets), t, search, record, trained["train_s"][0], trained["epoch_s"],
+                               trained["train_max_rss_mb"], trained["train_resumed"][0], base))
+    return costs
+
+
+def _cost_row(label: str, served: int, target: float, search: dict, training: dict, train_s: float, epoch_s: float,
+              train_rss_mb: float, train_resumed: bool, base: float) -> dict:
+    return {
+        "search": label, "targets": served, "target_ms": target, "side_by_side": _overlap(search, training) > 0.5,
+        "search_s": search["wall_s"], "epoch_s": epoch_s, "search_in_epochs": search["wall_s"] / epoch_s,
+        "train_s": train_s, "search_over_train": search["wall_s"] / train_s,
+        "search_rss_mb": search["max_rss_mb"], "train_rss_mb": train_rss_mb, "import_rss_mb": base,
+        "rss_ratio": search["max_rss_mb"] / train_rss_mb,
+        "rss_ratio_above_imports": (search["max_rss_mb"] - base) / (train_rss_mb - base),
+        "resumed": search["resumed"] or train_resumed,
+    }
 
 
 def _overlap(a: dict, b: dict) -> float:
@@ -906,7 +961,11 @@ def markdown(rows, judged, costs, matched, info, args) -> str:
         "Only a search run beside its training (one machine, one time) gives a ratio to trust: the first "
         "searches ran before the matching, possibly in another session on another machine, so the first "
         "search is run again from scratch beside the training of the first target's net (seed 0); "
-        f"it derived {'the same nets' if info['rerun_same_nets'] else 'other nets than the first run'}.\n\n"
+        f"it derived {'the same nets' if info['rerun_same_nets'] else 'other nets than the first run'}."
+        + (f" Round '{args.round}' (`--round-cost`): its family searched again from scratch into "
+           f"WORK/cost/family_{args.round}, beside a training of its {args.target_latency[0]:g} ms net "
+           f"(seed {args.seeds}, not in the verdicts); its rows at the other targets compare that search with "
+           "their nets' seed-0 trainings, which did not run beside it." if args.round_cost else "") + "\n\n"
         f"![latency vs accuracy](search_vs_baselines{info['suffix']}.png)\n\n"
         f"Reproduce: `{info['command']}`\n")
 
@@ -937,6 +996,10 @@ def main() -> None:
     parser.add_argument("--round-space", help="the space a later round searches (default: --space), e.g. a wider "
                         "one; give it (and --round-lut) again on every rerun of that round")
     parser.add_argument("--round-lut", type=Path, help="the latency table of --round-space (default: --lut)")
+    parser.add_argument("--round-cost", action="store_true",
+                        help="with --round: also search the round's family again from scratch, beside a training "
+                        "of its first target's net (an extra seed), to time the round's search as the first "
+                        "round's is timed (after the round's trainings, before other rounds')")
     parser.add_argument("--searches-only", action="store_true",
                         help="run the searches (and the round's) and stop: a lane of its own beside a run that "
                         "trains the nets already kept in the same --work")
@@ -948,6 +1011,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny subset and runs, to check the script")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.round_cost and not args.round:
+        parser.error("--round-cost times a later round's search: give the round with --round NAME")
     if args.quick:
         args.per_class, args.epochs, args.search_epochs, args.search_warmup, args.seeds = 10, 1, 2, 1, 2
         args.batch_size, args.random = 16, 1
@@ -990,7 +1055,8 @@ def main() -> None:
     round_jobs = {name: later[0] if name == args.round else round_job(work, targets, name, args) for name in rounds}
     records = {**read_records(list(round_jobs.values()), records_dir), **run(searches + later + jobs)}
     rows = summarise(work, targets, matched, records, args)
-    costs = search_cost(targets, rows, records, cost[0].name)
+    round_pair = (args.round, round_cost_pair(work, targets, args)) if args.round_cost else None
+    costs = search_cost(targets, rows, records, cost[0].name, round_pair)
     served = targets if len(searches) > 1 else targets[:1]
     repeated = (cost[0].done and  # the same seed, again
                 derived_ops(cost[0].out, served) == derived_ops(searches[0].out, served))

@@ -262,7 +262,8 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
 
     args = argparse.Namespace(round="w75", epochs=1, batch_size=8, lr=0.1, seeds=2, report_only=False,
                               space="proxyless-cifar", lut=Path("lut.json"), search_epochs=2, search_warmup=None,
-                              search_lr=None, arch_lr=None, arch_every=None)
+                              search_lr=None, arch_lr=None, arch_every=None, round_cost=False, round_space=None,
+                              round_lut=None)
     matched = {"chosen": {"46": ["searched_46ms", "mbv2_0.65", "searched-e24_46ms", "searched-w75_46ms",
                                  "random-w75_46ms_0"],
                           "30": ["searched_30ms", "mbv2_0.4", "random_30ms_8", "random-w75_30ms_1",
@@ -279,6 +280,52 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
                      "train_random-w75_46ms_0_seed0",
                      "train_searched-e24_46ms_seed0", "train_searched-e24_46ms_seed1"]
     assert [job.name for job in beside_round_search(search, jobs)] == ["family_w75", *names[2:]]
+    # --round-cost: the round's search again, with a training of its first target's net (a third seed) next
+    # in the queue, after the round's own nets and before what other rounds left; not before its nets are kept
+    args.round_cost = True
+    assert [job.name for job in trainings(tmp_path, [46.0, 30.0], matched, args)] == names
+    matched["rounds"] = {"w75": {}}
+    jobs = trainings(tmp_path, [46.0, 30.0], matched, args)
+    cost_search, partner = jobs[-4:-2]
+    assert [job.name for job in jobs] == [*names[:-2], "cost_family_w75", "cost_train_searched-w75_46ms_seed2",
+                                          *names[-2:]]
+    assert cost_search.out == tmp_path / "cost" / "family_w75" and "--resume" not in cost_search.command()
+    assert partner.out == tmp_path / "cost" / "train" / "searched-w75_46ms_seed2"
+    command = partner.command()
+    assert command[command.index("--seed") + 1] == "2" and str(tmp_path / "archs" / "searched-w75_46ms.json") in command
+
+
+def test_a_rounds_search_cost_is_timed_beside_its_partner_training_and_set_against_its_other_nets(tmp_path,
+                                                                                                 monkeypatch):
+    """`--round-cost`'s rows: the round's search again against the training run beside it (side by side),
+    then against the seed-0 training of the round's net at each other target (not side by side)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from lanes import Job
+    from search_vs_baselines import _round_costs
+
+    search = Job("cost_family_w75", [], tmp_path / "cost" / "family_w75")
+    partner = Job("cost_train_searched-w75_46ms_seed2", [], tmp_path / "cost" / "train" / "searched-w75_46ms_seed2")
+    partner.out.mkdir(parents=True)
+    (partner.out / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "epoch_seconds": s}) + "\n"
+                                                       for e, s in enumerate((100.0, 120.0, 110.0), 1)))
+    records = {"cost_family_w75": {"wall_s": 900.0, "max_rss_mb": 2000.0, "resumed": False,
+                                   "started_unix": 0.0, "ended_unix": 900.0},
+               partner.name: {"wall_s": 400.0, "max_rss_mb": 1500.0, "resumed": False,
+                              "started_unix": 100.0, "ended_unix": 500.0},
+               "train_searched-w75_30ms_seed0": {"wall_s": 300.0, "max_rss_mb": 1200.0, "resumed": False,
+                                                  "started_unix": 5000.0, "ended_unix": 5300.0}}
+    rows = [{"net": "searched-w75_30ms", "train_s": [300.0, 310.0], "epoch_s": 20.0, "train_max_rss_mb": 1200.0,
+             "train_resumed": [False, False]}]
+    beside, alone = _round_costs("w75", [search, partner], [46.0, 30.0, 68.0], rows, records, base=200.0)
+    assert beside["search"] == alone["search"] == "family_w75, again" and beside["targets"] == 3
+    assert (beside["target_ms"], beside["side_by_side"], beside["train_s"]) == (46.0, True, 400.0)
+    assert beside["epoch_s"] == 110.0  # the median epoch
+    assert beside["search_over_train"] == 900.0 / 400.0 and beside["rss_ratio_above_imports"] == 1800.0 / 1300.0
+    assert (alone["target_ms"], alone["side_by_side"], alone["search_over_train"]) == (30.0, False, 3.0)
+    del records[partner.name]  # the partner still training: only what finished (68 ms: not trained yet)
+    assert [c["target_ms"] for c in _round_costs("w75", [search, partner], [46.0, 30.0, 68.0], rows, records,
+                                                 base=200.0)] == [30.0]
+    assert _round_costs("w75", [search, partner], [46.0, 30.0], rows, {}, base=200.0) == []
 
 
 def test_lanes_stop_the_others_once_the_job_waited_for_has_finished(tmp_path, monkeypatch):
