@@ -717,10 +717,9 @@ def _each_epoch_seconds(run_dir: Path) -> list[float]:
 
 def search_cost(targets: list[float], rows: list[dict], records: dict, check: str,
                 round_pair: tuple[str, list[Job]] | None = None) -> list[dict]:
-    """Each search (the family, the single, the cost check's rerun; with `round_pair`, a round's name and
-    its rerun's pair)
-    against the training of each net it derived, on the same images; `side_by_side` says whether the two
-    ran on one machine at one time."""
+    """Each search (the family, the single, the cost check's rerun; with `round_pair`, a later round's
+    rerun: its name and `round_cost_pair`) against the training of each net it derived, on the same images;
+    `side_by_side` says whether the two ran on one machine at one time."""
     base = baseline_rss_mb()
     costs = []
     searches = [("family", targets)] if len(targets) > 1 else []
