@@ -154,10 +154,12 @@ def cost_pair(work: Path, searches: list[Job], first_training: Job) -> list[Job]
     compared with share one machine and one time. The searches themselves ran before the matching, which
     a session may end after; a later session can be another machine at another speed (2026-12-02's
     searches and 2026-12-04's trainings ran with the space's nets at x1.28 and x1.63 their table time)."""
-    search = searches[0]
-    out = work / "cost" / search.out.name
-    return [Job(f"cost_{search.name}", search.args, out, ["search", "--resume", str(out), "--no-progress"]),
-            first_training]
+    return [cost_copy(searches[0], work / "cost" / searches[0].out.name), first_training]
+
+
+def cost_copy(job: Job, out: Path) -> Job:
+    """`job` run again from scratch into `out`, as `cost_<name>`, for a cost check (resumed there too)."""
+    return Job(f"cost_{job.name}", job.args, out, [job.resume_args[0], "--resume", str(out), "--no-progress"])
 
 
 def round_cost_pair(work: Path, targets: list[float], args: argparse.Namespace) -> list[Job]:
@@ -169,10 +171,8 @@ def round_cost_pair(work: Path, targets: list[float], args: argparse.Namespace) 
     which runs beside it from whenever the other lane frees."""
     search = round_job(work, targets, args.round, args)
     partner = train_job(work, f"{searched_prefix(args.round)}_{targets[0]:g}ms", args.seeds, args)
-    pair = []
-    for job, out in ((search, work / "cost" / search.out.name), (partner, work / "cost" / "train" / partner.out.name)):
-        pair.append(Job(f"cost_{job.name}", job.args, out, [job.resume_args[0], "--resume", str(out), "--no-progress"]))
-    return pair
+    return [cost_copy(search, work / "cost" / search.out.name),
+            cost_copy(partner, work / "cost" / "train" / partner.out.name)]
 
 
 def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Namespace) -> list[Job]:
