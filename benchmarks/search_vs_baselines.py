@@ -661,7 +661,7 @@ def summarise(work: Path, targets: list[float], matched: dict, records: dict, ar
                 "top1_spread": (max(top1) - min(top1)) / 2 if top1 else None,
                 "pending": [{"seed": s, "epochs_done": len(_each_epoch_seconds(run))}
                             for s, run in enumerate(runs) if s not in results],
-                "train_s": [_train_seconds(run, done[s]) if s in done else None for s, run in enumerate(runs)],
+                "train_s": [_run_seconds(run, done[s])[0] if s in done else None for s, run in enumerate(runs)],
                 "train_resumed": [done[s]["resumed"] if s in done else None for s in range(len(runs))],
                 "train_max_rss_mb": done[0]["max_rss_mb"] if 0 in done else None,
                 "epoch_s": statistics.mean(_epoch_seconds(runs[s]) for s in results) if results else None,
@@ -698,35 +698,43 @@ def verdicts(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _train_seconds(run_dir: Path, record: dict) -> float:
-    """A training's wall time; for one resumed in a later session (its record holds only the last part),
-    the sum of its epochs' seconds, which leaves out start-up and the per-epoch test evaluation."""
-    return record["wall_s"] if not record["resumed"] else sum(_each_epoch_seconds(run_dir))
+def _run_seconds(run_dir: Path, record: dict) -> tuple[float, bool]:
+    """A job's wall time and whether it is the whole job's. One resumed in a later session has a record of
+    its last part only: its time is then the sum of its epochs' seconds (which leaves out start-up and each
+    epoch's evaluation) where every epoch recorded them (trainings; searches since c5854c1), else the last
+    part's, not whole."""
+    epochs = _each_epoch_seconds(run_dir)
+    if not record["resumed"]:
+        return record["wall_s"], True
+    if epochs and None not in epochs:
+        return sum(epochs), True
+    return record["wall_s"], False
 
 
 def _epoch_seconds(run_dir: Path) -> float:
     return statistics.median(_each_epoch_seconds(run_dir))
 
 
-def _each_epoch_seconds(run_dir: Path) -> list[float]:
+def _each_epoch_seconds(run_dir: Path) -> list[float | None]:
     if not (run_dir / "metrics.jsonl").is_file():
         return []  # not started
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line)["epoch_seconds"] for line in lines if line.strip()]
+    return [json.loads(line).get("epoch_seconds") for line in lines if line.strip()]
 
 
-def search_cost(targets: list[float], rows: list[dict], records: dict, check: str,
+def search_cost(targets: list[float], rows: list[dict], records: dict, searches: list[Job], check: Job,
                 round_pair: tuple[str, list[Job]] | None = None) -> list[dict]:
-    """Each search (the family, the single, the cost check's rerun; with `round_pair`, a later round's
-    rerun: its name and `round_cost_pair`) against the training of each net it derived, on the same images;
-    `side_by_side` says whether the two ran on one machine at one time."""
+    """Each search (`searches`: the family and the single, or the single alone; `check`: the cost check's
+    rerun; with `round_pair`, a later round's rerun: its name and `round_cost_pair`) against the training
+    of each net it derived, on the same images; `side_by_side` says whether the two ran on one machine at
+    one time."""
     base = baseline_rss_mb()
     costs = []
-    searches = [("family", targets)] if len(targets) > 1 else []
-    searches.append((f"search_{target_label(targets[0])}", targets[:1]))
-    searches.append((check, targets[:1]))  # its training partner: the first target's seed 0
-    for job, served in searches:
-        search = records.get(job)
+    served_by = [(job, targets if job.name == "family" else targets[:1]) for job in searches]
+    served_by.append((check, targets[:1]))  # its training partner: the first target's seed 0
+    labels = {"family": "family", check.name: f"{searches[0].name}, again"}
+    for job, served in served_by:
+        search = records.get(job.name)
         for t in served:
             trained = next(r for r in rows if r["net"] == f"searched_{t:g}ms")
             # the check's partner is seed 0; otherwise a training that ran whole, if one did
@@ -734,8 +742,8 @@ def search_cost(targets: list[float], rows: list[dict], records: dict, check: st
             training = records.get(f"train_searched_{t:g}ms_seed{seed}")
             if search is None or training is None or trained["train_s"][seed] is None:
                 continue  # still running: left out of a --report-only table
-            label = {"family": "family", check: f"{searches[0][0]}, again"}.get(job, "single")
-            costs.append(_cost_row(label, len(served), t, search, training, trained["train_s"][seed],
+            costs.append(_cost_row(labels.get(job.name, "single"), len(served), t, job.out, search, training,
+                                   trained["train_s"][seed],
                                    trained["epoch_s"], trained["train_max_rss_mb"], trained["train_resumed"][seed],
                                    base))
     if round_pair:
@@ -755,25 +763,30 @@ def _round_costs(round_name: str, pair: list[Job], targets: list[float], rows: l
     costs = []
     if partner.name in records:
         training = records[partner.name]
-        costs.append(_cost_row(label, len(targets), targets[0], search, training, _train_seconds(partner.out, training),
-                               _epoch_seconds(partner.out), training["max_rss_mb"], training["resumed"], base))
+        costs.append(_cost_row(label, len(targets), targets[0], search_job.out, search, training,
+                               _run_seconds(partner.out, training)[0], _epoch_seconds(partner.out),
+                               training["max_rss_mb"], training["resumed"], base))
     prefix = searched_prefix(round_name)
     for t in targets[1:]:
         trained = next((r for r in rows if r["net"] == f"{prefix}_{t:g}ms"), None)
         record = records.get(f"train_{prefix}_{t:g}ms_seed0")
         if trained is None or record is None or trained["train_s"][0] is None:
             continue
-        costs.append(_cost_row(label, len(targets), t, search, record, trained["train_s"][0], trained["epoch_s"],
+        costs.append(_cost_row(label, len(targets), t, search_job.out, search, record, trained["train_s"][0],
+                               trained["epoch_s"],
                                trained["train_max_rss_mb"], trained["train_resumed"][0], base))
     return costs
 
 
-def _cost_row(label: str, served: int, target: float, search: dict, training: dict, train_s: float, epoch_s: float,
-              train_rss_mb: float, train_resumed: bool, base: float) -> dict:
+def _cost_row(label: str, served: int, target: float, search_dir: Path, search: dict, training: dict, train_s: float,
+              epoch_s: float, train_rss_mb: float, train_resumed: bool, base: float) -> dict:
+    """A search (its run dir and record) against a training; a search resumed in a later session is timed
+    by its epochs (`_run_seconds`), and `whole` says whether that was possible."""
+    search_s, whole = _run_seconds(search_dir, search)
     return {
         "search": label, "targets": served, "target_ms": target, "side_by_side": _overlap(search, training) > 0.5,
-        "search_s": search["wall_s"], "epoch_s": epoch_s, "search_in_epochs": search["wall_s"] / epoch_s,
-        "train_s": train_s, "search_over_train": search["wall_s"] / train_s,
+        "search_s": search_s, "search_whole": whole, "epoch_s": epoch_s, "search_in_epochs": search_s / epoch_s,
+        "train_s": train_s, "search_over_train": search_s / train_s,
         "search_rss_mb": search["max_rss_mb"], "train_rss_mb": train_rss_mb, "import_rss_mb": base,
         "rss_ratio": search["max_rss_mb"] / train_rss_mb,
         "rss_ratio_above_imports": (search["max_rss_mb"] - base) / (train_rss_mb - base),
@@ -899,6 +912,13 @@ def verdict_table(found: list[dict]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|\n" + lines + "\n\n")
 
 
+def _resumed_note(cost: dict) -> str:
+    """A cost row's times where a job of it was resumed: summed over epochs, or the search's last part only."""
+    if not cost["resumed"]:
+        return ""
+    return " (resumed: epochs summed)" if cost.get("search_whole", True) else " (resumed: search's last part only)"
+
+
 def markdown(rows, judged, costs, matched, info, args) -> str:
     def fmt_top1(r):
         pending = "; ".join(f"seed {p['seed']} at epoch {p['epochs_done']} of {args.epochs}" if p["epochs_done"]
@@ -921,7 +941,7 @@ def markdown(rows, judged, costs, matched, info, args) -> str:
                "`--report-only` while the rest train; nets still training say at which epoch).\n\n"
                if unfinished else "")
     cost = "\n".join(
-        f"| {c['search']}{' (resumed)' if c['resumed'] else ''} | {'yes' if c['side_by_side'] else 'no'} | "
+        f"| {c['search']}{_resumed_note(c)} | {'yes' if c['side_by_side'] else 'no'} | "
         f"{c['target_ms']:g} | {c['search_s']:.0f} s | "
         f"{c['epoch_s']:.0f} s | **{c['search_in_epochs']:.1f}** | {c['train_s']:.0f} s | "
         f"**{c['search_over_train']:.2f}** | {c['search_rss_mb']:.0f} / {c['train_rss_mb']:.0f} MB | "
@@ -1055,7 +1075,7 @@ def main() -> None:
     records = {**read_records(list(round_jobs.values()), records_dir), **run(searches + later + jobs)}
     rows = summarise(work, targets, matched, records, args)
     round_pair = (args.round, round_cost_pair(work, targets, args)) if args.round_cost else None
-    costs = search_cost(targets, rows, records, cost[0].name, round_pair)
+    costs = search_cost(targets, rows, records, searches, cost[0], round_pair)
     served = targets if len(searches) > 1 else targets[:1]
     repeated = (cost[0].done and  # the same seed, again
                 derived_ops(cost[0].out, served) == derived_ops(searches[0].out, served))
@@ -1068,8 +1088,9 @@ def main() -> None:
         "latency": f"{header['backend']}, batch {header['batch']}, {header.get('threads')} thread(s), "
                    f"table {args.lut.name} (ops timed {header.get('timing', 'alone')})",
         "search_settings": search_settings(searches[0].out),
-        "rounds": {name: {"search_settings": search_settings(job.out), "search_s": records[job.name]["wall_s"],
-                          "search_resumed": records[job.name]["resumed"],  # then search_s is its last part
+        "rounds": {name: {"search_settings": search_settings(job.out),
+                          "search_s": _run_seconds(job.out, records[job.name])[0],
+                          "search_resumed": not _run_seconds(job.out, records[job.name])[1],  # search_s: last part
                           "space": searched_space(job.out), "picks": matched["rounds"][name]}
                    for name, job in round_jobs.items() if name in matched.get("rounds", {}) and job.name in records},
         "suffix": suffix,

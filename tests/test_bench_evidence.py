@@ -328,6 +328,37 @@ def test_a_rounds_search_cost_is_timed_beside_its_partner_training_and_set_again
     assert _round_costs("w75", [search, partner], [46.0, 30.0], rows, {}, base=200.0) == []
 
 
+def test_a_search_resumed_in_a_later_session_is_timed_by_its_epochs(tmp_path, monkeypatch):
+    """A search's record after a resume holds its last part only: its cost is then the sum of its epochs'
+    seconds, as a resumed training's is; a search from before epochs were timed keeps the last part, and
+    its row and the cost table say so."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from lanes import Job
+    from search_vs_baselines import _resumed_note, _round_costs
+
+    search = Job("cost_family_w75", [], tmp_path / "cost" / "family_w75")
+    partner = Job("cost_train_searched-w75_46ms_seed2", [], tmp_path / "cost" / "train" / "searched-w75_46ms_seed2")
+    for run, seconds in ((search.out, (300.0, 320.0, 310.0)), (partner.out, (100.0, 120.0))):
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "epoch_seconds": s}) + "\n"
+                                                   for e, s in enumerate(seconds, 1)))
+    records = {search.name: {"wall_s": 330.0, "max_rss_mb": 2000.0, "resumed": True,
+                             "started_unix": 0.0, "ended_unix": 330.0},
+               partner.name: {"wall_s": 220.0, "max_rss_mb": 1500.0, "resumed": False,
+                              "started_unix": 10.0, "ended_unix": 230.0}}
+    (row,) = _round_costs("w75", [search, partner], [46.0], [], records, base=200.0)
+    assert (row["search_s"], row["search_whole"], row["train_s"]) == (930.0, True, 220.0)
+    assert row["search_over_train"] == 930.0 / 220.0 and _resumed_note(row) == " (resumed: epochs summed)"
+    # epochs from before searches timed them: the record's last part, said to be only that
+    (search.out / "metrics.jsonl").write_text(json.dumps({"epoch": 1}) + "\n" + json.dumps({"epoch": 2}) + "\n")
+    (row,) = _round_costs("w75", [search, partner], [46.0], [], records, base=200.0)
+    assert (row["search_s"], row["search_whole"]) == (330.0, False)
+    assert _resumed_note(row) == " (resumed: search's last part only)"
+    records[search.name]["resumed"] = False  # a whole run: its record, whatever its epochs say
+    (row,) = _round_costs("w75", [search, partner], [46.0], [], records, base=200.0)
+    assert (row["search_s"], row["search_whole"], _resumed_note(row)) == (330.0, True, "")
+
+
 def test_lanes_stop_the_others_once_the_job_waited_for_has_finished(tmp_path, monkeypatch):
     """`until`: when that job ends, the jobs still running get SIGTERM (a proxyless command checkpoints and
     exits) and nothing else starts; neither is recorded, so a later call runs both."""
