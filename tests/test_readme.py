@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
-    command = 'pip install -c constraints.txt -e ".[test]" && python -m pytest -q'
+    command = 'pip install -c constraints.txt -e ".[test]" && python -m pytest -q -n 2'
     assert command in readme
     assert command in (ROOT / ".ci" / "run").read_text()
 
