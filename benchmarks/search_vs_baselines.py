@@ -703,9 +703,9 @@ def _run_seconds(run_dir: Path, record: dict) -> tuple[float, bool]:
     its last part only: its time is then the sum of its epochs' seconds (which leaves out start-up and each
     epoch's evaluation) where every epoch recorded them (trainings; searches since c5854c1), else the last
     part's, not whole."""
-    epochs = _each_epoch_seconds(run_dir)
     if not record["resumed"]:
         return record["wall_s"], True
+    epochs = _each_epoch_seconds(run_dir)
     if epochs and None not in epochs:
         return sum(epochs), True
     return record["wall_s"], False
@@ -781,7 +781,7 @@ def _round_costs(round_name: str, pair: list[Job], targets: list[float], rows: l
 def _cost_row(label: str, served: int, target: float, search_dir: Path, search: dict, training: dict, train_s: float,
               epoch_s: float, train_rss_mb: float, train_resumed: bool, base: float) -> dict:
     """A search (its run dir and record) against a training; a search resumed in a later session is timed
-    by its epochs (`_run_seconds`), and `whole` says whether that was possible."""
+    by its epochs (`_run_seconds`), and `search_whole` says whether that was possible."""
     search_s, whole = _run_seconds(search_dir, search)
     return {
         "search": label, "targets": served, "target_ms": target, "side_by_side": _overlap(search, training) > 0.5,
@@ -1088,11 +1088,11 @@ def main() -> None:
         "latency": f"{header['backend']}, batch {header['batch']}, {header.get('threads')} thread(s), "
                    f"table {args.lut.name} (ops timed {header.get('timing', 'alone')})",
         "search_settings": search_settings(searches[0].out),
-        "rounds": {name: {"search_settings": search_settings(job.out),
-                          "search_s": _run_seconds(job.out, records[job.name])[0],
-                          "search_resumed": not _run_seconds(job.out, records[job.name])[1],  # search_s: last part
+        "rounds": {name: {"search_settings": search_settings(job.out), "search_s": seconds,
+                          "search_resumed": not whole,  # then search_s is its last part
                           "space": searched_space(job.out), "picks": matched["rounds"][name]}
-                   for name, job in round_jobs.items() if name in matched.get("rounds", {}) and job.name in records},
+                   for name, job in round_jobs.items() if name in matched.get("rounds", {}) and job.name in records
+                   for seconds, whole in [_run_seconds(job.out, records[job.name])]},
         "suffix": suffix,
         "rerun_same_nets": repeated,
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "
