@@ -80,6 +80,20 @@ class Scorer:
         return subnet_accuracy(self.supernet, plan, self.loader, self.batches, memory_format=torch.channels_last)
 
 
+def residual_scales(supernet: SuperNet) -> dict[str, list[float]]:
+    """Per layer, the mean |γ| of its candidates' project BN: in the layers that may be `zero` ("optional")
+    it scales the residual branch added to the shortcut (the search starts it at zero), in the others
+    ("fixed") the layer's whole output."""
+    scales: dict[str, list[float]] = {"optional": [], "fixed": []}
+    for mixed in supernet.mixed_ops():
+        norms = [module for name, module in mixed.named_modules()
+                 if isinstance(module, torch.nn.BatchNorm2d) and "project" in name.split(".")]
+        scale = statistics.mean(float(norm.weight.detach().abs().mean()) for norm in norms)
+        optional = any(mixed.is_zero(index) for index in range(len(mixed.specs)))
+        scales["optional" if optional else "fixed"].append(scale)
+    return scales
+
+
 def percentile(value: float, pool: list[float]) -> float:
     """The share of `pool` scored below `value` (ties count half)."""
     return (sum(p < value for p in pool) + 0.5 * sum(p == value for p in pool)) / len(pool)
@@ -98,8 +112,21 @@ def score_target(label: str, scorer: Scorer, model: LatencyModel, args: argparse
         rows.append({"net": arch.name, "predicted_ms": model.of_arch(arch), "supernet_top1": score,
                      "band_percentile": percentile(score, band_scores),
                      "trained_top1": statistics.mean(top1) if top1 else None, "seeds": len(top1)})
-    return {"target": label, "rows": rows, "band": {"count": len(band_scores), "median": statistics.median(band_scores),
-                                                   "max": max(band_scores), "scores": band_scores}}
+    depth = [{"net": arch.name, "predicted_ms": model.of_arch(arch), "supernet_top1": scorer(arch)}
+             for arch in depth_variants(nets[0])]
+    return {"target": label, "rows": rows, "depth": depth,
+            "band": {"count": len(band_scores), "median": statistics.median(band_scores), "max": max(band_scores),
+                     "scores": band_scores}}
+
+
+def depth_variants(arch: Arch) -> list[Arch]:
+    """`arch` with every optional layer (one that may be `zero`) set alike: to zero, to the space's first
+    candidate, to its last. Its other layers stay as searched. A supernet that sees depth scores them apart."""
+    optional = [any(str(op) == "zero" for op in slot.candidates) for slot in arch.space.layers()]
+    first, last = str(arch.space.candidates[0]), str(arch.space.candidates[-1])
+    return [Arch.from_strings(arch.space, [fill if free else op for op, free in zip(arch.op_strings(), optional)],
+                              name=f"{arch.name}, optional layers {fill}")
+            for fill in ("zero", first, last)]
 
 
 def main() -> None:
@@ -126,10 +153,10 @@ def main() -> None:
     scorer = Scorer(supernet, splits.valid, splits.train, args.images, args.bn_batches, seed=args.seed)
     model = LatencyModel(supernet.space, load_lut(args.lut))
     targets = [score_target(label, scorer, model, args) for label in labels]
-    write(args, targets, time.perf_counter() - started)
+    write(args, targets, residual_scales(supernet), time.perf_counter() - started)
 
 
-def write(args: argparse.Namespace, targets: list[dict], seconds: float) -> None:
+def write(args: argparse.Namespace, targets: list[dict], scales: dict[str, list[float]], seconds: float) -> None:
     table = ["| target | net | predicted ms | supernet valid top-1 | percentile in band (supernet) "
              "| trained test top-1 (seeds) |", "|---|---|---|---|---|---|"]
     for target in targets:
@@ -140,6 +167,9 @@ def write(args: argparse.Namespace, targets: list[dict], seconds: float) -> None
         band = target["band"]
         table.append(f"| {target['target']} | {band['count']} random nets of the band | | median "
                      f"{100 * band['median']:.1f}, best {100 * band['max']:.1f} | | |")
+    depth = ["| net | predicted ms | supernet valid top-1 |", "|---|---|---|"]
+    depth += [f"| {row['net']} | {row['predicted_ms']:.1f} | {100 * row['supernet_top1']:.1f} |"
+              for target in targets for row in target["depth"]]
     markdown = "\n".join([
         f"# Round {args.round}: the supernet's scores against training", "",
         f"Supernet: `{args.run}` (its weights; BN recalibrated on each path over {args.bn_batches} train batches "
@@ -147,9 +177,14 @@ def write(args: argparse.Namespace, targets: list[dict], seconds: float) -> None
         f"percentile is among {args.band_nets} random nets predicted within ±{BAND:.0%} of the searched net's "
         f"latency (its band). Trained: test top-1 of the benchmark's trainings, mean over seeds.", "",
         *table, "",
+        "Depth as the supernet sees it: each searched net with all its optional layers (those that may be "
+        "`zero`) set alike, its other layers as searched:", "", *depth, "",
+        f"Project-BN |γ| (mean over a layer's candidates): {len(scales['optional'])} optional layers "
+        f"{min(scales['optional']):.3f}–{max(scales['optional']):.3f} (their residual branch's scale), "
+        f"{len(scales['fixed'])} fixed layers {min(scales['fixed']):.3f}–{max(scales['fixed']):.3f}.", "",
         f"Reproduce: `python benchmarks/supernet_vs_trained.py --run {args.run} --round {args.round} --lut {args.lut}"
         f" --band-nets {args.band_nets} --images {args.images}` ({seconds:.0f} s on one thread)", ""])
-    data = {"environment": environment(), "seconds": seconds,
+    data = {"environment": environment(), "seconds": seconds, "residual_scales": scales,
             "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
             "targets": targets}
     write_results(f"supernet_vs_trained_{args.round}", data, markdown, args.results)

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from helpers import synthetic_table, tiny32_space, trained_like
-from proxyless.arch import Arch, save_arch
+from proxyless.arch import Arch, load_arch, save_arch
 from proxyless.latency.predict import LatencyModel
 from proxyless.latency.validate import random_archs
 from proxyless.search.quality import subnet_accuracy
@@ -17,7 +17,7 @@ from proxyless.search.supernet import SuperNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from supernet_vs_trained import Scorer, percentile, score_target  # noqa: E402
+from supernet_vs_trained import Scorer, depth_variants, percentile, residual_scales, score_target  # noqa: E402
 
 SPACE = tiny32_space(("mb_k3_e3", "mb_k5_e3", "mb_k5_e6"), zero_when_shape_kept=True)  # 144 nets
 
@@ -26,6 +26,23 @@ def test_percentile_counts_the_pool_below_and_half_the_ties():
     assert percentile(0.5, [0.1, 0.2, 0.9, 1.0]) == 0.5
     assert percentile(2.0, [0.1, 0.2]) == 1.0 and percentile(0.0, [0.1, 0.2]) == 0.0
     assert percentile(0.2, [0.1, 0.2, 0.3, 0.4]) == 0.375
+
+
+def test_depth_variants_set_every_optional_layer_alike_and_keep_the_others():
+    searched = Arch.from_strings(SPACE, ["mb_k5_e3", "mb_k5_e6", "mb_k3_e3", "zero"], name="s")
+    # layers 0 and 2 change shape (stride 2): never zero, so kept as searched
+    assert [arch.op_strings() for arch in depth_variants(searched)] == [
+        ["mb_k5_e3", "zero", "mb_k3_e3", "zero"],
+        ["mb_k5_e3", "mb_k3_e3", "mb_k3_e3", "mb_k3_e3"],
+        ["mb_k5_e3", "mb_k5_e6", "mb_k3_e3", "mb_k5_e6"]]
+
+
+def test_residual_scales_start_at_zero_in_the_optional_layers_only():
+    for entangled in (True, False):
+        scales = residual_scales(SuperNet(SPACE, entangled=entangled))
+        assert scales == {"optional": [0.0, 0.0], "fixed": [1.0, 1.0]}
+        grown = SuperNet(SPACE, entangled=entangled, zero_init_residual=False)
+        assert residual_scales(grown)["optional"] == [1.0, 1.0]
 
 
 def test_each_net_of_the_round_is_scored_on_the_same_images_and_set_beside_its_trainings(tmp_path):
@@ -59,5 +76,7 @@ def test_each_net_of_the_round_is_scored_on_the_same_images_and_set_beside_its_t
     direct = subnet_accuracy(supernet, plan, scorer.loader, scorer.batches, memory_format=torch.channels_last)
     assert rows["searched-r_5ms"]["supernet_top1"] == direct == scorer(searched)
     assert sum(len(y) for _, y in scorer.loader) == 20
+    kept = load_arch(tmp_path / "archs" / "searched-r_5ms.json")
+    assert [row["net"] for row in found["depth"]] == [arch.name for arch in depth_variants(kept)]
     after = supernet.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)  # BN statistics restored too
