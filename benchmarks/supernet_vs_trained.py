@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.manual_seed(args.seed)  # the augmented BN batches: the same on every rerun
     started = time.perf_counter()
     state = load_checkpoint(args.run / "checkpoint.pt")
     labels = args.targets or [entry["label"] for entry in state["family"]]
