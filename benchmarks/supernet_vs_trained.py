@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -44,7 +43,7 @@ from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.search.pipeline import load_search_data, supernet_of  # noqa: E402
 from proxyless.search.quality import subnet_accuracy  # noqa: E402
-from proxyless.search.scoring import fixed_subset  # noqa: E402
+from proxyless.search.scoring import scoring_batches  # noqa: E402
 from proxyless.search.supernet import SuperNet  # noqa: E402
 
 WORK = RESULTS / "search_vs_baselines_runs"
@@ -71,9 +70,7 @@ class Scorer:
     def __init__(self, supernet: SuperNet, valid, train, images: int, bn_batches: int, batch_size: int = 100,
                  seed: int = 0) -> None:
         self.supernet = supernet
-        self.loader = list(DataLoader(fixed_subset(valid, images, seed, 11), batch_size=batch_size))
-        calibration = DataLoader(fixed_subset(train, bn_batches * batch_size, seed, 12), batch_size=batch_size)
-        self.batches = [images for images, _ in calibration]  # (B, 3, H, W), decoded once for every net
+        self.loader, self.batches = scoring_batches(valid, train, images, bn_batches, batch_size, seed)
 
     def __call__(self, arch: Arch) -> float:
         plan = self.supernet.space.indices_of(arch)
@@ -122,11 +119,15 @@ def score_target(label: str, scorer: Scorer, model: LatencyModel, args: argparse
 def depth_variants(arch: Arch) -> list[Arch]:
     """`arch` with every optional layer (one that may be `zero`) set alike: to zero, to the space's first
     candidate, to its last. Its other layers stay as searched. A supernet that sees depth scores them apart."""
-    optional = [any(str(op) == "zero" for op in slot.candidates) for slot in arch.space.layers()]
+    ops = arch.op_strings()
+    # per layer its identity candidate (`zero`, or a shape-keeping `skip`); None where it has none
+    identity = [next((str(op) for op in slot.candidates if slot.is_identity(op)), None) for slot in arch.space.layers()]
     first, last = str(arch.space.candidates[0]), str(arch.space.candidates[-1])
-    return [Arch.from_strings(arch.space, [fill if free else op for op, free in zip(arch.op_strings(), optional)],
-                              name=f"{arch.name}, optional layers {fill}")
-            for fill in ("zero", first, last)]
+    fills = {"zero": identity, first: [first] * len(ops), last: [last] * len(ops)}
+    return [Arch.from_strings(arch.space, [op if free is None else fill
+                                           for op, free, fill in zip(ops, identity, chosen)],
+                              name=f"{arch.name}, optional layers {label}")
+            for label, chosen in fills.items()]
 
 
 def main() -> None:
