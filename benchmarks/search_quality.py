@@ -96,7 +96,7 @@ def main() -> None:
     report: dict[str, Any] = {"environment": environment(), "settings": settings, "targets_ms": targets,
                               "difficulty": difficulty(args.truth, truth, latency, targets), "variants": {},
                               "searches": []}
-    for name in args.variants:
+    for name in () if args.no_ablation else args.variants:
         config, controller = variant(base, name)
         run_dir = out / name / "p50_seed0"
         if args.report_only and not finished(run_dir, ranked=True):
@@ -148,6 +148,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--name", help="result files' name (default search_quality[_quick]); a second lane running "
                         "other variants into the same --out writes its own, and a last run of all variants merges")
     parser.add_argument("--no-targets", action="store_true", help="the ablation only, no searches at three targets")
+    parser.add_argument("--no-ablation", action="store_true", help="the searches at the targets only, not the "
+                        "ablation at the median (e.g. a lane searching a family while another runs the ablation)")
     parser.add_argument("--report-only", action="store_true",
                         help="only read back finished searches (e.g. to merge the lanes' results), start none (a "
                         "finished search's scored derive is still computed once, from its checkpoint)")
@@ -173,6 +175,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="a tiny run on the embedded sample to check the script")
     args = parser.parse_args()
+    if args.no_targets and args.no_ablation:
+        parser.error("--no-targets and --no-ablation leave nothing to run: drop one of them")
     args.name = args.name or ("search_quality_quick" if args.quick else "search_quality")
     if args.quick:
         args.data, args.train_images, args.epochs, args.warmup_epochs = "sample", 128, 2, 1
