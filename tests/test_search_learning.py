@@ -142,6 +142,38 @@ def test_resuming_a_run_from_before_the_weights_flag_keeps_independent_weights(t
     assert "independent weights, uniform warmup paths" in resumed.stderr + resumed.stdout
 
 
+def test_residual_init_flag_reaches_the_supernet_and_a_run_from_before_it_resumes_zeroed(tmp_path):
+    """`--residual-init unit` starts the shape-keeping residual branches at full scale (the default: as the
+    identity), is saved with the run, and a run saved before the flag existed resumes as zero-init."""
+    space = tmp_path / "tiny32.yaml"
+    dump_space(tiny32_space(), space)
+    argv = [sys.executable, "-m", "proxyless", "search", "--space", str(space), "--limit-images", "64",
+            "--batch-size", "32", "--epochs", "1", "--no-progress", "--no-measure", "--lr", "0.001"]
+    root = Path(__file__).resolve().parents[1]
+    gammas = {}
+    for init in ("zero", "unit"):
+        run = tmp_path / init
+        done = subprocess.run(argv + ["--out", str(run), "--residual-init", init], capture_output=True, text=True,
+                              timeout=300, cwd=root)
+        assert done.returncode == 0, done.stderr[-1000:]
+        assert json.loads((run / "config.json").read_text())["search"]["zero_init_residual"] is (init == "zero")
+        supernet = supernet_of(load_checkpoint(run / "checkpoint.pt"), str(run))
+        gammas[init] = [float(norms.project.weight.abs().mean()) for block, mixed in
+                        zip(supernet.blocks, supernet.mixed_ops()) if block.shortcut
+                        for norms in mixed.shared.norms.values()]
+    assert gammas["zero"] and max(gammas["zero"]) < 0.05 < 0.9 < min(gammas["unit"])  # two steps at lr 0.001
+    old = tmp_path / "zero" / "config.json"
+    settings = json.loads(old.read_text())
+    del settings["command"]["residual_init"]  # as a run from before the flag saved it
+    old.write_text(json.dumps(settings))
+    resumed = subprocess.run(argv[:4] + ["--resume", str(tmp_path / "zero"), "--epochs", "2"], capture_output=True,
+                             text=True, timeout=300, cwd=root)
+    assert resumed.returncode == 0, resumed.stderr[-1000:]  # as zero-init: else its saved settings would differ
+    flipped = subprocess.run(argv[:4] + ["--resume", str(tmp_path / "unit"), "--residual-init", "zero"],
+                             capture_output=True, text=True, timeout=300, cwd=root)
+    assert flipped.returncode == 2 and "--residual-init" in flipped.stderr  # a run keeps the init it started with
+
+
 def test_a_two_sided_controller_pushes_a_too_fast_net_up_and_a_slow_one_down():
     weight = AdaptiveWeight(0.1, rate=0.5, low=0.001, high=1000.0, two_sided=True)
     values = [weight.update(80.0, 100.0) for _ in range(40)]  # 20% too fast, every step

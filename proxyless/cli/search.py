@@ -56,6 +56,10 @@ def register(subparsers) -> None:
                             "layer share one weight set (k3 the centre of k5, e3 the first channels of e6)")
     group.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
                        help="warmup paths: uniform, or fair (each candidate of each layer once per cycle)")
+    group.add_argument("--residual-init", choices=("zero", "unit"),
+                       default="zero" if defaults.zero_init_residual else "unit",
+                       help="residual branches of shape-keeping candidates start as the identity (zero: their "
+                            "project BN at 0) or at full scale (unit: at 1, as the paper's code)")
     group.add_argument("--bn-batches", type=int, default=defaults.bn_batches,
                        help="train batches that recalibrate BN on the argmax path before each epoch's valid top-1")
     group.add_argument("--valid-size", type=float, default=0.2, help="held-out part of the training data for α")
@@ -112,7 +116,7 @@ def add_measured_derive_flag(parser) -> None:
 
 
 # what a search started before these flags existed ran with, so that resuming it keeps it
-BEFORE_FLAGS = {"weights": "independent", "sampling": "uniform"}
+BEFORE_FLAGS = {"weights": "independent", "sampling": "uniform", "residual_init": "zero"}
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -122,7 +126,8 @@ def run_search(args: argparse.Namespace) -> int:
     config = SearchConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,
-        weights=args.weights, sampling=args.sampling, bn_batches=args.bn_batches,
+        weights=args.weights, sampling=args.sampling, zero_init_residual=args.residual_init == "zero",
+        bn_batches=args.bn_batches,
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
         tensorboard=args.tensorboard,
     )
