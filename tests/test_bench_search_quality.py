@@ -48,11 +48,13 @@ def test_quick_run_scores_an_ablation_and_three_targets(tmp_path):
     ranked = json.loads((tmp_path / "rank_images.json").read_text())
     assert [r["images"] for r in ranked["rows"]] == [20, 40] and len(ranked["layers"]) == 8
     # --family: the three targets of a seed from one supernet, each scored like a search of its own
+    # (--no-ablation: without the median search, as a lane beside one running the ablation)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_quality.py"), "--quick", "--family",
-                           "--truth", str(tmp_path / "truth.json"), "--out", str(tmp_path / "runs"),
+                           "--no-ablation", "--truth", str(tmp_path / "truth.json"), "--out", str(tmp_path / "runs"),
                            "--results", str(tmp_path), "--name", "family"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "family.json").read_text())["variants"] == {}
     family = json.loads((tmp_path / "family.json").read_text())["searches"]
     assert [s["target_percentile"] for s in family] == [25, 50, 75] and [s["target_ms"] for s in family] == targets
     assert all(s["family"] == [25, 50, 75] and s["search_s"] == family[0]["search_s"] for s in family)
@@ -61,3 +63,10 @@ def test_quick_run_scores_an_ablation_and_three_targets(tmp_path):
         label = f"{round(search['target_ms'], 3):g}ms"
         assert (tmp_path / "runs" / "entangled-fair" / "family_seed0" / label / "arch.json").is_file()
     assert "share one supernet" in done.stdout
+
+
+def test_asking_for_neither_the_ablation_nor_the_targets_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_quality.py"), "--no-targets",
+                           "--no-ablation", "--truth", str(tmp_path / "truth.json")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "leave nothing to run" in done.stderr
