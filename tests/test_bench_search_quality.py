@@ -54,8 +54,9 @@ def test_quick_run_scores_an_ablation_and_three_targets(tmp_path):
                            "--results", str(tmp_path), "--name", "family"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((tmp_path / "family.json").read_text())["variants"] == {}
-    family = json.loads((tmp_path / "family.json").read_text())["searches"]
+    family_report = json.loads((tmp_path / "family.json").read_text())
+    assert family_report["variants"] == {}
+    family = family_report["searches"]
     assert [s["target_percentile"] for s in family] == [25, 50, 75] and [s["target_ms"] for s in family] == targets
     assert all(s["family"] == [25, 50, 75] and s["search_s"] == family[0]["search_s"] for s in family)
     assert all(s["derived_in_band"] and s["scored"]["derived_in_band"] for s in family)
