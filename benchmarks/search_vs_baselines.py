@@ -176,24 +176,25 @@ def round_cost_pair(work: Path, targets: list[float], args: argparse.Namespace) 
 
 
 def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Namespace) -> list[Job]:
-    """Every kept net's training jobs in the order they start: the cost pair first (the first search run
-    again from scratch, beside the first target's searched net, seed 0), then the fastest target's nets, so that a
-    run cut off by the end of a session has whole targets done (and a checkpoint to resume the rest from),
-    not a few nets of every target. The first round's nets and MobileNetV2 come before a later round's,
-    which the comparison needs whatever the rounds find; then the round being run (the newest question):
-    its searched nets at every target first, in the order the targets were given (the first is the run's
-    own, as for the cost pair), then its random nets, since whether it beats MobileNetV2 (trained
-    already) is the question it was run for, and a session's end should not leave a target's searched
-    nets for the next one behind random nets; then, with `--round-cost`, the round's cost pair
-    (`round_cost_pair`); then what other rounds left. A training of a net since replaced is dropped first."""
-    def order(target_job: tuple[float, Job]) -> tuple[int, int]:
+    """Every kept net's training jobs in the order they start: the cost pair first (the first search run again from
+    scratch, beside the first target's searched net, seed 0), then the fastest target's nets, so that a run cut off
+    by the end of a session has whole targets done (and a checkpoint to resume the rest from), not a few nets of
+    every target. The first round's nets and MobileNetV2 come before a later round's, which the comparison needs
+    whatever the rounds find; then the round being run (the newest question): its searched nets at every target
+    first, in the order the targets were given (the first is the run's own, as for the cost pair) but
+    `--round-first`'s target before the others, then its random nets, since whether it beats MobileNetV2 (trained
+    already) is the question it was run for, and a session's end should not leave a target's searched nets for the
+    next one behind random nets; then, with `--round-cost`, the round's cost pair (`round_cost_pair`); then what
+    other rounds left. A training of a net since replaced is dropped first."""
+    def order(target_job: tuple[float, Job]) -> tuple[int, ...]:
         target, job = target_job
         round_name = round_of(job.out.name)
         if not round_name:
-            return 0, 0
+            return (0,)
         if round_name == args.round:
-            return (2, 0) if job.out.name.startswith("random-") else (1, targets.index(target))
-        return 3, 0
+            first = 0 if target == args.round_first else 1  # `--round-first`: the target the round must settle
+            return (2, 0) if job.out.name.startswith("random-") else (1, first, targets.index(target))
+        return (3,)
 
     jobs = [job for _, job in sorted(((t, train_job(work, name, s, args)) for t in sorted(targets)
                                       for name in matched["chosen"][f"{t:g}"] for s in range(seeds_for(name, args))),
@@ -1019,6 +1020,9 @@ def main() -> None:
                         help="with --round: also search the round's family again from scratch, beside a training "
                         "of its first target's net (an extra seed), to time the round's search as the first "
                         "round's is timed (after the round's trainings, before other rounds')")
+    parser.add_argument("--round-first", type=float, metavar="MS",
+                        help="with --round: train the round's searched nets at this target before its others (the "
+                        "target a round was run to settle, so that its verdict lands in the fewest lane-hours)")
     parser.add_argument("--searches-only", action="store_true",
                         help="run the searches (and the round's) and stop: a lane of its own beside a run that "
                         "trains the nets already kept in the same --work")
@@ -1032,6 +1036,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.round_cost and not args.round:
         parser.error("--round-cost times a later round's search: give the round with --round NAME")
+    if args.round_first is not None and (not args.round or args.round_first not in args.target_latency):
+        parser.error("--round-first orders a later round's nets: give the round with --round NAME and one of "
+                     "--target-latency's targets")
     if args.quick:
         args.per_class, args.epochs, args.search_epochs, args.search_warmup, args.seeds = 10, 1, 2, 1, 2
         args.batch_size, args.random = 16, 1

@@ -252,8 +252,8 @@ def test_a_later_round_whose_pick_missed_is_aimed_again_through_the_ratio_just_m
 def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
     """Trainings: the cost pair first (it must start together), then the rest, fastest target first: the
     first round's nets and MobileNetV2, the round being run (its searched nets at every target in the
-    order given, then its random nets), what other rounds left. Beside a round's search: the same but
-    the cost pair, the search first."""
+    order given, `--round-first`'s target first, then its random nets), what other rounds left. Beside a
+    round's search: the same but the cost pair, the search first."""
     import argparse
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
@@ -263,7 +263,7 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
     args = argparse.Namespace(round="w75", epochs=1, batch_size=8, lr=0.1, seeds=2, report_only=False,
                               space="proxyless-cifar", lut=Path("lut.json"), search_epochs=2, search_warmup=None,
                               search_lr=None, arch_lr=None, arch_every=None, round_cost=False, round_space=None,
-                              round_lut=None)
+                              round_lut=None, round_first=None)
     matched = {"chosen": {"46": ["searched_46ms", "mbv2_0.65", "searched-e24_46ms", "searched-w75_46ms",
                                  "random-w75_46ms_0"],
                           "30": ["searched_30ms", "mbv2_0.4", "random_30ms_8", "random-w75_30ms_1",
@@ -280,6 +280,12 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
                      "train_random-w75_46ms_0_seed0",
                      "train_searched-e24_46ms_seed0", "train_searched-e24_46ms_seed1"]
     assert [job.name for job in beside_round_search(search, jobs)] == ["family_w75", *names[2:]]
+    # --round-first 30: the round's 30 ms nets before its 46 ms ones, the rest in the same order
+    args.round_first = 30.0
+    first_30 = [job.name for job in trainings(tmp_path, [46.0, 30.0], matched, args)]
+    w75_46, w75_30 = names[10:12], names[12:14]
+    assert first_30 == [*names[:10], *w75_30, *w75_46, *names[14:]]
+    args.round_first = None
     # --round-cost: the round's search again, with a training of its first target's net (a third seed) next
     # in the queue, after the round's own nets and before what other rounds left; not before its nets are kept
     args.round_cost = True
