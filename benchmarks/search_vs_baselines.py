@@ -448,21 +448,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     was not drawn from the band: earlier checks drew the whole space and kept what landed near the aim,
     which found nothing near the e24 round's 68 ms net (superseded checks: `random_checks_before`)."""
     done = matched.get("rounds", {}).get(round_name, {})
-
-    def next_step(record: dict | None) -> str | None:
-        """What a target still needs: 'match' (never timed), 'rematch' (its pick missed and was not aimed
-        again), 'randoms' (kept without random nets, or with fewer than `--random` and none yet drawn
-        from the band by `archs_in_band`: earlier checks drew the whole space and kept what landed)."""
-        if record is None:
-            return "match"
-        if not args.quick and round_missed(record) and "first" not in record:
-            return "rematch"
-        short = not args.quick and len(record.get("randoms", [])) < args.random
-        if "randoms" not in record or (short and record.get("random_check", {}).get("sampler") != "band"):
-            return "randoms"
-        return None
-
-    steps = {t: step for t in targets if (step := next_step(done.get(f"{t:g}")))}
+    steps = {t: step for t in targets if (step := round_next_step(done.get(f"{t:g}"), args.random, args.quick))}
     if not steps:
         return matched
     space_name, lut = round_space_lut(args)
@@ -479,14 +465,15 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
              for part in (r, *(r[k] for k in ("first", "random_check") if k in r), *r.get("random_checks_before", []))
              for n in part["measured"]}
 
-    def timed(t: float, wanted: float, kept: tuple[str, Arch] | None = None) -> dict:
+    def timed(t: float, wanted: float, kept: tuple[str, Arch] | None = None, random_aim: float | None = None) -> dict:
         """Target `t`'s derived nets predicted nearest `wanted` (or only the `kept` net) and random nets
-        of the space predicted near `wanted` (near the kept net's prediction), timed with its MobileNetV2;
-        the random nets within the band of the kept or picked net in this measurement are `randoms`."""
+        of the space predicted near `wanted` (near `random_aim`, else the kept net's prediction), timed with
+        its MobileNetV2; the random nets within the band of the kept or picked net in this measurement are
+        `randoms`."""
         key = f"{t:g}"
         anchor = matched["anchors"][key]
         derived = {} if kept else nearest_derived(derived_by_target[t], model, wanted, count)
-        aim = model.of_arch(kept[1]) if kept else wanted
+        aim = random_aim or (model.of_arch(kept[1]) if kept else wanted)
         taken = sum(n.startswith(f"{random_prefix}{key}ms_") for n in named)
         seed = args.seed + 200 + 10 * targets.index(t) + taken  # new nets for each draw
         drawn = (near_target(priced_pool(space, model, 2_000, seed), aim, 3 * args.random, None) if args.quick
@@ -519,15 +506,23 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
         key = f"{t:g}"
         name = f"{prefix}{key}ms"
         if step == "randoms":
-            # kept already, without (enough) random nets timed with it: draw them, timed with the kept net
+            # kept already, without (enough) random nets timed with it: draw them, timed with the kept net;
+            # after a draw from the band, aimed where that draw's nets would run at the kept net's time, and
+            # the nets it kept stay (each was within the band of the searched net timed with it)
+            last = done[key].get("random_check", done[key])
+            band_before = last.get("sampler") == "band" and "randoms" in done[key]
             check = timed(t, aim_through(done[key], derived_by_target[t], model),
-                          kept=(name, load_arch(work / "archs" / f"{name}.json")))
+                          kept=(name, load_arch(work / "archs" / f"{name}.json")),
+                          random_aim=random_aim_through(last, name) if band_before else None)
             archs = check.pop("archs")
-            attempt = {**done[key], "randoms": check["randoms"], "random_check": check}
+            kept_before = done[key]["randoms"] if band_before else []
+            check["randoms"] = check["randoms"][: args.random - len(kept_before)]
+            attempt = {**done[key], "randoms": [*kept_before, *check["randoms"]], "random_check": check}
             if "random_check" in done[key]:  # drawn again: the earlier checks' nets are not compared
                 attempt["random_checks_before"] = [*done[key].get("random_checks_before", []),  # oldest first
                                                    done[key]["random_check"]]
-                matched["chosen"][key] = [n for n in matched["chosen"][key] if n not in done[key]["randoms"]]
+                if not band_before:  # an earlier whole-space check's nets are not compared
+                    matched["chosen"][key] = [n for n in matched["chosen"][key] if n not in done[key]["randoms"]]
         elif step == "rematch":  # an earlier run's pick missed: aim through the ratio that run measured
             attempt = timed(t, aim_through(done[key], derived_by_target[t], model))
             attempt["first"] = done[key]
@@ -552,6 +547,40 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     matched.setdefault("rounds", {})[round_name] = record
     atomic_write_text(work / "matched.json", json.dumps(matched, indent=2) + "\n")
     return matched
+
+
+MAX_BAND_DRAWS = 3  # draws of random nets from the band for one target of a round, the matching's included
+
+
+def round_next_step(record: dict | None, randoms: int, quick: bool) -> str | None:
+    """What a round's target still needs: 'match' (never timed), 'rematch' (its pick missed and was not
+    aimed again), 'randoms' (kept without random nets, or with fewer than `randoms`, while earlier draws
+    drew the whole space, or drew from the band (`archs_in_band`) fewer than `MAX_BAND_DRAWS` times; on
+    2026-12-07 the w75e18 round's first draw kept 0, 0 and 1 of 6, as its searched nets ran slower
+    against their prediction than the random nets did)."""
+    if record is None:
+        return "match"
+    if not quick and round_missed(record) and "first" not in record:
+        return "rematch"
+    if "randoms" not in record:
+        return "randoms"
+    if quick or len(record["randoms"]) >= randoms:
+        return None
+    checks = [record, *record.get("random_checks_before", []), *([record["random_check"]] if "random_check" in record
+                                                                   else [])]
+    if record.get("random_check", record).get("sampler") != "band":
+        return "randoms"
+    return "randoms" if sum(c.get("sampler") == "band" for c in checks) < MAX_BAND_DRAWS else None
+
+
+def random_aim_through(timing: dict, kept_name: str) -> float:
+    """Where to draw random nets (table ms) so that they run at the kept searched net's time: its time in
+    `timing` (a draw from the band, each net predicted within ±1.25% of `random_aim_table_ms`) over the
+    median ratio of the drawn nets' times to that aim."""
+    compared = timing["searched_pick"]["candidate"] if "searched_pick" in timing else kept_name
+    drawn = [v["mean_ms"] for n, v in timing["measured"].items() if n.startswith("random-")]
+    ratio = statistics.median(drawn) / timing["random_aim_table_ms"]
+    return timing["measured"][compared]["mean_ms"] / ratio
 
 
 def round_missed(record: dict) -> bool:
@@ -849,8 +878,13 @@ def _random_note(record: dict) -> str:
     timing = record.get("random_check", record)
     drawn = (f" uniformly from the space's nets predicted within ±1.25% of {timing['random_aim_table_ms']:.1f} "
              "table-ms (`archs_in_band`)" if timing.get("sampler") == "band" else "")
-    note = (f", random nets of its day: {timing['random_candidates']} drawn{drawn}, {len(record['randoms'])} kept "
-            f"(within ±{BAND:.1%} of the searched net timed with them)")
+    # draws from the band before this one whose nets were kept too (`random_aim_through`)
+    earlier = [c for c in (record, *record.get("random_checks_before", []))
+               if c is not timing and c.get("sampler") == "band" and set(c["measured"]) & set(record["randoms"])]
+    before = "".join(f"{c['random_candidates']} drawn near {c['random_aim_table_ms']:.1f} table-ms, "
+                     f"{len(set(c['measured']) & set(record['randoms']))} kept; then " for c in earlier)
+    note = (f", random nets of its day: {before}{timing['random_candidates']} drawn{drawn}, "
+            f"{len(record['randoms'])} kept in all (within ±{BAND:.1%} of the searched net timed with them)")
     if "random_check" in record:  # drawn by a later run, timed with the kept net
         kept = next(n for n in timing["measured"] if n.startswith("searched-"))
         off = timing["measured"][kept]["mean_ms"] / timing["goal_ms"] - 1
