@@ -116,10 +116,11 @@ def search_jobs(work: Path, targets: list[float], args: argparse.Namespace,
 def round_job(work: Path, targets: list[float], name: str, args: argparse.Namespace) -> Job:
     """A later round's search (`--round NAME`): the family for all targets again (with one target, its
     search), with this code and these flags, in `--round-space` with `--round-lut` (default: the first
-    round's), into WORK/family_NAME (search_<target>_NAME)."""
+    round's), into WORK/family_NAME (search_<target>_NAME); with `--round-residual-init` if given."""
     first = search_jobs(work, targets, args, *round_space_lut(args))[0]
     out = work / f"{first.name}_{name}"
-    return Job(out.name, first.args, out, ["search", "--resume", str(out), "--no-progress"])
+    flags = first.args + optional_flags(("--residual-init", args.round_residual_init))
+    return Job(out.name, flags, out, ["search", "--resume", str(out), "--no-progress"])
 
 
 def round_space_lut(args: argparse.Namespace) -> tuple[str, Path]:
@@ -904,7 +905,9 @@ def search_settings(run: Path) -> str:
     settings = json.loads((run / "config.json").read_text())["search"]
     return ", ".join(f"{k} {'by budget' if settings[k] is None else settings[k]}"
                      for k in ("epochs", "warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling")
-                     if k in settings)
+                     if k in settings) + (
+        f", residual branches from {'zero' if settings['zero_init_residual'] else 'unit scale'}"
+        if "zero_init_residual" in settings else "")
 
 
 def searched_space(run: Path) -> str:
@@ -1054,6 +1057,9 @@ def main() -> None:
                         help="with --round: also search the round's family again from scratch, beside a training "
                         "of its first target's net (an extra seed), to time the round's search as the first "
                         "round's is timed (after the round's trainings, before other rounds')")
+    parser.add_argument("--round-residual-init", choices=("zero", "unit"),
+                        help="with --round: the round's supernet starts its residual branches at this scale "
+                        "(`proxyless search --residual-init`; default: its own)")
     parser.add_argument("--round-first", type=float, metavar="MS",
                         help="with --round: train the round's searched nets at this target before its others (the "
                         "target a round was run to settle, so that its verdict lands in the fewest lane-hours)")
@@ -1070,6 +1076,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.round_cost and not args.round:
         parser.error("--round-cost times a later round's search: give the round with --round NAME")
+    if args.round_residual_init and not args.round:
+        parser.error("--round-residual-init sets a later round's search: give the round with --round NAME")
     if args.round_first is not None and (not args.round or args.round_first not in args.target_latency):
         parser.error("--round-first orders a later round's nets: give the round with --round NAME and one of "
                      "--target-latency's targets")
