@@ -879,9 +879,9 @@ def _random_note(record: dict) -> str:
     timing = record.get("random_check", record)
     drawn = (f" uniformly from the space's nets predicted within ±1.25% of {timing['random_aim_table_ms']:.1f} "
              "table-ms (`archs_in_band`)" if timing.get("sampler") == "band" else "")
-    # draws from the band before this one whose nets were kept too (`random_aim_through`)
+    # draws from the band before this one (`random_aim_through`), whose nets stay kept
     earlier = [c for c in (record, *record.get("random_checks_before", []))
-               if c is not timing and c.get("sampler") == "band" and set(c["measured"]) & set(record["randoms"])]
+               if c is not timing and c.get("sampler") == "band"]
     before = "".join(f"{c['random_candidates']} drawn near {c['random_aim_table_ms']:.1f} table-ms, "
                      f"{len(set(c['measured']) & set(record['randoms']))} kept; then " for c in earlier)
     note = (f", random nets of its day: {before}{timing['random_candidates']} drawn{drawn}, "
