@@ -163,15 +163,16 @@ def cost_copy(job: Job, out: Path) -> Job:
     return Job(f"cost_{job.name}", job.args, out, [job.resume_args[0], "--resume", str(out), "--no-progress"])
 
 
-def round_cost_pair(work: Path, targets: list[float], args: argparse.Namespace) -> list[Job]:
+def round_cost_pair(work: Path, targets: list[float], args: argparse.Namespace, name: str | None = None) -> list[Job]:
     """`--round-cost`: the round's family searched again from scratch into WORK/cost/family_ROUND, with a
     training of its first target's net right after it in the queue (seed `--seeds`, one more than the
     verdicts use, into WORK/cost/train; not in the verdicts, which compare `--seeds` seeds of every net),
     so that the search a round is judged by is timed beside a training of one of its nets, as the first
     round's is by `cost_pair`. The pair need not start together: the search takes longer than the training,
-    which runs beside it from whenever the other lane frees."""
-    search = round_job(work, targets, args.round, args)
-    partner = train_job(work, f"{searched_prefix(args.round)}_{targets[0]:g}ms", args.seeds, args)
+    which runs beside it from whenever the other lane frees. `name`: another round's pair (default --round)."""
+    name = name or args.round
+    search = round_job(work, targets, name, args)
+    partner = train_job(work, f"{searched_prefix(name)}_{targets[0]:g}ms", args.seeds, args)
     return [cost_copy(search, work / "cost" / search.out.name),
             cost_copy(partner, work / "cost" / "train" / partner.out.name)]
 
@@ -754,9 +755,9 @@ def _each_epoch_seconds(run_dir: Path) -> list[float | None]:
 
 
 def search_cost(targets: list[float], rows: list[dict], records: dict, searches: list[Job], check: Job,
-                round_pair: tuple[str, list[Job]] | None = None) -> list[dict]:
+                round_pairs: list[tuple[str, list[Job]]] = ()) -> list[dict]:
     """Each search (`searches`: the family and the single, or the single alone; `check`: the cost check's
-    rerun; with `round_pair`, a later round's rerun: its name and `round_cost_pair`) against the training
+    rerun; `round_pairs`, later rounds' reruns: each its name and `round_cost_pair`) against the training
     of each net it derived, on the same images; `side_by_side` says whether the two ran on one machine at
     one time."""
     base = baseline_rss_mb()
@@ -777,8 +778,8 @@ def search_cost(targets: list[float], rows: list[dict], records: dict, searches:
                                    trained["train_s"][seed],
                                    trained["epoch_s"], trained["train_max_rss_mb"], trained["train_resumed"][seed],
                                    base))
-    if round_pair:
-        costs += _round_costs(*round_pair, targets, rows, records, base)
+    for name, pair in round_pairs:
+        costs += _round_costs(name, pair, targets, rows, records, base)
     return costs
 
 
@@ -1019,10 +1020,12 @@ def markdown(rows, judged, costs, matched, info, args) -> str:
         "searches ran before the matching, possibly in another session on another machine, so the first "
         "search is run again from scratch beside the training of the first target's net (seed 0); "
         f"it derived {'the same nets' if info['rerun_same_nets'] else 'other nets than the first run'}."
-        + (f" Round '{args.round}' (`--round-cost`): its family searched again from scratch into "
-           f"WORK/cost/family_{args.round}, beside a training of its {args.target_latency[0]:g} ms net "
-           f"(seed {args.seeds}, not in the verdicts); its rows at the other targets compare that search with "
-           "their nets' seed-0 trainings, which did not run beside it." if args.round_cost else "") + "\n\n"
+        + "".join(f" Round '{name}' (`--round-cost`): its family searched again from scratch into "
+                  f"WORK/cost/family_{name}, beside a training of its {args.target_latency[0]:g} ms net "
+                  f"(seed {args.seeds}, not in the verdicts); its rows at the other targets compare that search "
+                  "with their nets' seed-0 trainings, which did not run beside it."
+                  for name in sorted({c["search"].split(", ")[0].removeprefix("family_") for c in costs
+                                      if c["search"].startswith("family_")})) + "\n\n"
         f"![latency vs accuracy](search_vs_baselines{info['suffix']}.png)\n\n"
         f"Reproduce: `{info['command']}`\n")
 
@@ -1123,8 +1126,12 @@ def main() -> None:
     round_jobs = {name: later[0] if name == args.round else round_job(work, targets, name, args) for name in rounds}
     records = {**read_records(list(round_jobs.values()), records_dir), **run(searches + later + jobs)}
     rows = summarise(work, targets, matched, records, args)
-    round_pair = (args.round, round_cost_pair(work, targets, args)) if args.round_cost else None
-    costs = search_cost(targets, rows, records, searches, cost[0], round_pair)
+    # every round whose cost pair has run (or runs now, with --round-cost), whichever round this command names
+    round_pairs = [(name, round_cost_pair(work, targets, args, name)) for name in rounds]
+    round_pairs = [(name, pair) for name, pair in round_pairs
+                   if (args.round_cost and name == args.round) or pair[0].name in read_records(pair, records_dir)]
+    records = {**read_records([job for _, pair in round_pairs for job in pair], records_dir), **records}
+    costs = search_cost(targets, rows, records, searches, cost[0], round_pairs)
     served = targets if len(searches) > 1 else targets[:1]
     repeated = (cost[0].done and  # the same seed, again
                 derived_ops(cost[0].out, served) == derived_ops(searches[0].out, served))
