@@ -1024,8 +1024,7 @@ def markdown(rows, judged, costs, matched, info, args) -> str:
                   f"WORK/cost/family_{name}, beside a training of its {args.target_latency[0]:g} ms net "
                   f"(seed {args.seeds}, not in the verdicts); its rows at the other targets compare that search "
                   "with their nets' seed-0 trainings, which did not run beside it."
-                  for name in sorted({c["search"].split(", ")[0].removeprefix("family_") for c in costs
-                                      if c["search"].startswith("family_")})) + "\n\n"
+                  for name in info["cost_rounds"]) + "\n\n"
         f"![latency vs accuracy](search_vs_baselines{info['suffix']}.png)\n\n"
         f"Reproduce: `{info['command']}`\n")
 
@@ -1128,9 +1127,9 @@ def main() -> None:
     rows = summarise(work, targets, matched, records, args)
     # every round whose cost pair has run (or runs now, with --round-cost), whichever round this command names
     round_pairs = [(name, round_cost_pair(work, targets, args, name)) for name in rounds]
-    round_pairs = [(name, pair) for name, pair in round_pairs
-                   if (args.round_cost and name == args.round) or pair[0].name in read_records(pair, records_dir)]
     records = {**read_records([job for _, pair in round_pairs for job in pair], records_dir), **records}
+    round_pairs = [(name, pair) for name, pair in round_pairs
+                   if (args.round_cost and name == args.round) or pair[0].name in records]
     costs = search_cost(targets, rows, records, searches, cost[0], round_pairs)
     served = targets if len(searches) > 1 else targets[:1]
     repeated = (cost[0].done and  # the same seed, again
@@ -1150,6 +1149,7 @@ def main() -> None:
                    for name, job in round_jobs.items() if name in matched.get("rounds", {}) and job.name in records
                    for seconds, whole in [_run_seconds(job.out, records[job.name])]},
         "suffix": suffix,
+        "cost_rounds": [name for name, _ in round_pairs],  # later rounds timed by `--round-cost`
         "rerun_same_nets": repeated,
         "command": "python benchmarks/search_vs_baselines.py --data DIR --target-latency "
                    + " ".join(f"{t:g}" for t in targets) + (" --quick" if args.quick else ""),
