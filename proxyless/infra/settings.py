@@ -26,13 +26,27 @@ from proxyless.infra.atomic import atomic_write_text, read_json
 # settings (leaf names) that may differ on a resume; `epochs` only grows
 RESUMABLE = frozenset({"epochs", "progress", "no_progress", "num_workers", "workers", "checkpoint_every",
                        "tensorboard"})
-_FLAG_OF = {"num_workers": "--workers", "progress": "--no-progress", "channels_last": "--channels-first"}
+# settings whose flag is not their name, with how a value of the setting reads as that flag's value
+_FLAG_OF = {
+    "num_workers": ("--workers", str),
+    "progress": ("--no-progress", lambda shown: "off" if shown else "on"),
+    "channels_last": ("--channels-first", lambda last: "off" if last else "on"),
+    "zero_init_residual": ("--residual-init", lambda zero: "zero" if zero else "unit"),
+}
 
 
 def flag_name(key: str) -> str:
     """The command-line flag of a setting: 'search.batch_size' -> '--batch-size'."""
     leaf = key.rsplit(".", 1)[-1]
-    return _FLAG_OF.get(leaf, "--" + leaf.replace("_", "-"))
+    return _FLAG_OF[leaf][0] if leaf in _FLAG_OF else "--" + leaf.replace("_", "-")
+
+
+def _flag_value(key: str, value: Any) -> str:
+    """A setting's value as its flag says it: zero_init_residual False -> 'unit', progress True -> 'off'."""
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf in _FLAG_OF:
+        return _FLAG_OF[leaf][1](value)
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def resume_changes(saved: Mapping[str, Any], given: Mapping[str, Any], run_dir: str | Path) -> dict[str, list]:
@@ -43,7 +57,8 @@ def resume_changes(saved: Mapping[str, Any], given: Mapping[str, Any], run_dir: 
     refused = sorted(key for key in changed if key.rsplit(".", 1)[-1] not in RESUMABLE)
     fewer = [key for key in changed if key.rsplit(".", 1)[-1] == "epochs" and _less(changed[key])]
     if refused:
-        listed = ", ".join(f"{flag_name(k)} {_show(changed[k][1])} (saved: {_show(changed[k][0])})" for k in refused)
+        listed = ", ".join(f"{flag_name(k)} {_flag_value(k, changed[k][1])} (saved: {_flag_value(k, changed[k][0])})"
+                           for k in refused)
         raise UserError(f"--resume {run_dir}: the saved settings win, but these differ: {listed}; drop them to "
                         f"continue the run, or start a new one with --out")
     if fewer:
@@ -70,10 +85,6 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 def _less(pair: list) -> bool:
     saved, given = pair
     return isinstance(saved, int) and isinstance(given, int) and given < saved
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def record_resume(settings: dict[str, Any], changed: dict[str, list]) -> dict[str, Any]:
