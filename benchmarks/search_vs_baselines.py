@@ -184,18 +184,21 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     every target. The first round's nets and MobileNetV2 come before a later round's, which the comparison needs
     whatever the rounds find; then the round being run (the newest question): its searched nets at every target
     first, in the order the targets were given (the first is the run's own, as for the cost pair) but
-    `--round-first`'s target before the others, then its random nets, since whether it beats MobileNetV2 (trained
-    already) is the question it was run for, and a session's end should not leave a target's searched nets for the
-    next one behind random nets; then, with `--round-cost`, the round's cost pair (`round_cost_pair`); then what
-    other rounds left. A training of a net since replaced is dropped first."""
+    `--round-first`'s target, with its random nets, before the others (all its verdict needs), then its random
+    nets, since whether it beats MobileNetV2 (trained already) is the question it was run for, and a session's end
+    should not leave a target's searched nets for the next one behind random nets; then, with `--round-cost`, the
+    round's cost pair (`round_cost_pair`); then what other rounds left. A training of a net since replaced is
+    dropped first."""
     def order(target_job: tuple[float, Job]) -> tuple[int, ...]:
         target, job = target_job
         round_name = round_of(job.out.name)
         if not round_name:
             return (0,)
         if round_name == args.round:
-            first = 0 if target == args.round_first else 1  # `--round-first`: the target the round must settle
-            return (2, 0) if job.out.name.startswith("random-") else (1, first, targets.index(target))
+            random = job.out.name.startswith("random-")
+            if target == args.round_first:  # `--round-first`: the target the round must settle, its verdict whole
+                return (1, 0, int(random))
+            return (2, 0) if random else (1, 1, targets.index(target))
         return (3,)
 
     jobs = [job for _, job in sorted(((t, train_job(work, name, s, args)) for t in sorted(targets)
@@ -1063,8 +1066,9 @@ def main() -> None:
                         help="with --round: the round's supernet starts its residual branches at this scale "
                         "(`proxyless search --residual-init`; default: its own)")
     parser.add_argument("--round-first", type=float, metavar="MS",
-                        help="with --round: train the round's searched nets at this target before its others (the "
-                        "target a round was run to settle, so that its verdict lands in the fewest lane-hours)")
+                        help="with --round: train the round's searched and random nets at this target before its "
+                        "others (the target a round was run to settle, so that its verdict lands in the fewest "
+                        "lane-hours)")
     parser.add_argument("--searches-only", action="store_true",
                         help="run the searches (and the round's) and stop: a lane of its own beside a run that "
                         "trains the nets already kept in the same --work")

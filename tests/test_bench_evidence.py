@@ -295,8 +295,8 @@ def test_a_rounds_random_nets_are_drawn_again_where_they_run_at_the_searched_net
 def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
     """Trainings: the cost pair first (it must start together), then the rest, fastest target first: the
     first round's nets and MobileNetV2, the round being run (its searched nets at every target in the
-    order given, `--round-first`'s target first, then its random nets), what other rounds left. Beside a
-    round's search: the same but the cost pair, the search first."""
+    order given, `--round-first`'s target and its random nets first, then the other random nets), what other
+    rounds left. Beside a round's search: the same but the cost pair, the search first."""
     import argparse
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
@@ -324,11 +324,12 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
                      "train_random-w75_46ms_0_seed0",
                      "train_searched-e24_46ms_seed0", "train_searched-e24_46ms_seed1"]
     assert [job.name for job in beside_round_search(search, jobs)] == ["family_w75", *names[2:]]
-    # --round-first 30: the round's 30 ms nets before its 46 ms ones, the rest in the same order
+    # --round-first 30: the round's 30 ms nets, its random net too (all the 30 ms verdict needs), before its
+    # 46 ms ones; the rest in the same order
     args.round_first = 30.0
     first_30 = [job.name for job in trainings(tmp_path, [46.0, 30.0], matched, args)]
-    w75_46, w75_30 = names[10:12], names[12:14]
-    assert first_30 == [*names[:10], *w75_30, *w75_46, *names[14:]]
+    w75_46, w75_30, random_30, random_46 = names[10:12], names[12:14], names[14], names[15]
+    assert first_30 == [*names[:10], *w75_30, random_30, *w75_46, random_46, *names[16:]]
     args.round_first = None
     # --round-cost: the round's search again, with a training of its first target's net (a third seed) next
     # in the queue, after the round's own nets and before what other rounds left; not before its nets are kept
