@@ -292,6 +292,41 @@ def test_a_rounds_random_nets_are_drawn_again_where_they_run_at_the_searched_net
     assert "2 kept in all" in _random_note(kept_first)
 
 
+def test_one_matching_draws_again_until_every_target_has_its_random_nets_or_its_draws_are_spent(tmp_path):
+    """`settle_round` repeats the matching's one step per target until `round_next_step` has nothing left:
+    a target whose draws keep nothing is drawn three times from the band in one run, then left short; a
+    target kept whole is not timed again; a run with nothing to do times nothing."""
+    import argparse
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from search_vs_baselines import MAX_BAND_DRAWS, settle_round
+
+    passes = []
+
+    def one_step(work, targets, matched, round_name, args):  # the measurement: what each draw kept
+        passes.append(round_name)
+        rounds = matched.setdefault("rounds", {}).setdefault(round_name, {})
+        for key, kept in (("46", []), ("68", ["random-u_68ms_0", "random-u_68ms_1"])):
+            if key not in rounds:
+                rounds[key] = {"first": {}, "sampler": "band", "randoms": kept, "goal_ms": 50.0,
+                               "searched_pick": {"candidate": "s"}, "measured": {"s": {"mean_ms": 50.0}}}
+            elif len(rounds[key]["randoms"]) < 2:  # drawn again, keeping nothing
+                before = [rounds[key]["random_check"]] if "random_check" in rounds[key] else []
+                rounds[key] = {**rounds[key], "random_checks_before": [*rounds[key].get("random_checks_before", []),
+                                                                       *before],
+                               "random_check": {"sampler": "band", "randoms": []}}
+        return matched
+
+    args = argparse.Namespace(random=2, quick=False)
+    settled = settle_round(tmp_path, [46.0, 68.0], {}, "u", args, match=one_step)
+    assert len(passes) == MAX_BAND_DRAWS  # the match, then two more draws for 46 ms
+    assert len(settled["rounds"]["u"]["46"]["random_checks_before"]) == MAX_BAND_DRAWS - 2
+    assert settle_round(tmp_path, [46.0, 68.0], settled, "u", args, match=one_step) is settled
+    assert len(passes) == MAX_BAND_DRAWS
+    assert settle_round(tmp_path, [46.0], {}, "q", argparse.Namespace(random=2, quick=True), match=one_step)
+    assert passes[-1] == "q" and len(passes) == MAX_BAND_DRAWS + 1  # a quick run keeps its first draw
+
+
 def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path, monkeypatch):
     """Trainings: the cost pair first (it must start together), then the rest, fastest target first: the
     first round's nets and MobileNetV2, the round being run (its searched nets at every target in the
