@@ -294,8 +294,9 @@ def test_a_rounds_random_nets_are_drawn_again_where_they_run_at_the_searched_net
 
 def test_one_matching_draws_again_until_every_target_has_its_random_nets_or_its_draws_are_spent(tmp_path):
     """`settle_round` repeats the matching's one step per target until `round_next_step` has nothing left:
-    a target whose draws keep nothing is drawn three times from the band in one run, then left short; a
-    target kept whole is not timed again; a run with nothing to do times nothing."""
+    a target whose draws keep nothing is drawn three times from the band in one run, then left short while
+    the other target keeps its first draw's nets; a settled round is not matched again; a quick run keeps
+    its first draw."""
     import argparse
 
     sys.path.insert(0, str(BENCHMARKS))
@@ -321,6 +322,7 @@ def test_one_matching_draws_again_until_every_target_has_its_random_nets_or_its_
     settled = settle_round(tmp_path, [46.0, 68.0], {}, "u", args, match=one_step)
     assert len(passes) == MAX_BAND_DRAWS  # the match, then two more draws for 46 ms
     assert len(settled["rounds"]["u"]["46"]["random_checks_before"]) == MAX_BAND_DRAWS - 2
+    assert "random_check" not in settled["rounds"]["u"]["68"]
     assert settle_round(tmp_path, [46.0, 68.0], settled, "u", args, match=one_step) is settled
     assert len(passes) == MAX_BAND_DRAWS
     assert settle_round(tmp_path, [46.0], {}, "q", argparse.Namespace(random=2, quick=True), match=one_step)
