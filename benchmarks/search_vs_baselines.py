@@ -186,9 +186,9 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     whatever the rounds find; then the round being run (the newest question): its searched nets at every target
     first, in the order the targets were given (the first is the run's own, as for the cost pair) but
     `--round-first`'s target, with its random nets, before the others (all its verdict needs), then the other
-    targets' random nets, since whether it beats MobileNetV2 (trained already) is the question it was run for, and a session's end
-    should not leave a target's searched nets for the next one behind random nets; then, with `--round-cost`, the
-    round's cost pair (`round_cost_pair`); then what other rounds left. A training of a net since replaced is
+    targets' random nets, since whether it beats MobileNetV2 (trained already) is the question it was run for,
+    and a session's end should not leave a target's searched nets for the next one behind random nets; then,
+    with `--round-cost`, the round's cost pair (`round_cost_pair`); then what other rounds left. A training of a net since replaced is
     dropped first."""
     def order(target_job: tuple[float, Job]) -> tuple[int, ...]:
         target, job = target_job
