@@ -188,8 +188,8 @@ def trainings(work: Path, targets: list[float], matched: dict, args: argparse.Na
     `--round-first`'s target, with its random nets, before the others (all its verdict needs), then the other
     targets' random nets, since whether it beats MobileNetV2 (trained already) is the question it was run for,
     and a session's end should not leave a target's searched nets for the next one behind random nets; then,
-    with `--round-cost`, the round's cost pair (`round_cost_pair`); then what other rounds left. A training of a net since replaced is
-    dropped first."""
+    with `--round-cost`, the round's cost pair (`round_cost_pair`); then what other rounds left. A training of
+    a net since replaced is dropped first."""
     def order(target_job: tuple[float, Job]) -> tuple[int, ...]:
         target, job = target_job
         round_name = round_of(job.out.name)
