@@ -454,7 +454,7 @@ def match_round(work: Path, targets: list[float], matched: dict, round_name: str
     was not drawn from the band: earlier checks drew the whole space and kept what landed near the aim,
     which found nothing near the e24 round's 68 ms net (superseded checks: `random_checks_before`)."""
     done = matched.get("rounds", {}).get(round_name, {})
-    steps = {t: step for t in targets if (step := round_next_step(done.get(f"{t:g}"), args.random, args.quick))}
+    steps = round_steps(matched, targets, round_name, args)
     if not steps:
         return matched
     space_name, lut = round_space_lut(args)
@@ -565,11 +565,16 @@ def settle_round(work: Path, targets: list[float], matched: dict, round_name: st
     matching kept none at 46 ms and went on to its trainings, leaving the redraw to a rerun. Bounded by the
     steps there are: a match (its rematch inline), an earlier run's rematch, the band draws."""
     for _ in range(2 + MAX_BAND_DRAWS):
-        done = matched.get("rounds", {}).get(round_name, {})
-        if not any(round_next_step(done.get(f"{t:g}"), args.random, args.quick) for t in targets):
+        if not round_steps(matched, targets, round_name, args):
             break
         matched = match(work, targets, matched, round_name, args)
     return matched
+
+
+def round_steps(matched: dict, targets: list[float], round_name: str, args: argparse.Namespace) -> dict[float, str]:
+    """{target: its `round_next_step`} for the targets of the round that still need one."""
+    done = matched.get("rounds", {}).get(round_name, {})
+    return {t: step for t in targets if (step := round_next_step(done.get(f"{t:g}"), args.random, args.quick))}
 
 
 def round_next_step(record: dict | None, randoms: int, quick: bool) -> str | None:
