@@ -62,6 +62,7 @@ from proxyless.latency.validate import network_config, random_archs  # noqa: E40
 from proxyless.search.family import target_label  # noqa: E402
 from proxyless.search.objective import DERIVE_BAND  # noqa: E402
 from proxyless.search.pipeline import search_objective, supernet_of  # noqa: E402
+from proxyless.search.sampling import SAMPLINGS  # noqa: E402
 from proxyless.space import get_space  # noqa: E402
 from proxyless.zoo import mobilenet_v2  # noqa: E402
 
@@ -117,10 +118,12 @@ def search_jobs(work: Path, targets: list[float], args: argparse.Namespace,
 def round_job(work: Path, targets: list[float], name: str, args: argparse.Namespace) -> Job:
     """A later round's search (`--round NAME`): the family for all targets again (with one target, its
     search), with this code and these flags, in `--round-space` with `--round-lut` (default: the first
-    round's), into WORK/family_NAME (search_<target>_NAME); with `--round-residual-init` if given."""
+    round's), into WORK/family_NAME (search_<target>_NAME); with `--round-residual-init` and
+    `--round-sampling` if given."""
     first = search_jobs(work, targets, args, *round_space_lut(args))[0]
     out = work / f"{first.name}_{name}"
-    flags = first.args + optional_flags(("--residual-init", args.round_residual_init))
+    flags = first.args + optional_flags(("--residual-init", args.round_residual_init),
+                                        ("--sampling", args.round_sampling))
     return Job(out.name, flags, out, ["search", "--resume", str(out), "--no-progress"])
 
 
@@ -1085,6 +1088,9 @@ def main() -> None:
     parser.add_argument("--round-residual-init", choices=("zero", "unit"),
                         help="with --round: the round's supernet starts its residual branches at this scale "
                         "(`proxyless search --residual-init`; default: its own)")
+    parser.add_argument("--round-sampling", choices=SAMPLINGS,
+                        help="with --round: the round's supernet's warmup paths (`proxyless search --sampling`; "
+                        "default: its own)")
     parser.add_argument("--round-first", type=float, metavar="MS",
                         help="with --round: train the round's searched and random nets at this target before its "
                         "others (the target a round was run to settle, so that its verdict lands in the fewest "
@@ -1102,8 +1108,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.round_cost and not args.round:
         parser.error("--round-cost times a later round's search: give the round with --round NAME")
-    if args.round_residual_init and not args.round:
-        parser.error("--round-residual-init sets a later round's search: give the round with --round NAME")
+    for flag, value in (("--round-residual-init", args.round_residual_init), ("--round-sampling", args.round_sampling)):
+        if value and not args.round:
+            parser.error(f"{flag} sets a later round's search: give the round with --round NAME")
     if args.round_first is not None and (not args.round or args.round_first not in args.target_latency):
         parser.error("--round-first orders a later round's nets: give the round with --round NAME and one of "
                      "--target-latency's targets")

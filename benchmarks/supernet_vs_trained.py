@@ -110,7 +110,7 @@ def score_target(label: str, scorer: Scorer, model: LatencyModel, args: argparse
                      "band_percentile": percentile(score, band_scores),
                      "trained_top1": statistics.mean(top1) if top1 else None, "seeds": len(top1)})
     depth = [{"net": arch.name, "predicted_ms": model.of_arch(arch), "supernet_top1": scorer(arch)}
-             for arch in depth_variants(nets[0])]
+             for arch in [*depth_variants(nets[0]), *expansion_variants(nets[0])]]
     return {"target": label, "rows": rows, "depth": depth,
             "band": {"count": len(band_scores), "median": statistics.median(band_scores), "max": max(band_scores),
                      "scores": band_scores}}
@@ -128,6 +128,16 @@ def depth_variants(arch: Arch) -> list[Arch]:
                                            for op, free, fill in zip(ops, identity, chosen)],
                               name=f"{arch.name}, optional layers {label}")
             for label, chosen in fills.items()]
+
+
+def expansion_variants(arch: Arch) -> list[Arch]:
+    """`arch` with every MBConv layer's expansion set alike, to each expansion of the space; kernels and
+    `zero` layers stay as searched. A supernet that sees width scores the wider net higher."""
+    ops = arch.op_strings()
+    expansions = sorted({op.rsplit("_e", 1)[1] for op in map(str, arch.space.candidates) if "_e" in op})
+    return [Arch.from_strings(arch.space, [op.rsplit("_e", 1)[0] + f"_e{ratio}" if "_e" in op else op for op in ops],
+                              name=f"{arch.name}, every expansion {ratio}")
+            for ratio in expansions]
 
 
 def main() -> None:
@@ -179,8 +189,9 @@ def write(args: argparse.Namespace, targets: list[dict], scales: dict[str, list[
         f"percentile is among {args.band_nets} random nets predicted within ±{BAND:.0%} of the searched net's "
         f"latency (its band). Trained: test top-1 of the benchmark's trainings, mean over seeds.", "",
         *table, "",
-        "Depth as the supernet sees it: each searched net with all its optional layers (those that may be "
-        "`zero`) set alike, its other layers as searched:", "", *depth, "",
+        "Depth and width as the supernet sees them: each searched net with all its optional layers (those "
+        "that may be `zero`) set alike, its other layers as searched; then with every MBConv's expansion set "
+        "alike, its kernels and `zero` layers as searched:", "", *depth, "",
         f"Project-BN |γ| (mean over a layer's candidates): {len(scales['optional'])} optional layers "
         f"{min(scales['optional']):.3f}–{max(scales['optional']):.3f} (their residual branch's scale), "
         f"{len(scales['fixed'])} fixed layers {min(scales['fixed']):.3f}–{max(scales['fixed']):.3f}.", "",

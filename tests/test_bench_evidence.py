@@ -344,7 +344,7 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
                               space="proxyless-cifar", lut=Path("lut.json"), search_epochs=2, search_warmup=None,
                               search_lr=None, arch_lr=None, arch_every=None, round_cost=False, round_space=None,
                               round_lut=None, round_first=None,
-                              round_residual_init=None)
+                              round_residual_init=None, round_sampling=None)
     matched = {"chosen": {"46": ["searched_46ms", "mbv2_0.65", "searched-e24_46ms", "searched-w75_46ms",
                                  "random-w75_46ms_0"],
                           "30": ["searched_30ms", "mbv2_0.4", "random_30ms_8", "random-w75_30ms_1",
@@ -378,11 +378,13 @@ def test_a_later_rounds_search_starts_beside_the_trainings_kept_so_far(tmp_path,
     assert [job.name for job in jobs] == [*names[:-2], "cost_family_w75", "cost_train_searched-w75_46ms_seed2",
                                           *names[-2:]]
     assert cost_search.out == tmp_path / "cost" / "family_w75" and "--resume" not in cost_search.command()
-    assert "--residual-init" not in cost_search.command()  # the search's own default
-    args.round_residual_init = "unit"  # `--round-residual-init unit`: the round's searches, fresh or timed again
+    assert "--residual-init" not in cost_search.command() and "--sampling" not in cost_search.command()  # defaults
+    # `--round-residual-init unit --round-sampling fair-largest`: the round's searches, fresh or timed again
+    args.round_residual_init, args.round_sampling = "unit", "fair-largest"
     for job in (round_job(tmp_path, [46.0, 30.0], "w75", args), trainings(tmp_path, [46.0, 30.0], matched, args)[-4]):
         command = job.command()
         assert command[command.index("--residual-init") + 1] == "unit", job.name
+        assert command[command.index("--sampling") + 1] == "fair-largest", job.name
     assert partner.out == tmp_path / "cost" / "train" / "searched-w75_46ms_seed2"
     command = partner.command()
     assert command[command.index("--seed") + 1] == "2" and str(tmp_path / "archs" / "searched-w75_46ms.json") in command

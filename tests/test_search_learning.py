@@ -22,7 +22,7 @@ from proxyless.search.hardware import LatencyTarget
 from proxyless.search.loop import MIN_ARCH_STEPS, SearchConfig, Searcher, with_arch_budget
 from proxyless.search.objective import LatencyObjective
 from proxyless.search.pipeline import load_search_data, search_arch, supernet_of
-from proxyless.search.sampling import fair_plan
+from proxyless.search.sampling import fair_largest_plan, fair_plan
 from proxyless.search.strategies import GradientStrategy
 from proxyless.search.supernet import SuperNet
 from proxyless.space import dump_space
@@ -84,6 +84,28 @@ def test_warmup_paths_follow_the_sampling_and_then_alpha():
         for mixed in searcher.supernet.mixed_ops():
             mixed.alpha[-1] = 50.0  # after warmup the path follows p: here the last candidate everywhere
     assert searcher.weight_plan(2, 0, generator) == [s - 1 for s in sizes]
+
+
+def test_fair_largest_warmup_alternates_the_path_with_every_weight_and_a_fair_cycle():
+    config = SearchConfig(epochs=3, warmup_epochs=2, batch_size=8, sampling="fair-largest", progress=False)
+    searcher = _searcher(config, entangled=True)
+    mixed_ops = searcher.supernet.mixed_ops()
+    sizes = [len(m.specs) for m in mixed_ops]
+    # the largest candidate holds every conv weight of the layer (each candidate keeps its own BNs): its
+    # path trains all of them, and no other candidate has as many
+    for mixed, index in zip(mixed_ops, searcher.largest):
+        counts = [sum(p.numel() for p in mixed.standalone(k).parameters()) for k in range(len(mixed.specs))]
+        assert counts[index] == max(counts) and str(mixed.specs[index]).endswith("_e6")
+        convs = [sum(p.numel() for p in module.parameters() if p.ndim > 1)
+                 for module in (mixed.standalone(index), mixed.shared)]
+        assert convs[0] == convs[1]
+    generator = torch.Generator().manual_seed(1)
+    plans = [searcher.weight_plan(0, step, generator) for step in range(2 * max(sizes))]
+    assert all(plan == searcher.largest for plan in plans[0::2])
+    fair = plans[1::2]  # between them one whole fair cycle: every candidate of every layer once
+    for layer, size in enumerate(sizes):
+        assert {plan[layer] for plan in fair} == set(range(size))
+    assert fair_largest_plan(sizes, searcher.largest, 0, 7) == fair_plan(sizes, 0, 3)
 
 
 def test_the_argmax_is_scored_with_recalibrated_bn_and_the_statistics_come_back():

@@ -55,7 +55,8 @@ def register(subparsers) -> None:
                        help="independent: each candidate its own weights (the paper); entangled: the candidates of a "
                             "layer share one weight set (k3 the centre of k5, e3 the first channels of e6)")
     group.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
-                       help="warmup paths: uniform, or fair (each candidate of each layer once per cycle)")
+                       help="warmup paths: uniform, fair (each candidate of each layer once per cycle), or "
+                            "fair-largest (every other step the path with the most weights, fair between)")
     group.add_argument("--residual-init", choices=("zero", "unit"),
                        default="zero" if defaults.zero_init_residual else "unit",
                        help="residual branches of shape-keeping candidates start as the identity (zero: their "

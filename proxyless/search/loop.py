@@ -43,7 +43,7 @@ from proxyless.optim import load_schedule, make_scheduler, make_sgd
 from proxyless.search.derive import argmax_rule
 from proxyless.search.family import Arm, Derive, initial_alphas, use, write_listing
 from proxyless.search.quality import recalibrate_bn
-from proxyless.search.sampling import SAMPLINGS, fair_plan
+from proxyless.search.sampling import SAMPLINGS, fair_largest_plan, fair_plan
 from proxyless.search.signal import CLEAR_SIGNAL
 from proxyless.search.strategies import ArchStrategy, entropy
 from proxyless.search.supernet import SuperNet
@@ -66,7 +66,7 @@ class SearchConfig:
     # chosen by benchmarks/supernet_probe.py and search_quality.py: independent candidates with sampled paths
     # do not train (the probe's loss 2.33 -> 2.27 against 1.60 on a fixed path; entangled 1.73)
     weights: str = "entangled"  # or "independent" (the paper's): each candidate its own weights
-    sampling: str = "fair"  # warmup paths: "fair" or "uniform" (see `search.sampling`)
+    sampling: str = "fair"  # warmup paths: "fair", "fair-largest" or "uniform" (see `search.sampling`)
     # residual branches of shape-keeping candidates start as the identity (project BN at zero). In a short
     # search they barely grow (|γ| 0.005-0.02 after 8 epochs on NAS-Bench-Macro), so the supernet sees an
     # MBConv and a skip there alike; starting them at full scale (False) did not rank nets better there
@@ -92,7 +92,7 @@ class SearchConfig:
         if self.weights not in WEIGHTS:
             raise UserError(f"--weights must be {' or '.join(WEIGHTS)}, got {self.weights!r}")
         if self.sampling not in SAMPLINGS:
-            raise UserError(f"--sampling must be {' or '.join(SAMPLINGS)}, got {self.sampling!r}")
+            raise UserError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.bn_batches < 0:
             raise UserError(f"--bn-batches must not be negative, got {self.bn_batches}")
         if self.strategy not in ("gradient", "reinforce"):
@@ -167,6 +167,8 @@ class Searcher(ResumableRun):
         # weights: half an epoch of linear warmup, then cosine decay over the whole search
         self.scheduler = make_scheduler(self.optimizer, self.steps_per_epoch * config.epochs, self.steps_per_epoch // 2)
         self.criterion = nn.CrossEntropyLoss()
+        # each layer's candidate with the most weights, the path of every other warmup step (fair-largest)
+        self.largest = [m.largest() for m in supernet.mixed_ops()] if config.sampling == "fair-largest" else []
 
     def run(self, run_dir: str | Path, resume: bool = False,
             restored: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -228,9 +230,11 @@ class Searcher(ResumableRun):
         if epoch >= self.config.warmup_epochs:
             with use(self.supernet, self.arms, (epoch * self.steps_per_epoch + step) % len(self.arms)):
                 return self.supernet.sample_single(generator)
+        sizes = [len(m.specs) for m in self.supernet.mixed_ops()]
         if self.config.sampling == "fair":
-            sizes = [len(m.specs) for m in self.supernet.mixed_ops()]
             return fair_plan(sizes, self.config.seed, epoch * self.steps_per_epoch + step)
+        if self.config.sampling == "fair-largest":
+            return fair_largest_plan(sizes, self.largest, self.config.seed, epoch * self.steps_per_epoch + step)
         return self.supernet.sample_single(generator, uniform=True)
 
     def weight_step(self, images: torch.Tensor, targets: torch.Tensor, plan: list[int]) -> tuple[float, int]:

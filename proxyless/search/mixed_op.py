@@ -105,6 +105,12 @@ class MixedOp(nn.Module):
         op = self.specs[index]
         return self.shared(x, op) if self._is_shared(op) else self.candidates[index](x)
 
+    def largest(self) -> int:
+        """The index of the candidate with the most weights (the first of equals): with entangled weights,
+        the one whose path trains every weight of the layer."""
+        sizes = [sum(p.numel() for p in self.standalone(k).parameters()) for k in range(len(self.specs))]
+        return max(range(len(sizes)), key=sizes.__getitem__)
+
     def standalone(self, index: int) -> nn.Module:
         """Candidate `index` as the module `slot.build` makes for it, holding this layer's weights: the
         candidate itself when independent, a fresh `InvertedResidual` with copies of its slices and BNs

@@ -5,6 +5,11 @@
     fair      strict fairness (FairNAS): in every cycle of n steps (n = the most candidates of any layer)
               each candidate of each layer is trained once, in an order drawn per layer and cycle; a layer
               with fewer candidates repeats some of them within the cycle
+    fair-largest  every other step the largest path (each layer's candidate with the most weights: with
+              entangled weights it trains every weight of the layer at once), the steps between strictly
+              fair; a sandwich rule (BigNAS) with one path per step. Fair sampling trains the channels only
+              e6 uses and the outer ring of k7 half and a third as often as e3's and k3's, and the residual
+              branch of an optional layer 6 steps in 7: small candidates come out of warmup better trained
     by α      after warmup, each layer's candidate drawn from p = softmax(α) (ProxylessNAS), see
               `SuperNet.sample_single`
 
@@ -19,7 +24,7 @@ import torch
 
 from proxyless.infra.distributed import keyed_generator
 
-SAMPLINGS = ("uniform", "fair")
+SAMPLINGS = ("uniform", "fair", "fair-largest")
 _FAIR_STREAM = 3  # keeps the fair orders apart from the other keyed streams of a search
 
 
@@ -33,3 +38,11 @@ def fair_plan(sizes: Sequence[int], seed: int, step: int) -> list[int]:
         plan.append(int(order[position]) % size)
     return plan
 
+
+
+def fair_largest_plan(sizes: Sequence[int], largest: Sequence[int], seed: int, step: int) -> list[int]:
+    """`largest` (each layer's candidate with the most weights) at even global steps, the fair plan at the
+    odd ones (the fair cycle advanced once per two steps, so every candidate still gets its turn)."""
+    if step % 2 == 0:
+        return list(largest)
+    return fair_plan(sizes, seed, step // 2)
