@@ -196,6 +196,7 @@ def write(args: argparse.Namespace, targets: list[dict], scales: dict[str, list[
         f"{min(scales['optional']):.3f}–{max(scales['optional']):.3f} (their residual branch's scale), "
         f"{len(scales['fixed'])} fixed layers {min(scales['fixed']):.3f}–{max(scales['fixed']):.3f}.", "",
         f"Reproduce: `python benchmarks/supernet_vs_trained.py --run {args.run} --round {args.round} --lut {args.lut}"
+        f"{' --targets ' + ' '.join(args.targets) if args.targets else ''}"
         f" --band-nets {args.band_nets} --images {args.images}` ({seconds:.0f} s on one thread)", ""])
     data = {"environment": environment(), "seconds": seconds, "residual_scales": scales,
             "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
