@@ -132,10 +132,17 @@ def depth_variants(arch: Arch) -> list[Arch]:
 
 def expansion_variants(arch: Arch) -> list[Arch]:
     """`arch` with every MBConv layer's expansion set alike, to each expansion of the space; kernels and
-    `zero` layers stay as searched. A supernet that sees width scores the wider net higher."""
+    `zero` layers stay as searched, and so does a layer whose kernel has no candidate at that expansion.
+    A supernet that sees width scores the wider net higher."""
     ops = arch.op_strings()
+    allowed = [{str(op) for op in slot.candidates} for slot in arch.space.layers()]
     expansions = sorted({op.rsplit("_e", 1)[1] for op in map(str, arch.space.candidates) if "_e" in op})
-    return [Arch.from_strings(arch.space, [op.rsplit("_e", 1)[0] + f"_e{ratio}" if "_e" in op else op for op in ops],
+
+    def widened(op: str, ratio: str, choices: set[str]) -> str:
+        other = op.rsplit("_e", 1)[0] + f"_e{ratio}" if "_e" in op else op
+        return other if other in choices else op
+
+    return [Arch.from_strings(arch.space, [widened(op, ratio, choices) for op, choices in zip(ops, allowed)],
                               name=f"{arch.name}, every expansion {ratio}")
             for ratio in expansions]
 

@@ -17,7 +17,14 @@ from proxyless.search.supernet import SuperNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from supernet_vs_trained import Scorer, depth_variants, percentile, residual_scales, score_target  # noqa: E402
+from supernet_vs_trained import (  # noqa: E402
+    Scorer,
+    depth_variants,
+    expansion_variants,
+    percentile,
+    residual_scales,
+    score_target,
+)
 
 SPACE = tiny32_space(("mb_k3_e3", "mb_k5_e3", "mb_k5_e6"), zero_when_shape_kept=True)  # 144 nets
 
@@ -35,6 +42,15 @@ def test_depth_variants_set_every_optional_layer_alike_and_keep_the_others():
         ["mb_k5_e3", "zero", "mb_k3_e3", "zero"],
         ["mb_k5_e3", "mb_k3_e3", "mb_k3_e3", "mb_k3_e3"],
         ["mb_k5_e3", "mb_k5_e6", "mb_k3_e3", "mb_k5_e6"]]
+
+
+def test_expansion_variants_set_every_mbconv_alike_where_its_kernel_has_that_expansion():
+    searched = Arch.from_strings(SPACE, ["mb_k5_e3", "mb_k5_e6", "mb_k3_e3", "zero"], name="s")
+    variants = expansion_variants(searched)
+    assert [arch.name for arch in variants] == ["s, every expansion 3", "s, every expansion 6"]
+    # no mb_k3_e6 in this space: that layer keeps its mb_k3_e3; `zero` stays
+    assert [arch.op_strings() for arch in variants] == [["mb_k5_e3", "mb_k5_e3", "mb_k3_e3", "zero"],
+                                                         ["mb_k5_e6", "mb_k5_e6", "mb_k3_e3", "zero"]]
 
 
 def test_residual_scales_start_at_zero_in_the_optional_layers_only():
@@ -77,6 +93,7 @@ def test_each_net_of_the_round_is_scored_on_the_same_images_and_set_beside_its_t
     assert rows["searched-r_5ms"]["supernet_top1"] == direct == scorer(searched)
     assert sum(len(y) for _, y in scorer.loader) == 20
     kept = load_arch(tmp_path / "archs" / "searched-r_5ms.json")
-    assert [row["net"] for row in found["depth"]] == [arch.name for arch in depth_variants(kept)]
+    assert [row["net"] for row in found["depth"]] == [arch.name for arch in
+                                                      [*depth_variants(kept), *expansion_variants(kept)]]
     after = supernet.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)  # BN statistics restored too
