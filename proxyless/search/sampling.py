@@ -8,8 +8,8 @@
     fair-largest  every other step the largest path (each layer's candidate with the most weights: with
               entangled weights it trains every weight of the layer at once), the steps between strictly
               fair; a sandwich rule (BigNAS) with one path per step. Fair sampling trains the channels only
-              e6 uses and the outer ring of k7 half and a third as often as e3's and k3's, and the residual
-              branch of an optional layer 6 steps in 7: small candidates come out of warmup better trained
+              e6 uses half as often as e3's and the outer ring of a 7x7 kernel a third as often as the 3x3
+              centre (entangled weights): small candidates come out of warmup better trained
     by α      after warmup, each layer's candidate drawn from p = softmax(α) (ProxylessNAS), see
               `SuperNet.sample_single`
 
@@ -37,7 +37,6 @@ def fair_plan(sizes: Sequence[int], seed: int, step: int) -> list[int]:
         order = torch.randperm(n, generator=keyed_generator(seed, cycle, layer, _FAIR_STREAM))  # (n,)
         plan.append(int(order[position]) % size)
     return plan
-
 
 
 def fair_largest_plan(sizes: Sequence[int], largest: Sequence[int], seed: int, step: int) -> list[int]:
