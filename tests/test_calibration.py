@@ -47,3 +47,13 @@ def test_a_line_that_reverses_the_order_of_the_nets_is_never_chosen():
     but it would turn a search's reachable range upside down (a CI failure: '26.42 to 9.75 ms')."""
     fit, kind, errors = choose_calibration([10.0, 20.0, 30.0], [12.0, 11.0, 10.0])
     assert errors["affine"] < errors["scale"] and kind != "affine" and fit.scale > 0
+
+
+def test_a_line_that_puts_the_fastest_net_of_the_space_below_zero_is_never_chosen():
+    """Three timings that fit a line with a large negative offset: exact on them, but the space's fastest
+    net (raw sum 2) would be predicted at a negative time, and a target taken from the reachable range
+    with it (a CI failure: -0.291 ms)."""
+    raw, measured = [10.0, 20.0, 30.0], [5.0, 25.0, 45.0]  # measured = 2 raw - 15: exact, below 0 at 2
+    assert choose_calibration(raw, measured)[1] == "affine"  # the calibration nets alone allow it
+    fit, kind, errors = choose_calibration(raw, measured, fastest_raw=2.0)
+    assert errors["affine"] < errors["scale"] and kind != "affine" and fit.apply(2.0) > 0

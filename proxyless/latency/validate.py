@@ -31,7 +31,7 @@ from proxyless.infra.atomic import atomic_write
 from proxyless.infra.extras import require
 from proxyless.latency.lut import LatencyTable, Stat, save_lut
 from proxyless.latency.measure import MeasureConfig, measure_archs
-from proxyless.latency.predict import Calibration, LatencyModel, calibration_of
+from proxyless.latency.predict import Calibration, LatencyModel, calibration_of, reachable
 
 # whole networks are noisier than single ops on a shared machine: more rounds, a tighter error target
 NETWORK_MEASURE = MeasureConfig(calls_per_sample=5, warmup_calls=3, min_rounds=10, max_rounds=25, rel_error=0.015)
@@ -97,11 +97,13 @@ def _fit(r: np.ndarray, m: np.ndarray, kind: str) -> Calibration:
     return Calibration(float(scale), float(offset))
 
 
-def choose_calibration(raw: Sequence[float], measured: Sequence[float]) -> tuple[Calibration, str, dict[str, float]]:
+def choose_calibration(raw: Sequence[float], measured: Sequence[float],
+                       fastest_raw: float | None = None) -> tuple[Calibration, str, dict[str, float]]:
     """The kind of `CALIBRATIONS` that predicts a network it was not fitted on best (mean relative error,
     leave one out), fitted on all of them; ties go to the simpler kind, so the raw sum is kept unless a fit
-    beats it, and a line with a non-positive scale is never kept. Returns the calibration, its kind and
-    each kind's leave-one-out error."""
+    beats it, and a line with a non-positive scale is never kept, nor one that predicts the space's
+    fastest net (raw sum `fastest_raw`, default the smallest of `raw`) at zero or less. Returns the
+    calibration, its kind and each kind's leave-one-out error."""
     if len(raw) < 3:
         raise UserError(f"calibration needs at least 3 networks, got {len(raw)}; raise --calibrate")
     r, m = np.asarray(raw, dtype=float), np.asarray(measured, dtype=float)
@@ -114,7 +116,9 @@ def choose_calibration(raw: Sequence[float], measured: Sequence[float]) -> tuple
         errors[kind] = float(np.mean(held_out))
     # a line that falls as the sum grows reverses the order of the nets (and a search's reachable range):
     # on a few noisy timings it may fit best, but it is never chosen
-    eligible = [kind for kind in CALIBRATIONS if _fit(r, m, kind).scale > 0]
+    # nor one whose offset takes the space's fastest net below zero (a CI failure: a target at -0.291 ms)
+    floor = float(r.min()) if fastest_raw is None else fastest_raw
+    eligible = [kind for kind in CALIBRATIONS if _fit(r, m, kind).scale > 0 and _fit(r, m, kind).apply(floor) > 0]
     kind = min(eligible, key=lambda k: errors[k])  # the first of equals: the simpler
     return _fit(r, m, kind), kind, errors
 
@@ -208,7 +212,7 @@ def validation_report(lut: LatencyTable, space: AnySpace, archs: Sequence[AnyArc
     measured = [s.mean for s in stats]
     # 2. calibrate on the calibration networks (or keep the table's own calibration when calibrate == 0)
     if calibrate:
-        fit, kind, errors = choose_calibration(raw[:calibrate], measured[:calibrate])
+        fit, kind, errors = choose_calibration(raw[:calibrate], measured[:calibrate], reachable(model)[0])
     else:
         fit, kind, errors = calibration_of(lut), lut.header.get("calibration", {}).get("kind", "the table's"), {}
     calibration = {"scale": fit.scale, "offset": fit.offset, "kind": kind, "cv_mape": errors, "samples": calibrate,
