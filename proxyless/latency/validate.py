@@ -118,9 +118,10 @@ def choose_calibration(raw: Sequence[float], measured: Sequence[float],
     # on a few noisy timings it may fit best, but it is never chosen
     # nor one whose offset takes the space's fastest net below zero (a CI failure: a target at -0.291 ms)
     floor = float(r.min()) if fastest_raw is None else fastest_raw
-    eligible = [kind for kind in CALIBRATIONS if _fit(r, m, kind).scale > 0 and _fit(r, m, kind).apply(floor) > 0]
+    fits = {kind: _fit(r, m, kind) for kind in CALIBRATIONS}
+    eligible = [kind for kind, fit in fits.items() if fit.scale > 0 and fit.apply(floor) > 0]
     kind = min(eligible, key=lambda k: errors[k])  # the first of equals: the simpler
-    return _fit(r, m, kind), kind, errors
+    return fits[kind], kind, errors
 
 
 def measurement_ceiling(rows: Sequence[dict[str, Any]], band: float = 0.05) -> dict[str, float]:
