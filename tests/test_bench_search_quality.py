@@ -64,6 +64,21 @@ def test_quick_run_scores_an_ablation_and_three_targets(tmp_path):
         label = f"{round(search['target_ms'], 3):g}ms"
         assert (tmp_path / "runs" / "entangled-fair" / "family_seed0" / label / "arch.json").is_file()
     assert "share one supernet" in done.stdout
+    # derive_rules.py re-derives every finished search from its last α: its "searched" pick is the net each
+    # search kept (same regret as search_quality scored), and the deepest pick never keeps more identities
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "derive_rules.py"), "--truth",
+                           str(tmp_path / "truth.json"), "--runs", str(tmp_path / "runs"), "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rules = json.loads((tmp_path / "derive_rules.json").read_text())
+    scored = {f"runs/entangled-fair/p{s['target_percentile']}_seed0": s["regret"] for s in searches}
+    scored |= {f"runs/entangled-fair/family_seed0/{round(s['target_ms'], 3):g}ms": s["regret"] for s in family}
+    assert sorted(row["run"] for row in rules["rows"]) == sorted(scored)
+    for row in rules["rows"]:
+        assert abs(row["searched"]["regret"] - scored[row["run"]]) < 1e-9, row["run"]
+        assert row["deepest, then α"]["identities"] <= row["random in band"]["identities"]
+        assert row["deepest, then α"]["regret"] >= 0 and row["best"] >= row["random in band"]["accuracy"]
+    assert rules["summary"]["all"]["searches"] == 6 and "| all | 6 |" in done.stdout
 
 
 def test_asking_for_neither_the_ablation_nor_the_targets_is_refused(tmp_path):
