@@ -66,6 +66,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "entangled-fair-unit-residual": {"weights": "entangled", "sampling": "fair", "zero_init_residual": False},
     # every other warmup step the path with every weight (a one-path sandwich rule, `search.sampling`)
     "entangled-fair-largest": {"weights": "entangled", "sampling": "fair-largest"},
+    # weight steps never take an identity: the supernet trained at full depth (does α stop over-keeping them?)
+    "entangled-fair-full-depth": {"weights": "entangled", "sampling": "fair", "full_depth_weights": True},
     # an arch step after every weight step: 3x the α steps of the default budget's every 3rd, so z (the α
     # gradient's drift against its noise, `search.signal`) about 1.7x
     "entangled-fair-every1": {"weights": "entangled", "sampling": "fair", "arch_every": 1},

@@ -108,6 +108,31 @@ def test_fair_largest_warmup_alternates_the_path_with_every_weight_and_a_fair_cy
     assert fair_largest_plan(sizes, searcher.largest, 0, 7) == fair_plan(sizes, 0, 3)
 
 
+@pytest.mark.parametrize("sampling", ["fair", "fair-largest", "uniform"])
+def test_full_depth_weights_never_train_an_identity_but_the_arch_step_still_tries_one(sampling):
+    config = SearchConfig(epochs=3, warmup_epochs=2, batch_size=8, sampling=sampling, full_depth_weights=True,
+                          progress=False)
+    searcher = _searcher(config, entangled=True)
+    mixed_ops = searcher.supernet.mixed_ops()
+    identities = [{i for i in range(len(m.specs)) if m.is_zero(i)} for m in mixed_ops]
+    assert any(identities)  # the tiny space has optional layers, else this proves nothing
+    generator = torch.Generator().manual_seed(1)
+    warmup = [searcher.weight_plan(epoch, step, generator) for epoch in (0, 1) for step in range(14)]
+    for layer, (mixed, skipped) in enumerate(zip(mixed_ops, identities)):
+        trained = {plan[layer] for plan in warmup}
+        assert not trained & skipped
+        if sampling != "uniform":  # strictly fair among the rest: every other candidate within the cycles
+            assert trained == set(range(len(mixed.specs))) - skipped
+    with torch.no_grad():
+        for mixed, skipped in zip(mixed_ops, identities):
+            for index in skipped:
+                mixed.alpha[index] = 50.0  # α all but certain of the identity where a layer has one
+    after = [searcher.weight_plan(2, step, generator) for step in range(20)]
+    assert all(plan[layer] not in skipped for plan in after for layer, skipped in enumerate(identities))
+    pairs = searcher.supernet.sample_two(generator)  # the architecture step samples from every candidate
+    assert any(pair.active in skipped for pair, skipped in zip(pairs, identities))
+
+
 def test_the_argmax_is_scored_with_recalibrated_bn_and_the_statistics_come_back():
     searcher = _searcher(SearchConfig(epochs=2, batch_size=8, bn_batches=2, progress=False, channels_last=False))
     stem_bn = searcher.supernet.stem[1]

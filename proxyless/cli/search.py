@@ -61,6 +61,9 @@ def register(subparsers) -> None:
                        default="zero" if defaults.zero_init_residual else "unit",
                        help="residual branches of shape-keeping candidates start as the identity (zero: their "
                             "project BN at 0) or at full scale (unit: at 1, as the paper's code)")
+    group.add_argument("--full-depth-weights", action="store_true",
+                       help="weight steps never take a layer's identity (zero or skip), so the weights train at full "
+                            "depth and only the architecture steps try a layer away")
     group.add_argument("--bn-batches", type=int, default=defaults.bn_batches,
                        help="train batches that recalibrate BN on the argmax path before each epoch's valid top-1")
     group.add_argument("--valid-size", type=float, default=0.2, help="held-out part of the training data for α")
@@ -128,7 +131,7 @@ def run_search(args: argparse.Namespace) -> int:
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,
         weights=args.weights, sampling=args.sampling, zero_init_residual=args.residual_init == "zero",
-        bn_batches=args.bn_batches,
+        full_depth_weights=args.full_depth_weights, bn_batches=args.bn_batches,
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
         tensorboard=args.tensorboard,
     )

@@ -72,6 +72,12 @@ class SearchConfig:
     # MBConv and a skip there alike; starting them at full scale (False) did not rank nets better there
     # (benchmarks/search_quality.py, variant entangled-fair-unit-residual)
     zero_init_residual: bool = True
+    # weight steps never take a layer's identity (zero, or a shape-keeping skip): the weights train at full
+    # depth and only the architecture steps try a layer away, so removing one costs what it costs a net that
+    # relies on it. Sampled identities train the supernet like stochastic depth, robust to a missing layer;
+    # on NAS-Bench-Macro its α then kept more identities than the band's average net, and the truth
+    # punishes each (benchmarks/derive_rules.py)
+    full_depth_weights: bool = False
     bn_batches: int = 8  # train batches that recalibrate BN before each epoch's argmax is evaluated (0: none)
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
@@ -169,6 +175,9 @@ class Searcher(ResumableRun):
         self.criterion = nn.CrossEntropyLoss()
         # each layer's candidate with the most weights, the path of every other warmup step (fair-largest)
         self.largest = [m.largest() for m in supernet.mixed_ops()] if config.sampling == "fair-largest" else []
+        # the candidates a weight step may train at each layer (None: all of them)
+        self.trainable = ([[i for i in range(len(m.specs)) if not m.is_zero(i)] for m in supernet.mixed_ops()]
+                          if config.full_depth_weights else None)
 
     def run(self, run_dir: str | Path, resume: bool = False,
             restored: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -229,13 +238,18 @@ class Searcher(ResumableRun):
         the p of each target in turn)."""
         if epoch >= self.config.warmup_epochs:
             with use(self.supernet, self.arms, (epoch * self.steps_per_epoch + step) % len(self.arms)):
-                return self.supernet.sample_single(generator)
-        sizes = [len(m.specs) for m in self.supernet.mixed_ops()]
+                return self.supernet.sample_single(generator, among=self.trainable)
+        if self.config.sampling == "uniform":
+            return self.supernet.sample_single(generator, uniform=True, among=self.trainable)
+        # the fair plans pick positions among each layer's trainable candidates
+        trainable = self.trainable or [list(range(len(m.specs))) for m in self.supernet.mixed_ops()]
+        sizes, global_step = [len(t) for t in trainable], epoch * self.steps_per_epoch + step
         if self.config.sampling == "fair":
-            return fair_plan(sizes, self.config.seed, epoch * self.steps_per_epoch + step)
-        if self.config.sampling == "fair-largest":
-            return fair_largest_plan(sizes, self.largest, self.config.seed, epoch * self.steps_per_epoch + step)
-        return self.supernet.sample_single(generator, uniform=True)
+            plan = fair_plan(sizes, self.config.seed, global_step)
+        else:
+            largest = [t.index(index) for t, index in zip(trainable, self.largest)]
+            plan = fair_largest_plan(sizes, largest, self.config.seed, global_step)
+        return [t[position] for t, position in zip(trainable, plan)]
 
     def weight_step(self, images: torch.Tensor, targets: torch.Tensor, plan: list[int]) -> tuple[float, int]:
         """One path per layer: only its ops run, get gradients, and are updated."""

@@ -78,12 +78,18 @@ class SupernetBase(nn.Module):
     def probs(self) -> list[torch.Tensor]:
         return [m.probs.detach() for m in self.mixed_ops()]
 
-    def sample_single(self, generator: torch.Generator, uniform: bool = False) -> list[int]:
-        """One candidate per layer, drawn from p (or uniformly, e.g. during warmup)."""
+    def sample_single(self, generator: torch.Generator, uniform: bool = False,
+                      among: list[list[int]] | None = None) -> list[int]:
+        """One candidate per layer, drawn from p (or uniformly, e.g. during warmup); `among` (per layer, the
+        candidate indices to draw from, p renormalised over them) leaves the others out."""
         plan = []
-        for p in self.probs():
+        for layer, p in enumerate(self.probs()):
             weights = torch.ones_like(p) if uniform else p
-            plan.append(int(torch.multinomial(weights.cpu(), 1, generator=generator)))
+            if among is None:
+                plan.append(int(torch.multinomial(weights.cpu(), 1, generator=generator)))
+            else:
+                kept = among[layer]
+                plan.append(kept[int(torch.multinomial(weights.cpu()[kept], 1, generator=generator))])
         return plan
 
     def sample_two(self, generator: torch.Generator) -> list[TwoPaths]:
