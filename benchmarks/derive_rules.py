@@ -9,9 +9,9 @@ latency table and its target T:
 
 - **searched**: the net the search kept (the band rule: the argmax when within ±5% of T, else the most
   probable net within ±2.5%);
-- **deepest, then α**: among the nets within ±2.5% of T, those with the fewest identity layers, and of
-  them the most probable under the final α (the search still picks every op, but never trades a layer for
-  a wider op);
+- **deepest, then α**: among the nets within ±2.5% of T, those with the fewest skips (at any stride: at
+  a stride-2 layer a skip is a 1x1 projection, not an MBConv), and of them the most probable under the
+  final α (the search still picks every op, but never trades a layer for a wider op);
 - **deepest, no search**: the mean true accuracy of those deepest nets (a hand rule: keep every layer,
   fit the budget with the ops);
 - **random in band**: the mean true accuracy of every net within ±2.5% of T.
@@ -38,6 +38,7 @@ from common import RESULTS, environment, write_results  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.ops import format_op  # noqa: E402
 from proxyless.search.quality import per_layer_latency  # noqa: E402
+from proxyless.search.supernet import SuperNet  # noqa: E402
 
 BAND = 0.025  # the derive band (DERIVE_BAND in proxyless.search.objective)
 BUDGET = 0.05  # regret is against the best net up to T + 5%, as search_quality.py scores it
@@ -51,7 +52,11 @@ def main() -> None:
     codes = list(truth)
     indices = np.array([[int(c) for c in code] for code in codes])
     accuracy = np.array([truth[code]["mean_acc"] for code in codes])
-    identities = (indices == 0).sum(axis=1)  # candidate 0 of nas-bench-macro is the identity ("skip")
+    # a layer given up as the library counts one (`MixedOp.is_skip`, as --derive-depth deepest does): a skip at
+    # any stride (at a stride-2 layer a 1x1 projection instead of an MBConv)
+    is_identity = np.array([[mixed.is_skip(i) for i in range(len(mixed.specs))]
+                            for mixed in SuperNet(space).mixed_ops()])  # (layers, candidates)
+    identities = is_identity[np.arange(indices.shape[1])[None, :], indices].sum(axis=1)
     latencies: dict[str, np.ndarray] = {}
 
     def latency_of(lut: Path) -> np.ndarray:
@@ -60,7 +65,7 @@ def main() -> None:
             latencies[str(lut)] = np.array([predict(list(row)) for row in indices])
         return latencies[str(lut)]
 
-    rows = []
+    rows, by_depth = [], {}
     for run in (run for out in args.runs for run in finished_searches(out)):
         latency = latency_of(run["lut"])
         target = run["target_ms"]
@@ -70,15 +75,19 @@ def main() -> None:
         deepest = band & (identities == identities[band].min())
         pick = int(np.argmax(np.where(deepest, log_p, -np.inf)))
         searched = codes.index("".join(map(str, run["indices"])))
+        by_depth[f"{run['lut'].parent.name} {target:.1f} ms"] = {  # what the truth charges for an identity
+            int(z): float(accuracy[band & (identities == z)].mean()) for z in np.unique(identities[band])}
         picks = {"searched": (accuracy[searched], identities[searched]),
                  "deepest, then α": (accuracy[pick], identities[pick]),
                  "deepest, no search": (accuracy[deepest].mean(), identities[deepest].mean()),
                  "random in band": (accuracy[band].mean(), identities[band].mean())}
         rows.append({"run": run["name"], "target_ms": target, "percentile": run["percentile"], "best": float(best),
+                     "deepest_code": codes[pick],
                      **{rule: {"accuracy": float(a), "regret": float(best - a), "identities": float(z)}
                         for rule, (a, z) in picks.items()}})
     settings = {**vars(args), "runs": [str(out) for out in args.runs], "results": str(args.results)}
-    report = {"environment": environment(), "settings": settings, "rows": rows, "summary": summarise(rows)}
+    report = {"environment": environment(), "settings": settings, "rows": rows, "summary": summarise(rows),
+              "band_accuracy_by_identities": by_depth}
     text = markdown(report)
     write_results(args.name, report, text, args.results)
     print(text)
@@ -144,14 +153,18 @@ def summarise(rows: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     lines = ["# Derive rules against NAS-Bench-Macro's ground truth (finished searches re-derived)", "",
              "Each finished search's final α re-derived with other rules; mean regret (true accuracy points below "
-             "the best net within T + 5%) and mean identity layers (of 8) of the pick. No training.", "",
-             "| targets | searches | " + " | ".join(f"{r}: regret (identities)" for r in RULES)
+             "the best net within T + 5%) and mean skips (of 8 layers) of the pick. No training.", "",
+             "| targets | searches | " + " | ".join(f"{r}: regret (skips)" for r in RULES)
              + " | deepest, then α better / worse than searched |",
              "|---|---|" + "---|" * len(RULES) + "---|"]
     for name, s in report["summary"].items():
         cells = " | ".join(f"{s[r]['regret']:.2f} ({s[r]['identities']:.2f})" for r in RULES)
         lines.append(f"| {name} | {s['searches']} | {cells} | {s['deepest_then_alpha_wins']} / "
                      f"{s['deepest_then_alpha_loses']} |")
+    lines += ["", "The truth: mean true accuracy of the nets within ±2.5% of each target, by their skips:", "",
+              "| table, target | " + " | ".join(f"{z} skips" for z in range(9)) + " |", "|---|" + "---|" * 9]
+    for name, means in sorted(report["band_accuracy_by_identities"].items()):
+        lines.append(f"| {name} | " + " | ".join(f"{means[z]:.2f}" if z in means else "" for z in range(9)) + " |")
     lines += ["", "| search | target ms | " + " | ".join(f"{r} regret" for r in RULES) + " |",
               "|---|---|" + "---|" * len(RULES)]
     for row in report["rows"]:

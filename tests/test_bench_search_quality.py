@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from proxyless.search.pipeline import derive_from_run
+from proxyless.space import get_space
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +82,11 @@ def test_quick_run_scores_an_ablation_and_three_targets(tmp_path):
         assert row["deepest, then α"]["identities"] <= row["random in band"]["identities"]
         assert row["deepest, then α"]["regret"] >= 0 and row["best"] >= row["random in band"]["accuracy"]
     assert rules["summary"]["all"]["searches"] == 6 and "| all | 6 |" in done.stdout
+    # its "deepest, then α" is the library's --derive-depth deepest (the same band, the same dynamic programme)
+    median = next(row for row in rules["rows"] if row["run"] == "runs/entangled-fair/p50_seed0")
+    again = derive_from_run(run, out=tmp_path / "deepest.json", derive_depth="deepest")
+    assert "deepest" in again.derived_by
+    assert "".join(str(i) for i in get_space("nas-bench-macro").indices_of(again.arch)) == median["deepest_code"]
 
 
 def test_asking_for_neither_the_ablation_nor_the_targets_is_refused(tmp_path):

@@ -253,3 +253,63 @@ def test_search_with_derive_top_scores_the_band_and_says_so(tmp_path, capsys):
     capsys.readouterr()
     assert main(["derive", str(out), "--out", str(tmp_path / "again.json")]) == 0
     assert "the rule alone" in capsys.readouterr().out
+
+
+def identities(supernet, indices) -> int:
+    return sum(mixed.is_skip(i) for mixed, i in zip(supernet.mixed_ops(), indices))
+
+
+def test_deepest_derive_keeps_the_most_layers_in_the_band_then_the_most_probable():
+    supernet = random_alpha_supernet(4)
+    with torch.no_grad():
+        for mixed in supernet.mixed_ops():
+            for i in range(len(mixed.specs)):
+                if mixed.is_skip(i):
+                    mixed.alpha[i] += 3.0  # α sure of every skip: the band rule drops layers
+    model = LatencyModel(SPACE, synthetic_table())
+    fastest, slowest = reachable(model)
+    differ = 0
+    for fraction in [f / 50 for f in range(10, 46)]:
+        target = fastest + fraction * (slowest - fastest)
+        deepest_rule = LatencyObjective(supernet, model, LatencyLoss("add", target, 0.1), 0.5, deepest=True)
+        kept, how = deepest_rule.derive(supernet)
+        in_band = nets_in_band(model, supernet.probs(), *deepest_rule.derive_band())
+        if not in_band:
+            continue
+        fewest = min(identities(supernet, indices) for _, indices in in_band)
+        assert kept == next(indices for _, indices in in_band if identities(supernet, indices) == fewest)
+        assert deepest_rule.on_target(model.of_indices(kept)) and "deepest" in how
+        by_alpha, _ = objective_for(supernet, target).derive(supernet)
+        assert identities(supernet, by_alpha) >= identities(supernet, kept)
+        differ += identities(supernet, by_alpha) > identities(supernet, kept)
+        # the scored derive draws its candidates the same way: every one of them among the deepest
+        candidates = most_probable_k_within(model, supernet.probs(), *deepest_rule.derive_band(), k=3,
+                                            bonus=deepest_rule.depth_bonus(supernet))
+        assert candidates[0] == kept and all(identities(supernet, c) == fewest for c in candidates)
+    assert differ >= 1  # a target where the band rule drops a layer that the deepest rule keeps
+
+
+def test_search_and_derive_take_the_derive_depth(tmp_path, capsys):
+    save_lut(synthetic_table(), tmp_path / "lut.json")
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(SPACE.to_dict()))
+    fastest, slowest = reachable(LatencyModel(SPACE, synthetic_table()))
+    out = tmp_path / "run"
+    common = ["--space", str(space_file), "--no-measure", "--epochs", "2", "--batch-size", "32", "--limit-images",
+              "128", "--valid-size", "0.05", "--no-progress"]
+    assert main(["search", *common, "--lut", str(tmp_path / "lut.json"), "--target-latency",
+                 f"{(fastest + slowest) / 2:.4f}ms", "--derive-depth", "deepest", "--out", str(out)]) == 0
+    assert "deepest" in json.loads((out / "latency.json").read_text())["derived_by"]
+    assert json.loads((out / "config.json").read_text())["latency"]["derive_depth"] == "deepest"
+    capsys.readouterr()
+    assert main(["derive", str(out), "--derive-depth", "alpha", "--out", str(tmp_path / "alpha.json")]) == 0
+    assert "deepest" not in capsys.readouterr().out  # the flag overrides the search's own rule
+    assert main(["derive", str(out), "--out", str(tmp_path / "again.json")]) == 0
+    assert "deepest" in capsys.readouterr().out  # without it, the search's own
+    plain = tmp_path / "plain"
+    assert main(["search", *common, "--out", str(plain)]) == 0
+    assert main(["derive", str(plain), "--derive-depth", "deepest"]) == 2
+    assert "--derive-depth" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse: the choices named in one line
+        main(["search", *common, "--derive-depth", "widest", "--out", str(tmp_path / "bad")])
+    assert refused.value.code == 2 and "'alpha', 'deepest'" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from proxyless.errors import UserError
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
 from proxyless.latency.loss import KINDS
-from proxyless.search.hardware import CONTROLLERS, LatencyTarget, describe_latency, parse_target
+from proxyless.search.hardware import CONTROLLERS, DERIVE_DEPTHS, LatencyTarget, describe_latency, parse_target
 from proxyless.search.loop import WEIGHTS, SearchConfig
 from proxyless.search.pipeline import SearchResult, derive_from_run, load_search_data, search_arch, search_family
 from proxyless.search.sampling import SAMPLINGS
@@ -83,6 +83,7 @@ def register(subparsers) -> None:
                                help="of a search for several latency targets, the one to derive (e.g. 46ms); "
                                     "written into RUN_DIR/LABEL/")
     add_measured_derive_flag(derive_parser)
+    add_derive_depth_flag(derive_parser, default=None)
     derive_parser.set_defaults(handler=run_derive)
 
 
@@ -111,6 +112,15 @@ def add_latency_flags(parser: argparse.ArgumentParser) -> None:
                        help="keep the best of the K most probable nets within the target band (and the band rule's "
                             "pick), as the trained supernet scores them on 2,000 valid images (0: the rule alone)")
     add_measured_derive_flag(group)
+    add_derive_depth_flag(group, default="alpha")
+
+
+def add_derive_depth_flag(parser, default: str | None) -> None:
+    parser.add_argument("--derive-depth", choices=DERIVE_DEPTHS, default=default,
+                        help="alpha: the derived net removes the layers α removes; deepest: of the nets in the target "
+                             "band, those that keep the most layers, α choosing their ops (on NAS-Bench-Macro α kept "
+                             "too many identities: README, Search quality)"
+                             + ("" if default else "; default: the search's own"))
 
 
 def add_measured_derive_flag(parser) -> None:
@@ -184,13 +194,14 @@ def latency_targets(args: argparse.Namespace) -> list[LatencyTarget]:
                           weight=args.latency_weight, adapt_rate=args.latency_adapt_rate,
                           controller=args.latency_controller,
                           reward_latency=args.reward_latency, measure=not args.no_measure,
-                          measured_derive=args.measured_derive, derive_top=args.derive_top)
+                          measured_derive=args.measured_derive, derive_top=args.derive_top,
+                          derive_depth=args.derive_depth)
             for text, lut in zip(given, luts * len(given) if len(luts) == 1 else luts)]
 
 
 def run_derive(args: argparse.Namespace) -> int:
     result = derive_from_run(args.run_dir, out=args.out, inherit=args.inherit_weights,
-                             measured_derive=args.measured_derive, member=args.target)
+                             measured_derive=args.measured_derive, member=args.target, derive_depth=args.derive_depth)
     print(f"derived by {result.derived_by}")
     print(result.arch.summary())
     for line in describe_latency(result.latency) if result.latency and args.measured_derive else []:

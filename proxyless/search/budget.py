@@ -17,16 +17,18 @@ from proxyless.latency.predict import LatencyModel
 BINS = 4000
 
 
-def most_probable_within(model: LatencyModel, probs: list[torch.Tensor], low: float, high: float) -> list[int] | None:
+def most_probable_within(model: LatencyModel, probs: list[torch.Tensor], low: float, high: float,
+                         bonus: list[np.ndarray] | None = None) -> list[int] | None:
     """Indices of the most probable architecture with predicted latency in [low, high] ms; None if none exists."""
-    found = most_probable_k_within(model, probs, low, high, k=1)
+    found = most_probable_k_within(model, probs, low, high, k=1, bonus=bonus)
     return found[0] if found else None
 
 
 def most_probable_k_within(model: LatencyModel, probs: list[torch.Tensor], low: float, high: float,
-                           k: int) -> list[list[int]]:
+                           k: int, bonus: list[np.ndarray] | None = None) -> list[list[int]]:
     """The `k` most probable distinct architectures with predicted latency in [low, high] ms, most probable
-    first (fewer if the band holds fewer; none if it holds none).
+    first (fewer if the band holds fewer; none if it holds none). `bonus` (per layer, one number per
+    candidate) is added to log p before the sum is maximised, e.g. to rank depth before probability.
 
     The dynamic programme keeps, for every latency bin, the k best partial paths instead of one: each is
     a distinct sequence of choices, so the k found are distinct architectures.
@@ -44,8 +46,10 @@ def most_probable_k_within(model: LatencyModel, probs: list[torch.Tensor], low: 
     best = np.full((BINS + 1, k), -np.inf)
     best[0, 0] = 0.0
     steps, shifts_per_layer = [], []
-    for lat, p in zip(model.per_layer, probs):
+    for layer, (lat, p) in enumerate(zip(model.per_layer, probs)):
         log_p = np.log(np.clip(p.detach().double().cpu().numpy(), 1e-30, None))
+        if bonus is not None:
+            log_p = log_p + bonus[layer]
         shifts = np.rint(lat.numpy() / resolution).astype(int)
         moved = np.full((BINS + 1, len(shifts), k), -np.inf)  # (bin, candidate, rank before)
         for c, (shift, lp) in enumerate(zip(shifts, log_p)):

@@ -27,6 +27,7 @@ from proxyless.search.objective import TOLERANCE, LatencyObjective, LatencyRewar
 from proxyless.search.supernet import SuperNet
 
 CONTROLLERS = ("one-sided", "two-sided")
+DERIVE_DEPTHS = ("alpha", "deepest")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class LatencyTarget:
     measured_derive: bool = False  # correct the table by timing the derived net, and derive again
     derive_top: int = 0  # >0: keep the best, by the supernet's valid top-1, of this many most probable nets in
     #                      the target band and the latency rule's pick (`search.scored_derive`); 0: the rule alone
+    derive_depth: str = "alpha"  # or "deepest": of the band's nets those with the most layers, then by α
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -57,6 +59,8 @@ class LatencyTarget:
             raise UserError(f"--latency-controller must be {' or '.join(CONTROLLERS)}, got {self.controller!r}")
         if self.reward_latency not in ("predicted", "measured"):
             raise UserError(f"--reward-latency must be predicted or measured, got {self.reward_latency!r}")
+        if self.derive_depth not in DERIVE_DEPTHS:
+            raise UserError(f"--derive-depth must be {' or '.join(DERIVE_DEPTHS)}, got {self.derive_depth!r}")
         if self.derive_top < 0:
             raise UserError(f"--derive-top must be 0 (off) or a number of nets, got {self.derive_top}")
         if self.measured_derive and not self.measure:
@@ -84,7 +88,7 @@ def latency_objective(target: LatencyTarget, supernet: SuperNet, space: AnySpace
     if target.measured_derive:
         _local_backend(model.header, "--measured-derive times nets on this machine; derive from the table alone")
     return LatencyObjective(supernet, model, loss, target.adapt_rate, reward_latency=measured,
-                            two_sided=target.controller == "two-sided")
+                            two_sided=target.controller == "two-sided", deepest=target.derive_depth == "deepest")
 
 
 def reward_for(objective: LatencyObjective | None) -> LatencyReward | None:

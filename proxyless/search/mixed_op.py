@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from proxyless.ops import MBConv, OpSpec
+from proxyless.ops import MBConv, OpSpec, Skip, Zero
 from proxyless.search.entangled import EntangledMBConv
 from proxyless.space import LayerSlot
 
@@ -96,6 +96,11 @@ class MixedOp(nn.Module):
     def is_zero(self, index: int) -> bool:
         """Whether candidate `index` adds nothing to the layer's shortcut (`zero`, or a shape-keeping `skip`)."""
         return self.slot.is_identity(self.specs[index])
+
+    def is_skip(self, index: int) -> bool:
+        """Whether candidate `index` gives up the layer's block: `zero`, or `skip` at any stride (where the
+        shape changes a 1x1 projection without a nonlinearity, not an MBConv)."""
+        return isinstance(self.specs[index], Zero | Skip)
 
     def run_op(self, index: int, x: torch.Tensor) -> torch.Tensor | None:
         """Single path: the output of candidate `index` alone; None for `zero` (nothing to add to the

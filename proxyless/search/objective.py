@@ -10,13 +10,18 @@ predicted latency of the architecture the search would derive *now* (the argmax 
 the argmax is what `derive` keeps, and its latency is what must hit the target.
 
 `derive` keeps the argmax when its predicted latency is within ±5% of T (hinge: at most T); otherwise
-it keeps the most probable architecture inside that band (see `budget`), and says which it did.
+it keeps the most probable architecture inside that band (see `budget`), and says which it did. With
+`deepest` it keeps, of the nets in the band, those that give up the fewest blocks (a zero, or a skip at
+any stride: `MixedOp.is_skip`), and of them the most probable: α still chooses every op, but never a layer's removal
+over a layer (benchmarks/derive_rules.py: on NAS-Bench-Macro α kept more identities than the band's
+average net, and the truth charged for each).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from proxyless.arch import Arch
@@ -29,14 +34,15 @@ TOLERANCE = 0.05  # the derived net's predicted latency must be within ±5% of t
 # When the argmax is off target, the most probable net is looked for within half that band, so that
 # the latency model's own error (a few %, see `lut validate`) still leaves the measured net within ±5%.
 DERIVE_BAND = TOLERANCE / 2
+DEPTH_BONUS = 1e4  # per kept layer, over any difference of Σ log p (each log p ≥ log 1e-30 ≈ −69)
 
 ArchLatency = Callable[[Arch], float]  # ms of a whole architecture: predicted, or measured for REINFORCE
 
 
 class LatencyObjective:
     def __init__(self, supernet: SuperNet, model: LatencyModel, loss: LatencyLoss, adapt_rate: float = 0.5,
-                 reward_latency: ArchLatency | None = None, two_sided: bool = False) -> None:
-        self.supernet, self.model, self.loss = supernet, model, loss
+                 reward_latency: ArchLatency | None = None, two_sided: bool = False, deepest: bool = False) -> None:
+        self.supernet, self.model, self.loss, self.deepest = supernet, model, loss, deepest
         self.weight = AdaptiveWeight(loss.weight, rate=adapt_rate, low=loss.weight / 100, high=loss.weight * 1e4,
                                      two_sided=two_sided and loss.kind != "hinge")  # hinge never rewards latency
         self.reward_latency = reward_latency or model.of_arch
@@ -70,13 +76,23 @@ class LatencyObjective:
         """The indices to keep, and how they were chosen; `scale` corrects the table's predictions
         (measured / predicted near the net, see `search.measured_derive`)."""
         argmax = supernet.argmax()
-        if self.on_target(scale * self.model.of_indices(argmax)):
+        if not self.deepest and self.on_target(scale * self.model.of_indices(argmax)):
             return argmax, "argmax"
         low, high = self.derive_band(scale)
-        inside = most_probable_within(self.model, supernet.probs(), low, high)
+        inside = most_probable_within(self.model, supernet.probs(), low, high, self.depth_bonus(supernet))
         if inside is not None and self.on_target(scale * self.model.of_indices(inside)):
+            if self.deepest:
+                return inside, "the deepest architectures within the target band, the most probable of them"
             return inside, "most probable architecture within the target band (the argmax was off target)"
         return argmax, "argmax (no architecture of the space is within the target band)"
+
+    def depth_bonus(self, supernet: SuperNet) -> list[np.ndarray] | None:
+        """With `deepest`, DEPTH_BONUS for each candidate that keeps its layer's block (not `is_skip`), per layer,
+        so that the band's dynamic programme ranks depth first; None otherwise."""
+        if not self.deepest:
+            return None
+        return [np.array([0.0 if mixed.is_skip(i) else DEPTH_BONUS for i in range(len(mixed.specs))])
+                for mixed in supernet.mixed_ops()]
 
     def derive_band(self, scale: float = 1.0) -> tuple[float, float]:
         """The (low, high) predicted ms a net off the argmax is looked for in: ±DERIVE_BAND around the target

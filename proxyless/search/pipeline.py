@@ -208,20 +208,25 @@ def make_strategy(supernet: SuperNet, config: SearchConfig, objective: LatencyOb
 
 
 def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inherit: bool = False,
-                    measured_derive: bool = False, member: str | None = None) -> DeriveResult:
+                    measured_derive: bool = False, member: str | None = None,
+                    derive_depth: str | None = None) -> DeriveResult:
     """Derive the architecture of a search run from its checkpoint (path-level pruning), with the run's
     latency rule when it had a target; `out` (default RUN_DIR/arch.json), `inherit` also writes the kept
-    paths' weights, `measured_derive` corrects the table by timing the derived net on this machine. A
-    family's run needs `member`, the target to derive ('46ms'), and writes into RUN_DIR/46ms/."""
+    paths' weights, `measured_derive` corrects the table by timing the derived net on this machine,
+    `derive_depth` ("alpha" or "deepest", see `LatencyTarget`) overrides the search's own. A family's run
+    needs `member`, the target to derive ('46ms'), and writes into RUN_DIR/46ms/."""
     search_dir = Path(run_dir)
     state = load_checkpoint(search_dir / "checkpoint.pt")
     if state.get("kind") != "search":
         raise UserError(f"{search_dir}/checkpoint.pt is not a search checkpoint; derive needs a `proxyless search` run")
     supernet = supernet_of(state, str(search_dir), member)
-    objective, target = _saved_objective(search_dir, supernet, member)
+    objective, target = _saved_objective(search_dir, supernet, member, derive_depth)
     run_dir = search_dir / (member or "")  # where the member's files are
     if measured_derive and objective is None:
         raise UserError("--measured-derive needs a search with a latency target; "
+                        f"{run_dir} had no --lut/--target-latency")
+    if derive_depth and objective is None:
+        raise UserError("--derive-depth chooses among the nets in a latency target's band; "
                         f"{run_dir} had no --lut/--target-latency")
     measured = derive_on_device(objective, supernet) if measured_derive else None
     indices, how = ((measured.indices, measured.how) if measured
@@ -273,9 +278,10 @@ def search_objective(run_dir: Path, supernet: SuperNet, member: str | None = Non
     return _saved_objective(run_dir, supernet, member)[0]
 
 
-def _saved_objective(run_dir: Path, supernet: SuperNet,
-                     member: str | None = None) -> tuple[LatencyObjective | None, LatencyTarget | None]:
-    """`search_objective` and the saved LatencyTarget it was built from (both None without a target)."""
+def _saved_objective(run_dir: Path, supernet: SuperNet, member: str | None = None,
+                     derive_depth: str | None = None) -> tuple[LatencyObjective | None, LatencyTarget | None]:
+    """`search_objective` and the saved LatencyTarget it was built from (both None without a target), its
+    derive_depth replaced by `derive_depth` when given."""
     settings = read_json(run_dir / "config.json", UserError, "search's saved settings")
     if not isinstance(settings, dict) or not isinstance(settings.get("space"), dict):
         raise UserError(f"{run_dir / 'config.json'}: expected a search's settings; the run directory is damaged")
@@ -287,7 +293,7 @@ def _saved_objective(run_dir: Path, supernet: SuperNet,
         if saved is None:
             raise UserError(f"{run_dir / 'config.json'}: no latency target {member}; the run directory is damaged")
     try:
-        target = LatencyTarget(**saved)
+        target = LatencyTarget(**{**saved, **({"derive_depth": derive_depth} if derive_depth else {})})
     except TypeError as err:
         raise UserError(f"{run_dir / 'config.json'}: a damaged latency target ({err})") from None
     deployed = any_space_from_dict(settings["space"], where=str(run_dir / "config.json"))

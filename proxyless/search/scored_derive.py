@@ -37,7 +37,8 @@ def scored_derive(objective: LatencyObjective, batches: Batches, k: int,
     def derive(supernet: SuperNet) -> tuple[list[int], str]:
         kept, how = objective.derive(supernet)
         low, high = objective.derive_band()
-        candidates = most_probable_k_within(objective.model, supernet.probs(), low, high, k)
+        candidates = most_probable_k_within(objective.model, supernet.probs(), low, high, k,
+                                            objective.depth_bonus(supernet))
         if kept not in candidates:
             candidates.insert(0, kept)
         scores = [subnet_accuracy(supernet, indices, batches, memory_format=memory_format) for indices in candidates]
