@@ -236,14 +236,20 @@ def test_scored_derive_keeps_the_best_scored_of_the_band_s_most_probable_nets():
         scored_derive(objective, batches, k=0)
 
 
-def test_search_with_derive_top_scores_the_band_and_says_so(tmp_path, capsys):
+def table_and_space(tmp_path):
+    """The synthetic table and the tiny space written under tmp_path, and a target halfway across its reach."""
     save_lut(synthetic_table(), tmp_path / "lut.json")
     space_file = tmp_path / "space.json"
     space_file.write_text(json.dumps(SPACE.to_dict()))
     fastest, slowest = reachable(LatencyModel(SPACE, synthetic_table()))
+    return space_file, (fastest + slowest) / 2
+
+
+def test_search_with_derive_top_scores_the_band_and_says_so(tmp_path, capsys):
+    space_file, middle = table_and_space(tmp_path)
     out = tmp_path / "run"
     assert main(["search", "--space", str(space_file), "--lut", str(tmp_path / "lut.json"), "--target-latency",
-                 f"{(fastest + slowest) / 2:.4f}ms", "--derive-top", "3", "--no-measure", "--epochs", "2",
+                 f"{middle:.4f}ms", "--derive-top", "3", "--no-measure", "--epochs", "2",
                  "--batch-size", "32", "--limit-images", "128", "--valid-size", "0.05", "--no-progress",
                  "--out", str(out)]) == 0
     report = json.loads((out / "latency.json").read_text())
@@ -290,15 +296,12 @@ def test_deepest_derive_keeps_the_most_layers_in_the_band_then_the_most_probable
 
 
 def test_search_and_derive_take_the_derive_depth(tmp_path, capsys):
-    save_lut(synthetic_table(), tmp_path / "lut.json")
-    space_file = tmp_path / "space.json"
-    space_file.write_text(json.dumps(SPACE.to_dict()))
-    fastest, slowest = reachable(LatencyModel(SPACE, synthetic_table()))
+    space_file, middle = table_and_space(tmp_path)
     out = tmp_path / "run"
     common = ["--space", str(space_file), "--no-measure", "--epochs", "2", "--batch-size", "32", "--limit-images",
               "128", "--valid-size", "0.05", "--no-progress"]
     assert main(["search", *common, "--lut", str(tmp_path / "lut.json"), "--target-latency",
-                 f"{(fastest + slowest) / 2:.4f}ms", "--derive-depth", "deepest", "--out", str(out)]) == 0
+                 f"{middle:.4f}ms", "--derive-depth", "deepest", "--out", str(out)]) == 0
     assert "deepest" in json.loads((out / "latency.json").read_text())["derived_by"]
     assert json.loads((out / "config.json").read_text())["latency"]["derive_depth"] == "deepest"
     capsys.readouterr()
