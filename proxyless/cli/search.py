@@ -62,8 +62,8 @@ def register(subparsers) -> None:
                        help="residual branches of shape-keeping candidates start as the identity (zero: their "
                             "project BN at 0) or at full scale (unit: at 1, as the paper's code)")
     group.add_argument("--full-depth-weights", action="store_true",
-                       help="weight steps never take a layer's identity (zero or skip), so the weights train at full "
-                            "depth and only the architecture steps try a layer away")
+                       help="weight steps never take a layer's identity (zero, or a skip that keeps the shape), so "
+                            "the weights train at full depth and only the architecture steps try a layer away")
     group.add_argument("--bn-batches", type=int, default=defaults.bn_batches,
                        help="train batches that recalibrate BN on the argmax path before each epoch's valid top-1")
     group.add_argument("--valid-size", type=float, default=0.2, help="held-out part of the training data for α")
@@ -117,9 +117,9 @@ def add_latency_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_derive_depth_flag(parser, default: str | None) -> None:
     parser.add_argument("--derive-depth", choices=DERIVE_DEPTHS, default=default,
-                        help="alpha: the derived net removes the layers α removes; deepest: of the nets in the target "
-                             "band, those that keep the most layers, α choosing their ops (on NAS-Bench-Macro α kept "
-                             "too many identities: README, Search quality)"
+                        help="alpha: the derived net skips the layers α skips; deepest: of the nets in the target "
+                             "band, those with the fewest skips (zero, or skip at any stride), α choosing their ops "
+                             "(on NAS-Bench-Macro α kept too many skips: README, Search quality)"
                              + ("" if default else "; default: the search's own"))
 
 

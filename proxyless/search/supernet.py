@@ -85,11 +85,8 @@ class SupernetBase(nn.Module):
         plan = []
         for layer, p in enumerate(self.probs()):
             weights = torch.ones_like(p) if uniform else p
-            if among is None:
-                plan.append(int(torch.multinomial(weights.cpu(), 1, generator=generator)))
-            else:
-                kept = among[layer]
-                plan.append(kept[int(torch.multinomial(weights.cpu()[kept], 1, generator=generator))])
+            kept = list(range(len(p))) if among is None else among[layer]
+            plan.append(kept[int(torch.multinomial(weights.cpu()[kept], 1, generator=generator))])
         return plan
 
     def sample_two(self, generator: torch.Generator) -> list[TwoPaths]:
