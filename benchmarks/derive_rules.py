@@ -54,9 +54,9 @@ def main() -> None:
     accuracy = np.array([truth[code]["mean_acc"] for code in codes])
     # a layer given up as the library counts one (`MixedOp.is_skip`, as --derive-depth deepest does): a skip at
     # any stride (at a stride-2 layer a 1x1 projection instead of an MBConv)
-    is_identity = np.array([[mixed.is_skip(i) for i in range(len(mixed.specs))]
-                            for mixed in SuperNet(space).mixed_ops()])  # (layers, candidates)
-    identities = is_identity[np.arange(indices.shape[1])[None, :], indices].sum(axis=1)
+    is_skip = np.array([[mixed.is_skip(i) for i in range(len(mixed.specs))]
+                        for mixed in SuperNet(space).mixed_ops()])  # (layers, candidates)
+    skips = is_skip[np.arange(indices.shape[1])[None, :], indices].sum(axis=1)
     latencies: dict[str, np.ndarray] = {}
 
     def latency_of(lut: Path) -> np.ndarray:
@@ -72,22 +72,22 @@ def main() -> None:
         band = np.abs(latency - target) <= BAND * target
         best = accuracy[latency <= (1 + BUDGET) * target].max()
         log_p = np.log(np.asarray(run["probs"]))[np.arange(indices.shape[1])[None, :], indices].sum(axis=1)
-        deepest = band & (identities == identities[band].min())
+        deepest = band & (skips == skips[band].min())
         pick = int(np.argmax(np.where(deepest, log_p, -np.inf)))
         searched = codes.index("".join(map(str, run["indices"])))
-        by_depth[f"{run['lut'].parent.name} {target:.1f} ms"] = {  # what the truth charges for an identity
-            int(z): float(accuracy[band & (identities == z)].mean()) for z in np.unique(identities[band])}
-        picks = {"searched": (accuracy[searched], identities[searched]),
-                 "deepest, then α": (accuracy[pick], identities[pick]),
-                 "deepest, no search": (accuracy[deepest].mean(), identities[deepest].mean()),
-                 "random in band": (accuracy[band].mean(), identities[band].mean())}
+        by_depth[f"{run['lut'].parent.name} {target:.1f} ms"] = {  # what the truth charges for a skip
+            int(z): float(accuracy[band & (skips == z)].mean()) for z in np.unique(skips[band])}
+        picks = {"searched": (accuracy[searched], skips[searched]),
+                 "deepest, then α": (accuracy[pick], skips[pick]),
+                 "deepest, no search": (accuracy[deepest].mean(), skips[deepest].mean()),
+                 "random in band": (accuracy[band].mean(), skips[band].mean())}
         rows.append({"run": run["name"], "target_ms": target, "percentile": run["percentile"], "best": float(best),
                      "deepest_code": codes[pick],
-                     **{rule: {"accuracy": float(a), "regret": float(best - a), "identities": float(z)}
+                     **{rule: {"accuracy": float(a), "regret": float(best - a), "skips": float(z)}
                         for rule, (a, z) in picks.items()}})
     settings = {**vars(args), "runs": [str(out) for out in args.runs], "results": str(args.results)}
     report = {"environment": environment(), "settings": settings, "rows": rows, "summary": summarise(rows),
-              "band_accuracy_by_identities": by_depth}
+              "band_accuracy_by_skips": by_depth}
     text = markdown(report)
     write_results(args.name, report, text, args.results)
     print(text)
@@ -139,10 +139,11 @@ def summarise(rows: list[dict]) -> dict:
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["percentile"]].append(row)
+        groups["/".join(row["run"].split("/")[:2])].append(row)  # runs folder/variant
         groups["all"].append(row)
     return {name: {"searches": len(members),
                    **{rule: {key: float(np.mean([m[rule][key] for m in members]))
-                             for key in ("regret", "identities")} for rule in RULES},
+                             for key in ("regret", "skips")} for rule in RULES},
                    "deepest_then_alpha_wins": sum(m["deepest, then α"]["regret"] < m["searched"]["regret"]
                                                   for m in members),
                    "deepest_then_alpha_loses": sum(m["deepest, then α"]["regret"] > m["searched"]["regret"]
@@ -154,16 +155,16 @@ def markdown(report: dict) -> str:
     lines = ["# Derive rules against NAS-Bench-Macro's ground truth (finished searches re-derived)", "",
              "Each finished search's final α re-derived with other rules; mean regret (true accuracy points below "
              "the best net within T + 5%) and mean skips (of 8 layers) of the pick. No training.", "",
-             "| targets | searches | " + " | ".join(f"{r}: regret (skips)" for r in RULES)
+             "| searches of | searches | " + " | ".join(f"{r}: regret (skips)" for r in RULES)
              + " | deepest, then α better / worse than searched |",
              "|---|---|" + "---|" * len(RULES) + "---|"]
     for name, s in report["summary"].items():
-        cells = " | ".join(f"{s[r]['regret']:.2f} ({s[r]['identities']:.2f})" for r in RULES)
+        cells = " | ".join(f"{s[r]['regret']:.2f} ({s[r]['skips']:.2f})" for r in RULES)
         lines.append(f"| {name} | {s['searches']} | {cells} | {s['deepest_then_alpha_wins']} / "
                      f"{s['deepest_then_alpha_loses']} |")
     lines += ["", "The truth: mean true accuracy of the nets within ±2.5% of each target, by their skips:", "",
               "| table, target | " + " | ".join(f"{z} skips" for z in range(9)) + " |", "|---|" + "---|" * 9]
-    for name, means in sorted(report["band_accuracy_by_identities"].items()):
+    for name, means in sorted(report["band_accuracy_by_skips"].items()):
         lines.append(f"| {name} | " + " | ".join(f"{means[z]:.2f}" if z in means else "" for z in range(9)) + " |")
     lines += ["", "| search | target ms | " + " | ".join(f"{r} regret" for r in RULES) + " |",
               "|---|---|" + "---|" * len(RULES)]
