@@ -74,9 +74,10 @@ class SearchConfig:
     zero_init_residual: bool = True
     # weight steps never take a layer's identity (zero, or a shape-keeping skip): the weights train at full
     # depth and only the architecture steps try a layer away, so removing one costs what it costs a net that
-    # relies on it. Sampled identities train the supernet like stochastic depth, robust to a missing layer;
-    # on NAS-Bench-Macro its α then kept more identities than the band's average net, and the truth
-    # punishes each (benchmarks/derive_rules.py)
+    # relies on it. The idea: sampled identities train the supernet like stochastic depth, robust to a
+    # missing layer, and on NAS-Bench-Macro α keeps more skips than the band's average net while the truth
+    # charges for each (benchmarks/derive_rules.py). Measured there: level with the default (mean regret
+    # 0.56 against 0.57 over six searches), still 3-4 skips at the tighter targets, so off by default
     full_depth_weights: bool = False
     bn_batches: int = 8  # train batches that recalibrate BN before each epoch's argmax is evaluated (0: none)
     seed: int = 0

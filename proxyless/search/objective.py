@@ -12,9 +12,9 @@ the argmax is what `derive` keeps, and its latency is what must hit the target.
 `derive` keeps the argmax when its predicted latency is within ±5% of T (hinge: at most T); otherwise
 it keeps the most probable architecture inside that band (see `budget`), and says which it did. With
 `deepest` it keeps, of the nets in the band, those that give up the fewest blocks (a zero, or a skip at
-any stride: `MixedOp.is_skip`), and of them the most probable: α still chooses every op, but never a layer's removal
-over a layer (benchmarks/derive_rules.py: on NAS-Bench-Macro α kept more identities than the band's
-average net, and the truth charged for each).
+any stride: `MixedOp.is_skip`), and of them the most probable: α still chooses every op, but never a
+layer's removal over a layer (benchmarks/derive_rules.py: on NAS-Bench-Macro α kept more skips than the
+band's average net, and the truth charged for each).
 """
 
 from __future__ import annotations
