@@ -3,7 +3,8 @@
 The pipeline, each stage a plain function or class with a typed config, each returning a record:
 
     space    get_space / load_space -> SearchSpace; TreeSpace (tree cells); Arch, load_arch / save_arch (arch.json)
-    data     load_splits (train/valid/test datasets), load_search_data (with a held-out valid split)
+    data     load_splits (train/valid/test datasets), load_search_data (with a held-out valid split),
+             limit_train (only N training images, for a quick trial)
     search   search_arch(space, data, SearchConfig, latency=LatencyTarget) -> SearchResult;
              search_family(..., targets=[LatencyTarget, ...]) -> [SearchResult]: one supernet, several targets
     derive   derive_from_run(run_dir) -> DeriveResult
@@ -17,7 +18,7 @@ Infrastructure (atomic files, checkpoints, signals, torchrun, the resumable-run 
 """
 
 from proxyless.arch import Arch, ArchError, load_arch, save_arch
-from proxyless.data import Splits, load_splits
+from proxyless.data import Splits, limit_train, load_splits
 from proxyless.errors import UserError
 from proxyless.export import ExportResult, export_net, load_trained
 from proxyless.latency.lut import load_lut
@@ -75,6 +76,7 @@ __all__ = [
     "format_op",
     "get_space",
     "latency_range",
+    "limit_train",
     "load_arch",
     "load_lut",
     "load_search_data",

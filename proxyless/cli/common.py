@@ -67,7 +67,8 @@ def resolve_net(arch_path: str | None, zoo_name: str | None) -> tuple[AnyArch, b
     return read_arch_file(arch_path), False
 
 
-def add_data_flags(parser: argparse.ArgumentParser) -> None:
+def add_data_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--data, --image-size, --workers, --device; returns the group for a command's own data flags."""
     group = parser.add_argument_group("data")
     group.add_argument("--data", default="sample",
                        help="'sample' (embedded CIFAR-10 sample), a cifar-10-batches-py dir, "
@@ -75,6 +76,7 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-size", type=int, help="input size for ImageFolder data (default: the net's)")
     group.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    return group
 
 
 def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:

@@ -16,7 +16,7 @@ from proxyless.cli.common import (
     resolve_net,
     resumed_args,
 )
-from proxyless.data import load_splits, native_image_size
+from proxyless.data import limit_train, load_splits, native_image_size
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
 from proxyless.train import TrainConfig, train_net
@@ -25,6 +25,7 @@ log = logging.getLogger("proxyless")
 
 EXAMPLES = """\
   proxyless train --zoo mobilenetv2_0.35 --epochs 1              # embedded CIFAR-10 sample
+  proxyless train --zoo mobilenetv2_0.35 --epochs 1 --limit-images 500   # ... a quick trial on 500 of its images
   proxyless train --zoo proxyless_cifar --data cifar10:~/data --device cuda   # the paper's CIFAR-10 net
   proxyless train --arch runs/search/arch.json --data ~/cifar-10-batches-py --epochs 100
   proxyless train --zoo proxyless_mobile --data ~/imagenet --device cuda --amp --batch-size 256
@@ -38,7 +39,9 @@ def register(subparsers) -> None:
     source = parser.add_argument_group("network")
     source.add_argument("--arch", help="arch.json (or an original ProxylessNAS *.config.json)")
     source.add_argument("--zoo", help="zoo model name, adapted to the data's image size and classes")
-    add_data_flags(parser)
+    data = add_data_flags(parser)
+    data.add_argument("--limit-images", type=int,
+                      help="train on only this many of the training images (quick trials; the test set whole)")
     recipe = parser.add_argument_group("recipe")
     defaults = TrainConfig()
     recipe.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     image_size = arch.input_size
     if adaptable:
         image_size = native_image_size(args.data) or args.image_size or image_size
-    splits = load_splits(args.data, image_size, seed=args.seed, progress=config.progress)
+    splits = limit_train(load_splits(args.data, image_size, seed=args.seed, progress=config.progress),
+                         args.limit_images, args.seed)
     dist = Dist.from_env(resolve_device(args.device))  # torchrun: this process's rank and device
     try:
         if not dist.main:

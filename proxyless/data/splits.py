@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
 
 from .arrays import ArrayDataset, Part, RawData, check_valid_size, split_valid
 from .cache import default_cache_dir
@@ -66,6 +67,19 @@ def load_splits(source: str, image_size: int, *, valid_size: int | float = 0, se
                   valid=dataset(raw.train, valid_rows, eval_tf) if len(valid_rows) else None,
                   test=dataset(raw.test, raw.test.indices, eval_tf),
                   classes=raw.classes, image_size=int(image_size), source=description)
+
+
+def limit_train(splits: Splits, limit: int | None, seed: int = 0) -> Splits:
+    """`splits` with only `limit` of its training images (drawn with `seed`; valid and test whole), for a
+    quick trial of a recipe; `None` keeps them all."""
+    if limit is None:
+        return splits
+    if isinstance(limit, bool) or not isinstance(limit, Integral) or not 0 < limit <= len(splits.train):
+        raise DataError(f"--limit-images must be in 1..{len(splits.train)} (the data's training images), "
+                        f"got {limit!r}")
+    keep = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:limit]
+    return replace(splits, train=Subset(splits.train, sorted(keep.tolist())),
+                   source=f"{splits.source}; {limit} training images used")
 
 
 def load_raw(spec: Source, image_size: int, cache_dir: Path, progress: bool) -> RawData:

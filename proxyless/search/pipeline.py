@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from proxyless.arch import save_arch
 from proxyless.arch_kinds import AnyArch, AnySpace, any_space_from_dict, get_any_space, on_space
-from proxyless.data import Splits, load_splits
+from proxyless.data import Splits, limit_train, load_splits
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write_text, read_json
 from proxyless.infra.checkpoint import load_checkpoint, save_weights
@@ -85,13 +85,7 @@ def load_search_data(source: str, image_size: int, valid_size: float = 0.2, limi
     if not 0 < valid_size < 1:
         raise UserError(f"--valid-size must be a fraction in (0, 1), got {valid_size}")
     splits = load_splits(source, image_size, valid_size=valid_size, seed=seed, progress=progress)
-    if limit_images is None:
-        return splits
-    if not 0 < limit_images <= len(splits.train):
-        raise UserError(f"--limit-images must be in 1..{len(splits.train)}, got {limit_images}")
-    keep = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:limit_images]
-    return replace(splits, train=Subset(splits.train, sorted(keep.tolist())),
-                   source=f"{splits.source}; {limit_images} training images used")
+    return limit_train(splits, limit_images, seed)
 
 
 def search_arch(space: AnySpace | str = "proxyless-cifar", data: Splits | str = "sample",
