@@ -43,10 +43,10 @@ def main() -> None:
     targets = args.targets or [fastest + f * (slowest - fastest) for f in (0.35, 0.65)]
     out = Path(args.out or tempfile.mkdtemp(prefix="latency_targets_"))
     runs = []
-    quick = {"epochs": 2, "warmup_epochs": 1, "batch_size": 32} if args.quick else {}
+    quick = {"epochs": 2, "warmup_epochs": 1, "batch_size": 16} if args.quick else {}
     search_config = px.SearchConfig(**{"epochs": args.epochs, "warmup_epochs": 2, "arch_lr": args.arch_lr,
                                 "arch_every": args.arch_every, "progress": False, **quick})
-    data = px.load_search_data("sample", space.input_size, limit_images=256 if args.quick else None,
+    data = px.load_search_data("sample", space.input_size, limit_images=128 if args.quick else None,
                                valid_size=0.02 if args.quick else 0.2)  # quick: 100 valid images, not 1,000
     for target in targets:  # 1. one search per target
         start = time.perf_counter()
