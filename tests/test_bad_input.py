@@ -273,7 +273,8 @@ ROWS = [
     row("warmup not below epochs", SEARCH + " --epochs 2 --warmup-epochs 2 --out {t}/run",
         "--warmup-epochs must be in [0, --epochs)"),
     row("valid size not a fraction", SEARCH + " --valid-size 1.5 --out {t}/run", "--valid-size must be a fraction"),
-    row("more images than the data has", TRAIN + " --limit-images 13 --out {t}/run", "--limit-images must be in 1..11 (the data's training images), got 13"),
+    row("more images than the data has", TRAIN + " --limit-images 13 --out {t}/run",
+        "--limit-images must be in 1..11 (the data's training images), got 13"),
     row("no images (search)", SEARCH + " --limit-images 0 --out {t}/run", "--limit-images must be in 1.."),
     # device
     row("no GPU", TRAIN + " --device cuda --out {t}/run", "--device cuda", "no CUDA GPU", "use --device cpu",
