@@ -46,8 +46,8 @@ def main() -> None:
     quick = {"epochs": 2, "warmup_epochs": 1, "batch_size": 16} if args.quick else {}
     search_config = px.SearchConfig(**{"epochs": args.epochs, "warmup_epochs": 2, "arch_lr": args.arch_lr,
                                 "arch_every": args.arch_every, "progress": False, **quick})
-    data = px.load_search_data("sample", space.input_size, limit_images=128 if args.quick else None,
-                               valid_size=0.02 if args.quick else 0.2)  # quick: 100 valid images, not 1,000
+    quick_data = {"limit_images": 128, "valid_size": 0.02} if args.quick else {}  # 100 valid images, not 1,000
+    data = px.load_search_data("sample", space.input_size, **quick_data)
     for target in targets:  # 1. one search per target
         start = time.perf_counter()
         found = px.search_arch(space, data, search_config, out=out / f"target_{target:.1f}ms", overwrite=True,
