@@ -1,5 +1,6 @@
 """Tables timed in context (`latency.context`) and whole networks timed paired with a reference."""
 
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from helpers import tiny_space
 from proxyless.errors import UserError
 from proxyless.latency import context as context_module
+from proxyless.latency import measure as measure_module
 from proxyless.latency.context import build_context_lut, covering_archs, kernel_times_by_run, net_parts, resolve_method
 from proxyless.latency.keys import Context, all_keys, arch_keys
 from proxyless.latency.lut import LatencyTableError, load_lut
@@ -17,7 +19,13 @@ from proxyless.space import PROXYLESS_IMAGENET
 from proxyless.tree.space import TREE_TINY
 
 TINY = tiny_space(zero_when_shape_kept=True)
+
+
 QUICK = MeasureConfig(batch=1, threads=1, calls_per_sample=2, warmup_calls=1, min_rounds=2, max_rounds=3)
+
+
+def net_size(arch) -> int:
+    return sum(p.numel() for p in build_net(arch).parameters())
 
 
 def test_every_cycle_of_the_covering_set_holds_every_candidate_of_every_layer():
@@ -93,14 +101,38 @@ def test_a_context_table_covers_the_space_and_resumes_on_its_reference_scale(tmp
 def test_a_paired_measurement_shares_its_reference_across_calls():
     reference = Reference(reference_arch(TINY), "torch-cpu", QUICK)
     (same,) = measure_archs([reference_arch(TINY)], "torch-cpu", QUICK, progress=False, reference=reference)
-    after_one = len(reference.samples)
+    after_one, scale = len(reference.samples), reference.ms
     other = covering_archs(TINY, cycles=1)[:2]
     measure_archs(other, "torch-cpu", QUICK, progress=False, reference=reference)
     assert after_one >= QUICK.min_rounds and len(reference.samples) >= after_one + 2 * QUICK.min_rounds
-    # the reference timed against itself: a ratio near 1, scaled back to its own milliseconds
-    assert same.mean == pytest.approx(reference.ms, rel=0.5) and same.count >= QUICK.min_rounds
+    assert reference.ms == scale and same.mean > 0 and same.count >= QUICK.min_rounds  # one scale for both calls
     unpaired = replace(QUICK, paired=False)
     assert measure_archs(other, "torch-cpu", unpaired, progress=False)[0].mean > 0
+
+
+def test_pairing_cancels_a_machine_that_slows_down_between_calls(monkeypatch):
+    """On a machine 2% slower at every call (a timer's time: its net's parameter count), two nets measured
+    in separate calls keep their true ratio when paired with one reference, and lose it unpaired."""
+    calls = itertools.count()
+
+    def drifting_timer(net, shape, backend, threads, warmup_calls):
+        size = sum(p.numel() for p in net.parameters())
+        return lambda n: size * 1.02 ** next(calls)
+
+    monkeypatch.setattr(measure_module, "make_timer", drifting_timer)
+    first, second = reference_arch(TINY), covering_archs(TINY, cycles=1)[0]
+    true_ratio = net_size(second) / net_size(first)
+    assert abs(true_ratio - 1) > 0.05  # two nets of different cost
+    config = replace(QUICK, min_rounds=6, max_rounds=6)
+    reference = Reference(reference_arch(TINY), "torch-cpu", config, window=1)
+    (a,) = measure_archs([first], "torch-cpu", config, progress=False, reference=reference)
+    (b,) = measure_archs([second], "torch-cpu", config, progress=False, reference=reference)
+    assert b.mean / a.mean == pytest.approx(true_ratio, rel=1e-9)
+    assert a.mean == pytest.approx(reference.ms * 1.02, rel=1e-9)  # the reference against itself, one call apart
+    unpaired = replace(config, paired=False)
+    (a,) = measure_archs([first], "torch-cpu", unpaired, progress=False)
+    (b,) = measure_archs([second], "torch-cpu", unpaired, progress=False)
+    assert b.mean / a.mean > true_ratio * 1.1  # six calls later, 12% slower
 
 
 def test_onnxruntime_kernels_go_to_the_block_they_were_exported_from(tmp_path):

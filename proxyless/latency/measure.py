@@ -65,18 +65,21 @@ class Reference:
 
         reference = Reference(reference_arch(space), "torch-cpu", config)
         sample = reference.pair(timer)   # sample(calls) -> the item's ms / the reference's recent ms
-        reference.ms                     # the median of all the reference's samples so far
+        reference.ms                     # the scale: the median of its samples when first read, then fixed
 
     The divisor is the median of the reference's last `window` samples, the one just taken included: it
     follows a drift over seconds without putting one sample's jitter into every ratio. One reference
     shared by several `measure_archs` calls (the nets a measured derive compares one after another)
-    puts all of them on one scale.
+    puts all of them on one scale: the ratios are turned back into milliseconds at `ms`, which is fixed
+    the first time it is read (the end of the first call), so that a machine slower by the second call
+    moves no net's milliseconds.
     """
 
     def __init__(self, arch: AnyArch, backend: str, config: MeasureConfig, window: int = 5) -> None:
         self.arch = arch
         self.backend, self.config, self.window = backend, config, window
         self.samples: list[float] = []
+        self._ms: float | None = None
         self._timer: Timer | None = None  # built on first use: an ONNX export takes seconds
 
     def sample(self, calls: int) -> float:
@@ -99,7 +102,10 @@ class Reference:
 
     @property
     def ms(self) -> float:
-        return statistics.median(self.samples)
+        """The milliseconds every ratio is scaled back at: the median of the samples when first read."""
+        if self._ms is None:
+            self._ms = statistics.median(self.samples)
+        return self._ms
 
 
 def reference_arch(space: AnySpace) -> AnyArch:
