@@ -135,6 +135,22 @@ def test_pairing_cancels_a_machine_that_slows_down_between_calls(monkeypatch):
     assert b.mean / a.mean > true_ratio * 1.1  # six calls later, 12% slower
 
 
+def test_a_measurement_runs_at_its_tables_threads_and_hands_back_the_callers(monkeypatch):
+    seen = []
+
+    def counting_timer(net, shape, backend, threads, warmup_calls):
+        return lambda n: seen.append(torch.get_num_threads()) or 1.0
+
+    monkeypatch.setattr(measure_module, "make_timer", counting_timer)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # a search training on two threads, e.g. before a measured derive
+    try:
+        measure_archs([reference_arch(TINY)], "torch-cpu", QUICK, progress=False)  # QUICK: one thread
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_onnxruntime_kernels_go_to_the_block_they_were_exported_from(tmp_path):
     owners = {"node_Conv_1": 0, "hardtanh": 0, "hardtanh_1": 2, "getitem_6": 2, "node_Gemm_9": 4}
     events = [{"name": "model_run", "ts": 0, "dur": 100}, {"name": "model_run", "ts": 200, "dur": 100}]

@@ -55,7 +55,7 @@ from proxyless.latency.measure import (
     merge,
     reference_arch,
 )
-from proxyless.latency.runners import export_onnx, onnxruntime_session, steady_memory
+from proxyless.latency.runners import export_onnx, onnxruntime_session, steady_memory, torch_threads
 from proxyless.net import ProxylessNet, build_net
 from proxyless.space import SearchSpace
 
@@ -247,8 +247,6 @@ def build_context_lut(space: SearchSpace, out: str | Path, backend: str = "torch
     """Time every key `space` needs inside the networks of `covering_archs` into `out`."""
     config = config or MeasureConfig()
     check_context(space, backend)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     context = Context(config.batch, "float32", backend)
     table = existing_table(out, context, "context") if resume else None
     clock = "a clock read between blocks" if backend == "torch-cpu" else "onnxruntime's kernel profile"
@@ -280,7 +278,8 @@ def build_context_lut(space: SearchSpace, out: str | Path, backend: str = "torch
 
     rng = random.Random(config.seed)
     with tqdm(total=len(keys), desc=f"lut {backend} in context", unit="op", disable=not progress) as bar, \
-            stop_signals() as stop, steady_memory(), tempfile.TemporaryDirectory() as scratch:
+            stop_signals() as stop, steady_memory(), torch_threads(config.threads), \
+            tempfile.TemporaryDirectory() as scratch:
         timers = [torch_part_timer(arch, context, config) if backend == "torch-cpu"
                   else onnx_part_timer(arch, context, config, Path(scratch))
                   for arch in covering_archs(space, cycles, config.seed)]

@@ -38,7 +38,15 @@ from proxyless.infra.extras import require
 from proxyless.infra.signals import stop_signals
 from proxyless.latency.keys import Context, OpKey, all_keys
 from proxyless.latency.lut import LatencyTable, LatencyTableError, Stat, load_lut, save_lut
-from proxyless.latency.runners import BACKENDS, ORT_SESSION_CONFIG, Timer, check_backend, make_timer, steady_memory
+from proxyless.latency.runners import (
+    BACKENDS,
+    ORT_SESSION_CONFIG,
+    Timer,
+    check_backend,
+    make_timer,
+    steady_memory,
+    torch_threads,
+)
 from proxyless.layers import ConvBNAct, InvertedResidual, Residual
 from proxyless.net import build_net
 from proxyless.space import SearchSpace
@@ -205,8 +213,6 @@ def build_lut(space: AnySpace, out: str | Path, backend: str = "torch-cpu", conf
 
     if resolve_method(space, backend, method) == "context":
         return build_context_lut(space, out, backend, config, resume, progress)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     context = Context(config.batch, "float32", backend)
     table = existing_table(out, context, "isolated") if resume else None
     table = table or LatencyTable({**header_for(backend, config, space), "timing": "isolated"})
@@ -218,7 +224,7 @@ def build_lut(space: AnySpace, out: str | Path, backend: str = "torch-cpu", conf
         return f"saved {out} with {done} of {len(keys)} ops measured to the end"
 
     with tqdm(total=len(keys), desc=f"lut {backend}", unit="op", disable=not progress) as bar, \
-            stop_signals() as stop, steady_memory():  # Ctrl-C: the samples so far are saved, then Interrupted
+            stop_signals() as stop, steady_memory(), torch_threads(config.threads):  # Ctrl-C: saved, then Interrupted
         interleave(keys, lambda key: key_timer(key, config), table.entries, config, bar,
                    after_round=save_progress, after_sample=lambda: stop.check(save_progress))
     save_lut(table, out)
@@ -233,8 +239,6 @@ def measure_archs(archs: Sequence[AnyArch], backend: str, config: MeasureConfig 
     `Reference` of the first net's space, or for tree-cell nets the first net) and the ratios scaled back
     at the reference's median."""
     check_backend(backend)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     if config.paired and reference is None and archs:  # a tree-cell net has no space to take one from
         first = archs[0]
         reference = Reference(reference_arch(first.space) if isinstance(first, Arch) else first, backend, config)
@@ -256,7 +260,8 @@ def measure_archs(archs: Sequence[AnyArch], backend: str, config: MeasureConfig 
 
         return record
 
-    with tqdm(total=len(archs), desc=f"measure {backend}", unit="net", disable=not progress) as bar, steady_memory():
+    with tqdm(total=len(archs), desc=f"measure {backend}", unit="net", disable=not progress) as bar, \
+            steady_memory(), torch_threads(config.threads):  # the caller's threads back afterwards
         interleave(range(len(archs)), recording_timer_for, {}, config, bar)
     stats = [trimmed_stat(rounds[i]) for i in range(len(archs))]
     return [scaled(stat, reference.ms) for stat in stats] if config.paired and archs else stats

@@ -87,6 +87,22 @@ def steady_memory() -> Iterator[bool]:
                 libc.malloc_trim(0)
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """While inside, torch runs on `threads` threads (0: as it was); on leaving, the number it had before.
+
+    A measurement times nets at its table's threads; the search or training it sits in (a measured derive,
+    REINFORCE with measured rewards, a script's Python session) goes on at its own number afterwards.
+    """
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # DEFAULT_MMAP_THRESHOLD_MAX of glibc's malloc.c on 64-bit: where its dynamic mmap threshold stops growing
 GLIBC_SETTLED_THRESHOLD = 32 * 1024 * 1024
 
