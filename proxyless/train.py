@@ -161,8 +161,8 @@ class Trainer(ResumableRun):
         return self._finish(self.session_seconds, self.last_test or self.evaluate())
 
     def begin(self, fresh: bool) -> None:
-        log.info("training %s on %s (%d process(es)) -> %s", self.arch.label,
-                 self.splits.source, self.dist.world, self.run_dir)
+        log.info("training %s on %s (%d process(es) of %d thread(s)) -> %s", self.arch.label,
+                 self.splits.source, self.dist.world, torch.get_num_threads(), self.run_dir)
         if fresh and self.dist.main:
             self._write_run_files()
 

@@ -276,6 +276,7 @@ ROWS = [
     row("more images than the data has", TRAIN + " --limit-images 13 --out {t}/run",
         "--limit-images must be in 1..11 (the data's training images), got 13"),
     row("no images (search)", SEARCH + " --limit-images 0 --out {t}/run", "--limit-images must be in 1.."),
+    row("negative threads", TRAIN + " --threads -1 --out {t}/run", "--threads must be 0 (torch's default) or more"),
     # device
     row("no GPU", TRAIN + " --device cuda --out {t}/run", "--device cuda", "no CUDA GPU", "use --device cpu",
         marks=NO_GPU),

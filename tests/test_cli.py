@@ -63,11 +63,12 @@ def test_train_then_eval_end_to_end_on_the_embedded_sample(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "proxyless", "train", "--zoo", "mobilenetv2_0.35", "--epochs", "1", "--limit-images",
-         "500", "--out", str(out)],
+         "500", "--threads", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "img/s" in done.stderr  # the progress bar, with throughput
+    assert "(1 process(es) of 1 thread(s))" in done.stderr  # --threads 1 on a machine of two cores or more
     assert (out / "checkpoint.pt").is_file() and (out / "metrics.csv").is_file()
     config = json.loads((out / "config.json").read_text())
     assert "500 training images used" in config["data"] and config["command"]["limit_images"] == 500

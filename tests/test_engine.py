@@ -130,6 +130,9 @@ def test_resume_changes_lists_every_refused_setting_and_allows_more_epochs():
         resume_changes(saved, {"search": {"epochs": 2}}, "run")
     assert resume_changes(saved, {"search": {"epochs": 6, "progress": False}, "new_setting": 1}, "run") == {
         "search.epochs": [4, 6], "search.progress": [True, False]}
+    # a machine's settings may change between sessions: loader workers, torch threads
+    assert resume_changes({"workers": 0, "threads": 2}, {"workers": 2, "threads": 1}, "run") == {
+        "workers": [0, 2], "threads": [2, 1]}
 
 
 def test_a_refused_setting_is_named_by_its_flag_with_the_value_that_flag_takes():

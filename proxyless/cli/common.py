@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+import torch
+
 from proxyless.arch_kinds import AnyArch, load_any_arch
 from proxyless.errors import UserError
 from proxyless.infra.atomic import read_json
@@ -76,7 +78,18 @@ def add_data_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--image-size", type=int, help="input size for ImageFolder data (default: the net's)")
     group.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    group.add_argument("--threads", type=int, default=0,
+                       help="torch threads of this process (0: torch's default, one per core); beside other busy "
+                            "processes give fewer (jobs sharing their cores with other work ran 5-10x slower)")
     return group
+
+
+def use_threads(args: argparse.Namespace) -> None:
+    """Run this process's torch ops on `--threads` threads (0: leave torch's default)."""
+    if args.threads < 0:
+        raise UserError(f"--threads must be 0 (torch's default) or more, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
 
 def add_run_flags(parser: argparse.ArgumentParser, command: str) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from proxyless.arch_kinds import AnyArch, any_arch_from_dict
-from proxyless.cli.common import add_command, add_data_flags, read_arch_file
+from proxyless.cli.common import add_command, add_data_flags, read_arch_file, use_threads
 from proxyless.data import load_splits
 from proxyless.errors import UserError, check_positive_flags
 from proxyless.infra.checkpoint import load_checkpoint, load_state, load_weights
@@ -37,6 +37,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     arch, net = _load_trained(args)
     check_positive_flags(args, "batch_size")
+    use_threads(args)
     device = resolve_device(args.device)
     splits = load_splits(args.data, arch.input_size, augment=False, progress=False)
     if len(splits.classes) != arch.num_classes:

@@ -6,7 +6,15 @@ import argparse
 import logging
 
 from proxyless.arch_kinds import get_any_space
-from proxyless.cli.common import add_command, add_data_flags, add_run_flags, check_extras, command_of, resumed_args
+from proxyless.cli.common import (
+    add_command,
+    add_data_flags,
+    add_run_flags,
+    check_extras,
+    command_of,
+    resumed_args,
+    use_threads,
+)
 from proxyless.errors import UserError
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
@@ -137,6 +145,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.resume:
         args = resumed_args(args, "search", before=BEFORE_FLAGS)
     check_extras(args)
+    use_threads(args)
     config = SearchConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,

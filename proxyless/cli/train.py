@@ -15,6 +15,7 @@ from proxyless.cli.common import (
     command_of,
     resolve_net,
     resumed_args,
+    use_threads,
 )
 from proxyless.data import limit_train, load_splits, native_image_size
 from proxyless.infra.device import resolve_device
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         arch, adaptable = resolve_net(args.arch, args.zoo)
     check_extras(args)
+    use_threads(args)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs, seed=args.seed,

@@ -3,7 +3,7 @@
 A run writes its settings beside its results when it starts. To resume it, the saved settings win:
 a setting given again with another value is refused, all of them listed in one line, except the
 few that may change between sessions (`RESUMABLE`: more epochs, progress bars, loader workers,
-checkpoint cadence, TensorBoard), which are applied and recorded under "resumed" in the settings file.
+torch threads, checkpoint cadence, TensorBoard), which are applied and recorded under "resumed" in the settings file.
 The same check serves the command line (its flags, saved under "command" in config.json) and the
 Python API (the nested configs of config.json).
 """
@@ -24,7 +24,7 @@ from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write_text, read_json
 
 # settings (leaf names) that may differ on a resume; `epochs` only grows
-RESUMABLE = frozenset({"epochs", "progress", "no_progress", "num_workers", "workers", "checkpoint_every",
+RESUMABLE = frozenset({"epochs", "progress", "no_progress", "num_workers", "workers", "threads", "checkpoint_every",
                        "tensorboard"})
 # settings whose flag is not their name, with how a value of the setting reads as that flag's value
 _FLAG_OF = {

@@ -201,8 +201,9 @@ class Searcher(ResumableRun):
         if self.family:
             log.info("a family of %d targets (%s) on one supernet: each its own α, the weights shared",
                      len(self.arms), ", ".join(arm.label for arm in self.arms))
-        log.info("searching %s on %s (%d train / %d valid images, %d process(es)) -> %s", self.supernet.space.name,
-                 self.source, len(self.train_set), len(self.valid), self.dist.world, self.run_dir)
+        log.info("searching %s on %s (%d train / %d valid images, %d process(es) of %d thread(s)) -> %s",
+                 self.supernet.space.name, self.source, len(self.train_set), len(self.valid), self.dist.world,
+                 torch.get_num_threads(), self.run_dir)
         log.info("%s weights, %s warmup paths; an arch step every %d weight steps, arch lr %.3g",
                  "entangled" if self.supernet.entangled else "independent",  # a tree space's edges: independent
                  self.config.sampling, self.config.arch_every, self.config.arch_lr)
