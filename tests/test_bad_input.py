@@ -275,7 +275,11 @@ ROWS = [
     row("valid size not a fraction", SEARCH + " --valid-size 1.5 --out {t}/run", "--valid-size must be a fraction"),
     row("more images than the data has", TRAIN + " --limit-images 13 --out {t}/run",
         "--limit-images must be in 1..11 (the data's training images), got 13"),
-    row("no images (search)", SEARCH + " --limit-images 0 --out {t}/run", "--limit-images must be in 1.."),
+    # refused before the data is read: the folder given last does not exist, and is not what is reported
+    row("no images (search)", SEARCH + " --limit-images 0 --data {w}/nowhere --out {t}/run",
+        "--limit-images must be a number of training images, 1 or more; got 0"),
+    row("no images", TRAIN + " --limit-images -5 --data {w}/nowhere --out {t}/run",
+        "--limit-images must be a number of training images, 1 or more; got -5"),
     row("negative threads", TRAIN + " --threads -1 --out {t}/run", "--threads must be 0 (torch's default) or more"),
     # device
     row("no GPU", TRAIN + " --device cuda --out {t}/run", "--device cuda", "no CUDA GPU", "use --device cpu",

@@ -17,7 +17,7 @@ from proxyless.cli.common import (
     resumed_args,
     use_threads,
 )
-from proxyless.data import limit_train, load_splits, native_image_size
+from proxyless.data import check_limit, limit_train, load_splits, native_image_size
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
 from proxyless.train import TrainConfig, train_net
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         arch, adaptable = resolve_net(args.arch, args.zoo)
     check_extras(args)
     use_threads(args)
+    check_limit(args.limit_images)  # before the decode of a large folder
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs, seed=args.seed,

@@ -9,7 +9,7 @@ from .download import download_cifar10
 from .errors import DataError
 from .loader import make_loader
 from .sources import native_image_size
-from .splits import Splits, limit_train, load_splits
+from .splits import Splits, check_limit, limit_train, load_splits
 
-__all__ = ["DataError", "Splits", "download_cifar10", "limit_train", "load_splits", "make_loader",
+__all__ = ["DataError", "Splits", "check_limit", "download_cifar10", "limit_train", "load_splits", "make_loader",
            "native_image_size"]

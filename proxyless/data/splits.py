@@ -69,12 +69,19 @@ def load_splits(source: str, image_size: int, *, valid_size: int | float = 0, se
                   classes=raw.classes, image_size=int(image_size), source=description)
 
 
+def check_limit(limit: int | None) -> None:
+    """Refuse a `limit` no data could meet (not a whole number of 1 or more) before any image is decoded."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1):
+        raise DataError(f"--limit-images must be a number of training images, 1 or more; got {limit!r}")
+
+
 def limit_train(splits: Splits, limit: int | None, seed: int = 0) -> Splits:
     """`splits` with only `limit` of its training images (drawn with `seed`; valid and test whole), for a
     quick trial of a recipe; `None` keeps them all."""
     if limit is None:
         return splits
-    if isinstance(limit, bool) or not isinstance(limit, Integral) or not 0 < limit <= len(splits.train):
+    check_limit(limit)
+    if limit > len(splits.train):
         raise DataError(f"--limit-images must be in 1..{len(splits.train)} (the data's training images), "
                         f"got {limit!r}")
     keep = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:limit]

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from proxyless.arch import save_arch
 from proxyless.arch_kinds import AnyArch, AnySpace, any_space_from_dict, get_any_space, on_space
-from proxyless.data import Splits, limit_train, load_splits
+from proxyless.data import Splits, check_limit, limit_train, load_splits
 from proxyless.errors import UserError
 from proxyless.infra.atomic import atomic_write_text, read_json
 from proxyless.infra.checkpoint import load_checkpoint, save_weights
@@ -84,6 +84,7 @@ def load_search_data(source: str, image_size: int, valid_size: float = 0.2, limi
     """`load_splits` with a held-out valid split for α, and optionally only `limit_images` training images."""
     if not 0 < valid_size < 1:
         raise UserError(f"--valid-size must be a fraction in (0, 1), got {valid_size}")
+    check_limit(limit_images)  # before the decode of a large folder
     splits = load_splits(source, image_size, valid_size=valid_size, seed=seed, progress=progress)
     return limit_train(splits, limit_images, seed)
 
