@@ -80,14 +80,13 @@ def train_variant(variant: str, space_name: str, op: str, args: argparse.Namespa
     if any(op not in layer for layer in names):
         raise SystemExit(f"--op {op} is not a candidate of every layer of {space_name}")
     path, largest = [layer.index(op) for layer in names], [m.largest() for m in mixed]
-    sizes = [len(m.specs) for m in mixed]
+    sizes, generator = [len(m.specs) for m in mixed], torch.Generator().manual_seed(args.seed)
     planners: dict[str, Callable[[int], list[int]]] = {
         "fixed": lambda step: path,
         "fair-largest": lambda step: fair_largest_plan(sizes, largest, args.seed, step),
         "fair": lambda step: fair_plan(sizes, args.seed, step),
-        "uniform": lambda step: [int(torch.randint(n, (1,), generator=generator)) for n in sizes],
+        "uniform": lambda step: supernet.sample_single(generator, uniform=True),  # the search's own draw
     }
-    generator = torch.Generator().manual_seed(args.seed)
     if variant == "standalone":
         net = build_net(supernet.arch_of(path))
         init_weights(net, zero_residual=tuple(m.body for m in net.modules() if isinstance(m, Residual)))

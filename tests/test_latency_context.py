@@ -15,17 +15,12 @@ from proxyless.latency.keys import Context, all_keys, arch_keys
 from proxyless.latency.lut import LatencyTableError, load_lut
 from proxyless.latency.measure import MeasureConfig, Reference, build_lut, measure_archs, reference_arch
 from proxyless.net import build_net
+from proxyless.profile import count_params
 from proxyless.space import PROXYLESS_IMAGENET
 from proxyless.tree.space import TREE_TINY
 
 TINY = tiny_space(zero_when_shape_kept=True)
-
-
 QUICK = MeasureConfig(batch=1, threads=1, calls_per_sample=2, warmup_calls=1, min_rounds=2, max_rounds=3)
-
-
-def net_size(arch) -> int:
-    return sum(p.numel() for p in build_net(arch).parameters())
 
 
 def test_every_cycle_of_the_covering_set_holds_every_candidate_of_every_layer():
@@ -116,12 +111,12 @@ def test_pairing_cancels_a_machine_that_slows_down_between_calls(monkeypatch):
     calls = itertools.count()
 
     def drifting_timer(net, shape, backend, threads, warmup_calls):
-        size = sum(p.numel() for p in net.parameters())
+        size = count_params(net)
         return lambda n: size * 1.02 ** next(calls)
 
     monkeypatch.setattr(measure_module, "make_timer", drifting_timer)
     first, second = reference_arch(TINY), covering_archs(TINY, cycles=1)[0]
-    true_ratio = net_size(second) / net_size(first)
+    true_ratio = count_params(build_net(second)) / count_params(build_net(first))
     assert abs(true_ratio - 1) > 0.05  # two nets of different cost
     config = replace(QUICK, min_rounds=6, max_rounds=6)
     reference = Reference(reference_arch(TINY), "torch-cpu", config, window=1)
