@@ -7,8 +7,8 @@ starts at zero in the supernet (`--residual-init zero`), is still 0.01-0.05, so 
 those layers and cannot rank depth. The trained nets do not show whether that is the supernet's doing:
 a standalone net starts its γ at one.
 
-This script trains, from the same zero residual scale, on the embedded CIFAR-10 sample, with the same
-batches in the same order:
+This script trains, from the same residual scale (`--init-scale`, default zero), on the embedded CIFAR-10
+sample, with the same batches in the same order:
 
     standalone     one net alone (every layer its `--op`, `zero` nowhere)
     fixed          the entangled supernet, always on that net's path
@@ -74,7 +74,7 @@ def path_scale(supernet: SuperNet, plan: list[int]) -> float:
 def train_variant(variant: str, space_name: str, op: str, args: argparse.Namespace) -> list[dict]:
     """`args.steps` SGD steps of one variant; a row every `args.every` steps."""
     torch.manual_seed(args.seed)
-    supernet = SuperNet(get_space(space_name), entangled=True, zero_init_residual=True)
+    supernet = SuperNet(get_space(space_name), entangled=True, residual_init=args.init_scale)
     mixed = supernet.mixed_ops()
     names = [[str(spec) for spec in m.specs] for m in mixed]
     if any(op not in layer for layer in names):
@@ -89,7 +89,8 @@ def train_variant(variant: str, space_name: str, op: str, args: argparse.Namespa
     }
     if variant == "standalone":
         net = build_net(supernet.arch_of(path))
-        init_weights(net, zero_residual=tuple(m.body for m in net.modules() if isinstance(m, Residual)))
+        init_weights(net, residual=tuple(m.body for m in net.modules() if isinstance(m, Residual)),
+                     residual_scale=args.init_scale)
         residuals = [m.body.project[1].weight for m in net.modules() if isinstance(m, Residual)]
         model, parameters = net, net
         scales = lambda: (statistics.fmean(float(w.abs().mean()) for w in residuals), None)  # noqa: E731
@@ -131,7 +132,8 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
         largest = "–" if row["largest_gamma"] is None else f"{row['largest_gamma']:.4f}"
         lines.append(f"| {row['variant']} | {row['step']} | {row['path_gamma']:.4f} | {largest} | {row['loss']:.3f} |")
     lines += ["", f"Reproduce: `python benchmarks/residual_scale.py --steps {args.steps} --every {args.every} "
-                  f"--variants {' '.join(args.variants)}`"]
+                  f"--variants {' '.join(args.variants)}"
+                  f"{f' --init-scale {args.init_scale:g}' if args.init_scale else ''}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--init-scale", type=float, default=0.0, help="the scale the residual branches start at")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="residual_scale")

@@ -63,7 +63,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "entangled-fair-lr0.1": {"weights": "entangled", "sampling": "fair", "lr": 0.1},
     "entangled-fair-warmup1": {"weights": "entangled", "sampling": "fair", "warmup_epochs": 1},
     "entangled-fair-warmup5": {"weights": "entangled", "sampling": "fair", "warmup_epochs": 5},
-    "entangled-fair-unit-residual": {"weights": "entangled", "sampling": "fair", "zero_init_residual": False},
+    "entangled-fair-unit-residual": {"weights": "entangled", "sampling": "fair", "residual_init": 1.0},
     # every other warmup step the path with every weight (a one-path sandwich rule, `search.sampling`)
     "entangled-fair-largest": {"weights": "entangled", "sampling": "fair-largest"},
     # weight steps never take an identity: the supernet trained at full depth (does α stop over-keeping them?)

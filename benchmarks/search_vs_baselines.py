@@ -927,14 +927,19 @@ def _missed_note(first: dict) -> str:
             f"MobileNetV2's {first['goal_ms']:.1f} ms")
 
 
+RESIDUAL_FROM = {0.0: "zero", 1.0: "unit scale"}  # a search's `residual_init` in the report's words
+
+
 def search_settings(run: Path) -> str:
     """A search run's settings that `proxyless search` scales to the budget or the benchmark may change."""
     settings = json.loads((run / "config.json").read_text())["search"]
+    if "zero_init_residual" in settings:  # saved before the scale could be any number
+        settings["residual_init"] = 0.0 if settings["zero_init_residual"] else 1.0
+    scale = settings.get("residual_init")
     return ", ".join(f"{k} {'by budget' if settings[k] is None else settings[k]}"
                      for k in ("epochs", "warmup_epochs", "lr", "arch_lr", "arch_every", "weights", "sampling")
                      if k in settings) + (
-        f", residual branches from {'zero' if settings['zero_init_residual'] else 'unit scale'}"
-        if "zero_init_residual" in settings else "")
+        "" if scale is None else f", residual branches from {RESIDUAL_FROM.get(scale, f'scale {scale:g}')}")
 
 
 def searched_space(run: Path) -> str:
@@ -1085,9 +1090,9 @@ def main() -> None:
                         help="with --round: also search the round's family again from scratch, beside a training "
                         "of its first target's net (an extra seed), to time the round's search as the first "
                         "round's is timed (after the round's trainings, before other rounds')")
-    parser.add_argument("--round-residual-init", choices=("zero", "unit"),
-                        help="with --round: the round's supernet starts its residual branches at this scale "
-                        "(`proxyless search --residual-init`; default: its own)")
+    parser.add_argument("--round-residual-init", metavar="SCALE",
+                        help="with --round: the round's supernet starts its residual branches at this scale: zero, "
+                        "unit or a number between (`proxyless search --residual-init`; default: its own)")
     parser.add_argument("--round-sampling", choices=SAMPLINGS,
                         help="with --round: the round's supernet's warmup paths (`proxyless search --sampling`; "
                         "default: its own)")

@@ -68,11 +68,11 @@ def shortcut_block(body: nn.Module) -> nn.Module:
     return body
 
 
-def init_weights(model: nn.Module, zero_residual: tuple[InvertedResidual, ...] = ()) -> None:
+def init_weights(model: nn.Module, residual: tuple[InvertedResidual, ...] = (), residual_scale: float = 0.0) -> None:
     """He init for convs (fan-out), unit BN, small normal init for the classifier.
 
-    The last BN of every body in `zero_residual` starts at zero, so those residual branches start as
-    the identity. The supernet uses it for its shape-keeping candidates: the scale of the residual
+    The last BN of every body in `residual` starts at `residual_scale` (0: those residual branches start
+    as the identity). The supernet uses it for its shape-keeping candidates: the scale of the residual
     stream then does not jump when the sampled path changes.
     """
     for module in model.modules():
@@ -84,8 +84,8 @@ def init_weights(model: nn.Module, zero_residual: tuple[InvertedResidual, ...] =
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0, 0.01)
             nn.init.zeros_(module.bias)
-    for body in zero_residual:
-        nn.init.zeros_(body.project[1].weight)  # project = conv, BN
+    for body in residual:
+        nn.init.constant_(body.project[1].weight, residual_scale)  # project = conv, BN
 
 
 @overload

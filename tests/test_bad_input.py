@@ -273,6 +273,10 @@ ROWS = [
     row("warmup not below epochs", SEARCH + " --epochs 2 --warmup-epochs 2 --out {t}/run",
         "--warmup-epochs must be in [0, --epochs)"),
     row("valid size not a fraction", SEARCH + " --valid-size 1.5 --out {t}/run", "--valid-size must be a fraction"),
+    row("residual init not a scale", SEARCH + " --residual-init half --out {t}/run",
+        "--residual-init: must be zero, unit or a scale in [0, 1], got 'half'"),
+    row("residual init above unit", SEARCH + " --residual-init 1.5 --data {w}/nowhere --out {t}/run",
+        "--residual-init must be zero, unit or a scale in [0, 1], got 1.5"),
     row("more images than the data has", TRAIN + " --limit-images 13 --out {t}/run",
         "--limit-images must be in 1..11 (the data's training images), got 13"),
     # refused before the data is read: the folder given last does not exist, and is not what is reported

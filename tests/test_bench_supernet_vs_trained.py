@@ -57,7 +57,7 @@ def test_residual_scales_start_at_zero_in_the_optional_layers_only():
     for entangled in (True, False):
         scales = residual_scales(SuperNet(SPACE, entangled=entangled))
         assert scales == {"optional": [0.0, 0.0], "fixed": [1.0, 1.0]}
-        grown = SuperNet(SPACE, entangled=entangled, zero_init_residual=False)
+        grown = SuperNet(SPACE, entangled=entangled, residual_init=1.0)
         assert residual_scales(grown)["optional"] == [1.0, 1.0]
 
 

@@ -138,8 +138,8 @@ def test_resume_changes_lists_every_refused_setting_and_allows_more_epochs():
 def test_a_refused_setting_is_named_by_its_flag_with_the_value_that_flag_takes():
     """The Python API saves settings by field name; the refusal speaks in the CLI's flags and their values,
     so a search resumed with the other residual init is told `--residual-init`, not a flag that does not exist."""
-    saved = {"search": {"zero_init_residual": True, "channels_last": True, "num_workers": 2}}
-    given = {"search": {"zero_init_residual": False, "channels_last": False, "num_workers": 4}}
+    saved = {"search": {"residual_init": 0.0, "channels_last": True, "num_workers": 2}}
+    given = {"search": {"residual_init": 1.0, "channels_last": False, "num_workers": 4}}
     with pytest.raises(UserError, match=r"these differ: --channels-first on \(saved: off\), "
                                         r"--residual-init unit \(saved: zero\); drop") as refused:
         resume_changes(saved, given, "run")

@@ -164,8 +164,8 @@ def test_state_dict_round_trip():
 
 @pytest.mark.parametrize("entangled", [False, True])
 def test_residual_branches_start_as_identity_unless_asked_to_start_at_full_scale(entangled):
-    """Shape-keeping candidates' project BNs start at zero by default and at one with zero_init_residual=False;
-    a stride or width change (no shortcut) is never zeroed."""
+    """Shape-keeping candidates' project BNs start at zero by default, at one with residual_init=1 and at 0.2
+    with 0.2; a stride or width change (no shortcut) always starts at one."""
     def project_gammas(net: SuperNet) -> list[tuple[bool, float]]:
         rows = []
         for block, mixed in zip(net.blocks, net.mixed_ops()):
@@ -175,7 +175,9 @@ def test_residual_branches_start_as_identity_unless_asked_to_start_at_full_scale
         return rows
 
     zeroed = project_gammas(SuperNet(TINY, entangled=entangled))
-    full = project_gammas(SuperNet(TINY, entangled=entangled, zero_init_residual=False))
+    full = project_gammas(SuperNet(TINY, entangled=entangled, residual_init=1.0))
+    small = project_gammas(SuperNet(TINY, entangled=entangled, residual_init=0.2))
     assert {shortcut for shortcut, _ in zeroed} == {True, False}  # both kinds of layer are checked
     assert all(gamma == (0.0 if shortcut else 1.0) for shortcut, gamma in zeroed)
     assert all(gamma == 1.0 for _, gamma in full)
+    assert all(gamma == pytest.approx(0.2 if shortcut else 1.0) for shortcut, gamma in small)

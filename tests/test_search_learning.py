@@ -190,35 +190,42 @@ def test_resuming_a_run_from_before_the_weights_flag_keeps_independent_weights(t
 
 
 def test_residual_init_flag_reaches_the_supernet_and_a_run_from_before_it_resumes_zeroed(tmp_path):
-    """`--residual-init unit` starts the shape-keeping residual branches at full scale (the default: as the
-    identity), is saved with the run, and a run saved before the flag existed resumes as zero-init."""
+    """`--residual-init 0.5` starts the shape-keeping residual branches at that scale (the default: zero, as
+    the identity), is saved with the run, and a run saved before the flag existed resumes as zero-init."""
     space = tmp_path / "tiny32.yaml"
     dump_space(tiny32_space(), space)
     argv = [sys.executable, "-m", "proxyless", "search", "--space", str(space), "--limit-images", "64",
             "--batch-size", "32", "--epochs", "1", "--no-progress", "--no-measure", "--lr", "0.001"]
     root = Path(__file__).resolve().parents[1]
     gammas = {}
-    for init in ("zero", "unit"):
+    for init, scale in (("zero", 0.0), ("0.50", 0.5)):
         run = tmp_path / init
         done = subprocess.run(argv + ["--out", str(run), "--residual-init", init], capture_output=True, text=True,
                               timeout=300, cwd=root)
         assert done.returncode == 0, done.stderr[-1000:]
-        assert json.loads((run / "config.json").read_text())["search"]["zero_init_residual"] is (init == "zero")
+        settings = json.loads((run / "config.json").read_text())
+        assert settings["search"]["residual_init"] == scale
+        assert settings["command"]["residual_init"] == ("zero" if init == "zero" else "0.5")  # one spelling
         supernet = supernet_of(load_checkpoint(run / "checkpoint.pt"), str(run))
-        gammas[init] = [float(norms.project.weight.abs().mean()) for block, mixed in
+        gammas[init] = [float(norms.project.weight.detach().abs().mean()) for block, mixed in
                         zip(supernet.blocks, supernet.mixed_ops()) if block.shortcut
                         for norms in mixed.shared.norms.values()]
-    assert gammas["zero"] and max(gammas["zero"]) < 0.05 < 0.9 < min(gammas["unit"])  # two steps at lr 0.001
+    assert gammas["zero"] and max(gammas["zero"]) < 0.05  # two steps at lr 0.001
+    assert 0.45 < min(gammas["0.50"]) <= max(gammas["0.50"]) < 0.55
     old = tmp_path / "zero" / "config.json"
     settings = json.loads(old.read_text())
     del settings["command"]["residual_init"]  # as a run from before the flag saved it
+    settings["search"]["zero_init_residual"] = settings["search"].pop("residual_init")  # ... and the scale
     old.write_text(json.dumps(settings))
     resumed = subprocess.run(argv[:4] + ["--resume", str(tmp_path / "zero"), "--epochs", "2"], capture_output=True,
                              text=True, timeout=300, cwd=root)
     assert resumed.returncode == 0, resumed.stderr[-1000:]  # as zero-init: else its saved settings would differ
-    flipped = subprocess.run(argv[:4] + ["--resume", str(tmp_path / "unit"), "--residual-init", "zero"],
+    flipped = subprocess.run(argv[:4] + ["--resume", str(tmp_path / "0.50"), "--residual-init", "0.5"],
                              capture_output=True, text=True, timeout=300, cwd=root)
-    assert flipped.returncode == 2 and "--residual-init" in flipped.stderr  # a run keeps the init it started with
+    assert flipped.returncode == 0, flipped.stderr[-1000:]  # the same scale, spelt otherwise
+    flipped = subprocess.run(argv[:4] + ["--resume", str(tmp_path / "0.50"), "--residual-init", "zero"],
+                             capture_output=True, text=True, timeout=300, cwd=root)
+    assert flipped.returncode == 2 and "--residual-init zero (saved: 0.5)" in flipped.stderr  # a run keeps its init
 
 
 def test_a_two_sided_controller_pushes_a_too_fast_net_up_and_a_slow_one_down():

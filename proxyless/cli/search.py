@@ -18,6 +18,7 @@ from proxyless.cli.common import (
 from proxyless.errors import UserError
 from proxyless.infra.device import resolve_device
 from proxyless.infra.distributed import Dist
+from proxyless.infra.settings import RESIDUAL_INITS, residual_init_name
 from proxyless.latency.loss import KINDS
 from proxyless.search.hardware import CONTROLLERS, DERIVE_DEPTHS, LatencyTarget, describe_latency, parse_target
 from proxyless.search.loop import WEIGHTS, SearchConfig
@@ -65,10 +66,9 @@ def register(subparsers) -> None:
     group.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
                        help="warmup paths: uniform, fair (each candidate of each layer once per cycle), or "
                             "fair-largest (every other step the path with the most weights, fair between)")
-    group.add_argument("--residual-init", choices=("zero", "unit"),
-                       default="zero" if defaults.zero_init_residual else "unit",
-                       help="residual branches of shape-keeping candidates start as the identity (zero: their "
-                            "project BN at 0) or at full scale (unit: at 1, as the paper's code)")
+    group.add_argument("--residual-init", type=residual_init_word, default=residual_init_name(defaults.residual_init),
+                       help="the scale residual branches of shape-keeping candidates start at: zero (their project "
+                            "BN at 0: the identity), unit (at 1, as the paper's code) or a number between")
     group.add_argument("--full-depth-weights", action="store_true",
                        help="weight steps never take a layer's identity (zero, or a skip that keeps the shape), so "
                             "the weights train at full depth and only the architecture steps try a layer away")
@@ -149,7 +149,7 @@ def run_search(args: argparse.Namespace) -> int:
     config = SearchConfig(
         epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
         arch_lr=args.arch_lr, arch_every=args.arch_every, strategy=args.strategy, mode=args.mode, seed=args.seed,
-        weights=args.weights, sampling=args.sampling, zero_init_residual=args.residual_init == "zero",
+        weights=args.weights, sampling=args.sampling, residual_init=residual_init_scale(args.residual_init),
         full_depth_weights=args.full_depth_weights, bn_batches=args.bn_batches,
         checkpoint_every=args.checkpoint_every, num_workers=args.workers, progress=not args.no_progress,
         tensorboard=args.tensorboard,
@@ -182,6 +182,21 @@ def print_result(result: SearchResult, data: str, member: bool) -> None:
     for line in describe_latency(result.latency) if result.latency else []:
         print(line)
     print(f"wrote {result.arch_json}  (train it: proxyless train --arch {result.arch_json} --data {data})")
+
+
+def residual_init_scale(text: str) -> float:
+    """`--residual-init`'s value as a scale: zero -> 0, unit -> 1, '0.2' -> 0.2 (SearchConfig checks the range)."""
+    if text in RESIDUAL_INITS:
+        return RESIDUAL_INITS[text]
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be zero, unit or a scale in [0, 1], got {text!r}") from None
+
+
+def residual_init_word(text: str) -> str:
+    """`--residual-init`'s value in one spelling ('0' -> 'zero', '0.20' -> '0.2'), so a resume compares like."""
+    return residual_init_name(residual_init_scale(text))
 
 
 def latency_targets(args: argparse.Namespace) -> list[LatencyTarget]:

@@ -31,8 +31,16 @@ _FLAG_OF = {
     "num_workers": ("--workers", str),
     "progress": ("--no-progress", lambda shown: "off" if shown else "on"),
     "channels_last": ("--channels-first", lambda last: "off" if last else "on"),
-    "zero_init_residual": ("--residual-init", lambda zero: "zero" if zero else "unit"),
+    # the scale in config.json's settings, the flag's word in its command
+    "residual_init": ("--residual-init", lambda scale: scale if isinstance(scale, str) else residual_init_name(scale)),
 }
+# `--residual-init`'s words for the scales a residual branch may start at (`SearchConfig.residual_init`)
+RESIDUAL_INITS = {"zero": 0.0, "unit": 1.0}
+
+
+def residual_init_name(scale: float) -> str:
+    """The `--residual-init` word for a scale: 0 -> 'zero', 1 -> 'unit', 0.2 -> '0.2'."""
+    return next((name for name, value in RESIDUAL_INITS.items() if value == scale), f"{scale:g}")
 
 
 def flag_name(key: str) -> str:
@@ -42,7 +50,7 @@ def flag_name(key: str) -> str:
 
 
 def _flag_value(key: str, value: Any) -> str:
-    """A setting's value as its flag says it: zero_init_residual False -> 'unit', progress True -> 'off'."""
+    """A setting's value as its flag says it: progress True -> 'off'."""
     leaf = key.rsplit(".", 1)[-1]
     if leaf in _FLAG_OF:
         return _FLAG_OF[leaf][1](value)

@@ -77,10 +77,10 @@ class EntangledMBConv(nn.Module):
         """The candidate's mid width, as `InvertedResidual` computes it."""
         return round(self.in_ch * op.expand)
 
-    def reset_parameters(self, zero_residual: bool = True) -> None:
+    def reset_parameters(self, residual_init: float = 0.0) -> None:
         """As `proxyless.net.init_weights` does for independent candidates: He fan-out for the convs
-        (fan-out of the largest shape), unit BNs, and, with `zero_residual`, where the layer keeps its
-        shape each candidate's project BN at zero, so its residual branch starts as the identity."""
+        (fan-out of the largest shape), unit BNs, and, where the layer keeps its shape, each candidate's
+        project BN at `residual_init` (0: its residual branch starts as the identity)."""
         for weight in (self.expand_weight, self.depthwise_weight, self.project_weight):
             if weight is not None:
                 nn.init.kaiming_normal_(weight, mode="fan_out")
@@ -90,8 +90,8 @@ class EntangledMBConv(nn.Module):
                     bn.reset_running_stats()
                     nn.init.ones_(bn.weight)
                     nn.init.zeros_(bn.bias)
-            if self.keeps_shape and zero_residual:
-                nn.init.zeros_(norms.project.weight)
+            if self.keeps_shape:
+                nn.init.constant_(norms.project.weight, residual_init)
 
     def weights(self, op: MBConv) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """The slices of candidate `op`: (expand or None when e == 1, depthwise, project).

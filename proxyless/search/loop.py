@@ -67,11 +67,11 @@ class SearchConfig:
     # do not train (the probe's loss 2.33 -> 2.27 against 1.60 on a fixed path; entangled 1.73)
     weights: str = "entangled"  # or "independent" (the paper's): each candidate its own weights
     sampling: str = "fair"  # warmup paths: "fair", "fair-largest" or "uniform" (see `search.sampling`)
-    # residual branches of shape-keeping candidates start as the identity (project BN at zero). In a short
-    # search they barely grow (|γ| 0.005-0.02 after 8 epochs on NAS-Bench-Macro), so the supernet sees an
-    # MBConv and a skip there alike; starting them at full scale (False) did not rank nets better there
+    # the scale (project BN γ) the residual branches of shape-keeping candidates start at; 0: as the identity.
+    # In a short search they barely grow (|γ| 0.005-0.02 after 8 epochs on NAS-Bench-Macro), so the supernet
+    # sees an MBConv and a skip there alike; starting them at full scale (1) did not rank nets better there
     # (benchmarks/search_quality.py, variant entangled-fair-unit-residual)
-    zero_init_residual: bool = True
+    residual_init: float = 0.0
     # weight steps never take a layer's identity (zero, or a shape-keeping skip): the weights train at full
     # depth and only the architecture steps try a layer away, so removing one costs what it costs a net that
     # relies on it. The idea: sampled identities train the supernet like stochastic depth, robust to a
@@ -98,6 +98,8 @@ class SearchConfig:
             raise UserError("--lr and --arch-lr must be positive")
         if self.weights not in WEIGHTS:
             raise UserError(f"--weights must be {' or '.join(WEIGHTS)}, got {self.weights!r}")
+        if not 0.0 <= self.residual_init <= 1.0:
+            raise UserError(f"--residual-init must be zero, unit or a scale in [0, 1], got {self.residual_init}")
         if self.sampling not in SAMPLINGS:
             raise UserError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.bn_batches < 0:

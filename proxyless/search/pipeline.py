@@ -144,7 +144,7 @@ def _search(space: AnySpace | str, data: Splits | str, config: SearchConfig | No
     # α's step size and count for this budget; saved as given (None: scaled), so a resume may add epochs
     config = with_arch_budget(config, len(data.train), dist.world, arch_turns(config, len(targets)))
     torch.manual_seed(config.seed)
-    supernet = make_supernet(fitted, config.weights == "entangled", config.zero_init_residual)
+    supernet = make_supernet(fitted, config.weights == "entangled", config.residual_init)
     objectives = [latency_objective(t, supernet, deployed) for t in targets] or [None]
     arms = [Arm(target_label(t.target_ms) if len(targets) > 1 else "", make_strategy(supernet, config, o, dist),
                 derive_rule(o, t.derive_top if t else 0, data.valid, config.seed) or argmax_rule)
@@ -242,12 +242,12 @@ def derive_from_run(run_dir: str | Path, *, out: str | Path | None = None, inher
     return DeriveResult(arch, arch_json, how, report, weights)
 
 
-def make_supernet(space: AnySpace, entangled: bool = False, zero_init_residual: bool = True) -> SuperNet | TreeSuperNet:
+def make_supernet(space: AnySpace, entangled: bool = False, residual_init: float = 0.0) -> SuperNet | TreeSuperNet:
     """The supernet of either kind of space. A tree-cell space's edges have independent candidates: entangled
     weights and zero-initialised residuals are MBConv ideas, and ignored there."""
     if isinstance(space, TreeSpace):
         return TreeSuperNet(space)
-    return SuperNet(space, entangled=entangled, zero_init_residual=zero_init_residual)
+    return SuperNet(space, entangled=entangled, residual_init=residual_init)
 
 
 def supernet_of(state: dict[str, Any], where: str, member: str | None = None) -> SuperNet | TreeSuperNet:

@@ -11,8 +11,8 @@ Module names match `ProxylessNet`, so a derived network can inherit the supernet
 
 `SuperNet(space, entangled=True)` shares one weight set among the MBConv candidates of each layer
 (see `proxyless.search.entangled`); the default keeps the paper's independent candidates.
-`zero_init_residual=False` starts the residual branches of shape-keeping candidates at full scale
-(unit project BN) instead of as the identity.
+`residual_init` is the scale the residual branches of shape-keeping candidates start at (their project
+BN's γ): 0, the default, starts them as the identity, 1 at full scale as a standalone net.
 """
 
 from __future__ import annotations
@@ -106,9 +106,9 @@ class SupernetBase(nn.Module):
 
 class SuperNet(SupernetBase):
     """Every candidate of every layer of `space`; `entangled` makes each layer's MBConvs share weights;
-    `zero_init_residual` starts every residual branch as the identity (see `proxyless.net.init_weights`)."""
+    `residual_init` is where every residual branch's scale starts (see `proxyless.net.init_weights`)."""
 
-    def __init__(self, space: SearchSpace, entangled: bool = False, zero_init_residual: bool = True) -> None:
+    def __init__(self, space: SearchSpace, entangled: bool = False, residual_init: float = 0.0) -> None:
         super().__init__()
         self.space = space
         self.entangled = entangled
@@ -123,10 +123,10 @@ class SuperNet(SupernetBase):
             op for block in self.blocks if block.shortcut for op in block.mixed.candidates
             if isinstance(op, InvertedResidual)
         )
-        init_weights(self, zero_residual=shortcut_bodies if zero_init_residual else ())
+        init_weights(self, residual=shortcut_bodies, residual_scale=residual_init)
         for mixed in self.mixed_ops():
-            if mixed.shared is not None:  # init_weights reset its BNs (zeroed project BNs included)
-                mixed.shared.reset_parameters(zero_residual=zero_init_residual)
+            if mixed.shared is not None:  # init_weights reset its BNs (the residual scales included)
+                mixed.shared.reset_parameters(residual_init=residual_init)
 
     def forward(self, x: torch.Tensor, plan: Plan) -> torch.Tensor:
         assert len(plan) == len(self.blocks), (len(plan), len(self.blocks))
