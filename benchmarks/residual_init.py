@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import proxyless as px  # noqa: E402
 from common import RESULTS, environment, write_results  # noqa: E402
+from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
@@ -51,7 +52,7 @@ def run_search(scale: float, data, args: argparse.Namespace) -> tuple[Path, floa
     px.search_arch(str(args.space), data, config, out=run_dir, resume=resume, overwrite=not resume,
                    latency=px.LatencyTarget(lut=str(args.lut), target_ms=args.target_ms, measure=False))
     seconds = time.perf_counter() - started
-    (run_dir / "residual_init.json").write_text(json.dumps({"search_s": seconds, "resumed": resume}) + "\n")
+    atomic_write_text(run_dir / "residual_init.json", json.dumps({"search_s": seconds, "resumed": resume}) + "\n")
     return run_dir, seconds
 
 

@@ -66,6 +66,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "entangled-fair-unit-residual": {"weights": "entangled", "sampling": "fair", "residual_init": 1.0},
     # every other warmup step the path with every weight (a one-path sandwich rule, `search.sampling`)
     "entangled-fair-largest": {"weights": "entangled", "sampling": "fair-largest"},
+    # ... with the residual branches started at a quarter scale (`residual_init.py`: the supernet sees depth)
+    "entangled-fair-largest-residual0.25": {"weights": "entangled", "sampling": "fair-largest", "residual_init": 0.25},
     # weight steps never take an identity: the supernet trained at full depth (does α stop over-keeping them?)
     "entangled-fair-full-depth": {"weights": "entangled", "sampling": "fair", "full_depth_weights": True},
     # an arch step after every weight step: 3x the α steps of the default budget's every 3rd, so z (the α
