@@ -9,7 +9,7 @@ with its optional layers set alike (zero / the first candidate / the last) and i
 as `supernet_vs_trained.py` does: a supernet that sees depth scores the deeper nets higher.
 
     python benchmarks/residual_init.py --data benchmarks/results/search_vs_baselines_runs/data \
-        --scales 0 0.25 --epochs 8 --limit-images 5000     # about 15 minutes per scale on one thread
+        --scales 0 0.25 --epochs 8 --limit-images 8000     # about 45 minutes per scale on one thread
 
 Each search is resumable in `--out`/scale_<s>; a finished one is read back. Writes
 benchmarks/results/<name>.{json,md} after every scale.
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--warmup-epochs", type=int, default=2)
     parser.add_argument("--sampling", default="fair-largest")
-    parser.add_argument("--limit-images", type=int, default=5000)
+    parser.add_argument("--limit-images", type=int, default=8000)
     parser.add_argument("--images", type=int, default=1000, help="valid images per scored net")
     parser.add_argument("--bn-batches", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
