@@ -31,6 +31,7 @@ import proxyless as px  # noqa: E402
 from common import RESULTS, environment, write_results  # noqa: E402
 from proxyless.infra.atomic import atomic_write_text  # noqa: E402
 from proxyless.infra.checkpoint import load_checkpoint  # noqa: E402
+from proxyless.infra.run_files import read_metrics  # noqa: E402
 from proxyless.latency.lut import load_lut  # noqa: E402
 from proxyless.latency.predict import LatencyModel  # noqa: E402
 from proxyless.search.pipeline import supernet_of  # noqa: E402
@@ -42,9 +43,9 @@ LUT = RESULTS / "pinned" / "lut_proxyless-cifar-w075_torch-cpu_b32.json"
 
 def run_search(scale: float, data, args: argparse.Namespace) -> tuple[Path, float]:
     """The search at residual start `scale` (resumed if interrupted), and its wall time in this call."""
-    run_dir = args.out / f"scale_{scale:g}"
-    if (run_dir / "arch.json").is_file():
-        return run_dir, json.loads((run_dir / "residual_init.json").read_text())["search_s"]
+    run_dir, done = args.out / f"scale_{scale:g}", args.out / f"scale_{scale:g}" / "residual_init.json"
+    if done.is_file():  # written last: the search and its derivation are finished
+        return run_dir, json.loads(done.read_text())["search_s"]
     config = px.SearchConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, sampling=args.sampling,
                              residual_init=scale, seed=args.seed, progress=False)
     resume = (run_dir / "checkpoint.pt").is_file()
@@ -52,7 +53,7 @@ def run_search(scale: float, data, args: argparse.Namespace) -> tuple[Path, floa
     px.search_arch(str(args.space), data, config, out=run_dir, resume=resume, overwrite=not resume,
                    latency=px.LatencyTarget(lut=str(args.lut), target_ms=args.target_ms, measure=False))
     seconds = time.perf_counter() - started
-    atomic_write_text(run_dir / "residual_init.json", json.dumps({"search_s": seconds, "resumed": resume}) + "\n")
+    atomic_write_text(done, json.dumps({"search_s": seconds, "resumed": resume}) + "\n")
     return run_dir, seconds
 
 
@@ -62,7 +63,7 @@ def score_run(run_dir: Path, data, args: argparse.Namespace) -> dict:
     arch = px.load_arch(run_dir / "arch.json")
     scorer = Scorer(supernet, data.valid, data.train, args.images, args.bn_batches, seed=args.seed)
     model = LatencyModel(supernet.space, load_lut(args.lut))
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = read_metrics(run_dir)
     nets = [arch, *depth_variants(arch), *expansion_variants(arch)]
     optional = [any(slot.is_identity(op) for op in slot.candidates) for slot in arch.space.layers()]
     kept = sum(not slot.is_identity(op) for slot, op, free in zip(arch.space.layers(), arch.ops, optional) if free)
