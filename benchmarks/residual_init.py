@@ -43,7 +43,8 @@ LUT = RESULTS / "pinned" / "lut_proxyless-cifar-w075_torch-cpu_b32.json"
 
 def run_search(scale: float, data, args: argparse.Namespace) -> tuple[Path, float]:
     """The search at residual start `scale` (resumed if interrupted), and its wall time in this call."""
-    run_dir, done = args.out / f"scale_{scale:g}", args.out / f"scale_{scale:g}" / "residual_init.json"
+    run_dir = args.out / f"scale_{scale:g}"
+    done = run_dir / "residual_init.json"
     if done.is_file():  # written last: the search and its derivation are finished
         return run_dir, json.loads(done.read_text())["search_s"]
     config = px.SearchConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, sampling=args.sampling,
